@@ -1,0 +1,58 @@
+# hwnas — every target creates the virtual environment it needs.
+SHELL := /bin/bash
+PY_SYS ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+TORCH_PIN ?= torch==2.13.0
+export WANDB_MODE ?= offline
+export PYTHONUNBUFFERED := 1
+
+.DEFAULT_GOAL := help
+
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PY_SYS) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	# torch first and pinned: the CPU wheel; a bare `torch` would pull a multi-GB CUDA build.
+	$(PIP) install -q $(TORCH_PIN)
+	$(PIP) install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed ## Create .venv and install hwnas with dev extras (torch pinned first)
+
+search: install ## Run the main job: a small hardware-aware Pareto search on synthetic faces
+	$(PY) src/search.py $(ARGS)
+
+train: install ## Train the baseline architecture at mini scale, export ONNX
+	$(PY) src/train.py $(ARGS)
+
+profile: install ## Profile one architecture on a hardware target (hardware=..., arch=...)
+	$(PY) src/profile.py $(ARGS)
+
+test: install ## Fast test tier (unit + contracts + quick integration); slow tests deselected
+	$(PY) -m pytest -q -m "not slow" $(ARGS)
+
+test-full: install ## Every test, including slow end-to-end searches
+	$(PY) -m pytest -q $(ARGS)
+
+bench-profile: install ## Benchmark profilers: repeatability, time per candidate, estimate-vs-measured rank agreement
+	$(PY) bench/bench_profile.py $(ARGS)
+
+bench-search: install ## Benchmark strategies on NAS-Bench-201 ground truth (HV ratio, IGD+, front recall)
+	$(PY) bench/bench_search.py $(ARGS)
+
+lint: install ## ruff lint + format check
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+format: install ## ruff format + autofix
+	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench
+
+clean: ## Remove run outputs and caches (keeps .venv)
+	rm -rf outputs multirun .pytest_cache .ruff_cache lightning_logs
+
+.PHONY: help install search train profile test test-full bench-profile bench-search lint format clean

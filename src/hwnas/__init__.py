@@ -1,0 +1,2 @@
+"""hwnas: hardware-aware neural architecture search."""
+__version__ = "0.1.0"

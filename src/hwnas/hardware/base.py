@@ -1,0 +1,119 @@
+"""The profiler contract: a model (or its ONNX file) and an input shape in, a ``LatencyReport`` out.
+
+A profiler is a plain object. The search calls it directly before training (so over-budget candidates
+cost nothing); ``hwnas.callbacks.latency.LatencyCallback`` is a thin Lightning adapter that logs the
+same report as ``hw/*``.
+"""
+
+from __future__ import annotations
+
+import json
+from abc import ABC, abstractmethod
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+Source = Literal["measured", "estimated", "cached"]
+Precision = Literal["fp32", "fp16", "int8"]
+
+
+@dataclass(frozen=True)
+class LatencyReport:
+    """Where a latency number came from, and how much to trust it.
+
+    Attributes:
+        median_ms: Median latency of one inference, milliseconds.
+        p10_ms: 10th percentile (equal to the median for a single-valued estimate).
+        p90_ms: 90th percentile.
+        n_samples: Number of timed runs behind the figures (0 for a pure estimate).
+        backend: ``onnxruntime``, ``qai_hub``, ``snpe``, ``estimate``, ``table``.
+        device: Human-readable device, e.g. ``"Samsung Galaxy S21 (Snapdragon 888) Hexagon NPU"``.
+        precision: ``fp32`` / ``fp16`` / ``int8``.
+        source: ``measured`` | ``estimated`` | ``cached`` (a cache hit of a measured/estimated report
+            keeps the original in ``extra["original_source"]``).
+        toolchain: Versions of everything that affects the number (onnxruntime, qai-hub, SNPE, ...).
+        extra: Backend-specific details (per-layer info, non-NPU layers, job ids, ...).
+    """
+
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    n_samples: int
+    backend: str
+    device: str
+    precision: str
+    source: str
+    toolchain: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def spread_ms(self) -> float:
+        return self.p90_ms - self.p10_ms
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LatencyReport:
+        return cls(**data)
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
+        return path
+
+    def as_metrics(self, prefix: str = "hw/") -> dict[str, float | str]:
+        """Flat metrics for loggers and CSV rows."""
+        return {
+            f"{prefix}latency_ms": self.median_ms,
+            f"{prefix}latency_p10_ms": self.p10_ms,
+            f"{prefix}latency_p90_ms": self.p90_ms,
+            f"{prefix}latency_samples": self.n_samples,
+            f"{prefix}backend": self.backend,
+            f"{prefix}device": self.device,
+            f"{prefix}precision": self.precision,
+            f"{prefix}source": self.source,
+        }
+
+
+class Profiler(ABC):
+    """Turns a model into a ``LatencyReport``.
+
+    Subclasses must not touch the network or external tools in ``__init__``; ``check()`` verifies
+    preconditions (tokens, SDKs, devices) up front and raises ``ProfilerUnavailable`` with the fix.
+    """
+
+    #: Name of the hardware target (``cpu``, ``cpu_int8``, ``snapdragon888``, ...).
+    target: str = "base"
+    backend: str = "base"
+    precision: str = "fp32"
+
+    def check(self) -> None:  # noqa: B027 - optional hook
+        """Raise ``ProfilerUnavailable`` if this profiler cannot run here. Default: always can."""
+
+    @abstractmethod
+    def profile(
+        self,
+        model: Any,
+        input_shape: tuple[int, ...],
+        *,
+        onnx_path: str | Path | None = None,
+        calibration: Any | None = None,
+    ) -> LatencyReport:
+        """Profile ``model`` (an ``nn.Module``; ``onnx_path`` may point at its export already on disk).
+
+        Args:
+            model: The torch model in eval mode.
+            input_shape: Full input shape including batch, e.g. ``(1, 3, 256, 256)``.
+            onnx_path: An existing ONNX export of ``model`` to reuse (optional).
+            calibration: Batches of real inputs (``list[np.ndarray]``) for int8 calibration.
+        """
+
+    def cache_identity(self) -> dict[str, Any]:
+        """Everything besides the architecture and input shape that changes the number."""
+        return {"target": self.target, "backend": self.backend, "precision": self.precision}
+
+    def describe(self) -> str:
+        """One line for start-up logs: which target/backend and what it needs."""
+        return f"{self.target} via {self.backend} ({self.precision})"
