@@ -88,6 +88,27 @@ class Profiler(ABC):
     target: str = "base"
     backend: str = "base"
     precision: str = "fp32"
+    #: Spatial size ``(H, W)`` to profile at; ``None`` = the dataset's image size.
+    input_size: tuple[int, int] | None = None
+    #: Batch size of the profiled input (1 = single-image latency).
+    batch_size: int = 1
+    #: How many real input batches the caller should pass as ``calibration`` (0 = none needed).
+    calibration_batches: int = 0
+
+    def resolve_input_shape(self, data_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The full input shape to profile, from the dataset's ``(C, H, W)`` (or ``(B, C, H, W)``).
+
+        ``input_size`` (if set) overrides ``H, W``; ``batch_size`` replaces the batch dimension.
+        """
+        dims = tuple(int(d) for d in data_shape)
+        if len(dims) == 4:
+            dims = dims[1:]
+        if len(dims) != 3:
+            raise ValueError(f"expected an input shape (C, H, W) or (B, C, H, W), got {data_shape}")
+        c, h, w = dims
+        if self.input_size is not None:
+            h, w = (int(v) for v in self.input_size)
+        return (int(self.batch_size), c, h, w)
 
     def check(self) -> None:  # noqa: B027 - optional hook
         """Raise ``ProfilerUnavailable`` if this profiler cannot run here. Default: always can."""
@@ -100,6 +121,7 @@ class Profiler(ABC):
         *,
         onnx_path: str | Path | None = None,
         calibration: Any | None = None,
+        arch_key: str | None = None,
     ) -> LatencyReport:
         """Profile ``model`` (an ``nn.Module``; ``onnx_path`` may point at its export already on disk).
 
@@ -108,6 +130,8 @@ class Profiler(ABC):
             input_shape: Full input shape including batch, e.g. ``(1, 3, 256, 256)``.
             onnx_path: An existing ONNX export of ``model`` to reuse (optional).
             calibration: Batches of real inputs (``list[np.ndarray]``) for int8 calibration.
+            arch_key: The architecture's stable key (``ArchSpec.key``). Needed by look-up profilers
+                (``TableProfiler``) and the latency cache; others may use it to name files.
         """
 
     def cache_identity(self) -> dict[str, Any]:

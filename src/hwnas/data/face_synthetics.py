@@ -1,0 +1,116 @@
+"""Microsoft's FaceSynthetics renders (https://github.com/microsoft/FaceSynthetics), read from disk.
+
+The release is a flat folder of ``000000.png`` images and ``000000_seg.png`` masks at 512x512, mask
+values 0..18 (the classes in :mod:`hwnas.data.labels`) and 255 for "ignore". Images are resized
+bilinearly and masks by nearest neighbour to ``image_size`` on read.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from hwnas.data.base import parse_image_size, to_tensors
+from hwnas.utils.errors import DataError
+
+_SOURCE = "https://github.com/microsoft/FaceSynthetics"
+_FIX = (
+    f"download the data from {_SOURCE} (e.g. unzip dataset_100000.zip, or the 100-image sample "
+    "dataset_100.zip) and set dataset.root=/path/to/dir (the folder holding 000000.png and 000000_seg.png)"
+)
+
+
+def find_pairs(root: str | os.PathLike[str]) -> list[tuple[Path, Path]]:
+    """Return sorted ``(image, mask)`` path pairs in ``root``.
+
+    Raises:
+        DataError: When ``root`` is missing, not a directory, or holds no ``<id>.png``/``<id>_seg.png`` pair.
+    """
+    path = Path(root).expanduser()
+    if not path.exists():
+        raise DataError(f"FaceSynthetics root {str(path)!r} does not exist", key="dataset.root", fix=_FIX)
+    if not path.is_dir():
+        raise DataError(f"FaceSynthetics root {str(path)!r} is not a directory", key="dataset.root", fix=_FIX)
+    pairs = []
+    for seg in sorted(path.glob("*_seg.png")):
+        image = seg.with_name(seg.name[: -len("_seg.png")] + ".png")
+        if image.is_file():
+            pairs.append((image, seg))
+    if not pairs:
+        raise DataError(
+            f"no FaceSynthetics image/mask pairs (<id>.png + <id>_seg.png) in {str(path)!r}",
+            key="dataset.root",
+            fix=_FIX,
+        )
+    return pairs
+
+
+class FaceSynthetics(Dataset):
+    """One split of a FaceSynthetics folder; the last ``val_fraction`` of the sorted ids are validation.
+
+    Args:
+        split: ``"train"`` or ``"val"``.
+        root: The folder with ``<id>.png`` and ``<id>_seg.png`` files.
+        image_size: ``H=W`` as an int, or ``[H, W]``, to resize to.
+        val_fraction: Share of the (sorted) samples held out for validation; at least one when > 0.
+        max_samples: If given, use only the first ``max_samples`` pairs (quick experiments).
+    """
+
+    def __init__(
+        self,
+        split: str = "train",
+        *,
+        root: str | os.PathLike[str],
+        image_size: int | tuple[int, int] | list[int] = 256,
+        val_fraction: float = 0.1,
+        max_samples: int | None = None,
+    ) -> None:
+        if split not in ("train", "val"):
+            raise DataError(f"unknown split {split!r}", key="split", choices=("train", "val"))
+        if not 0.0 <= float(val_fraction) < 1.0:
+            raise DataError(
+                f"val_fraction must be in [0, 1), got {val_fraction}",
+                key="dataset.dataset.val_fraction",
+                fix="set it to e.g. 0.1",
+            )
+        pairs = find_pairs(root)
+        if max_samples is not None:
+            pairs = pairs[: int(max_samples)]
+        n_val = int(round(len(pairs) * float(val_fraction)))
+        if val_fraction > 0:
+            n_val = min(max(n_val, 1), len(pairs) - 1) if len(pairs) > 1 else 0
+        cut = len(pairs) - n_val
+        self.split = split
+        self.root = Path(root)
+        self.image_size = parse_image_size(image_size)
+        self.pairs = pairs[:cut] if split == "train" else pairs[cut:]
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def raw(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return sample ``index`` as ``(image uint8 [H, W, 3], mask uint8 [H, W])`` at ``image_size``."""
+        image_path, mask_path = self.pairs[index]
+        h, w = self.image_size
+        try:
+            with Image.open(image_path) as im:
+                image = im.convert("RGB")
+                if image.size != (w, h):
+                    image = image.resize((w, h), Image.BILINEAR)
+            with Image.open(mask_path) as im:
+                mask = im if im.mode in ("L", "P") else im.convert("L")
+                if mask.size != (w, h):
+                    mask = mask.resize((w, h), Image.NEAREST)
+                mask = np.asarray(mask, dtype=np.uint8)
+        except OSError as e:
+            raise DataError(f"cannot read {image_path.name}/{mask_path.name}: {e}", key="dataset.root") from e
+        return np.asarray(image, dtype=np.uint8), mask
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``(float32 [3, H, W] normalised image, int64 [H, W] mask)``."""
+        return to_tensors(*self.raw(index))

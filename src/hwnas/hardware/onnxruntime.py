@@ -1,0 +1,265 @@
+"""``hardware=cpu`` / ``hardware=cpu_int8``: latency measured with onnxruntime on this host's CPU.
+
+The host is not the deployment target, but it is always available, honest (``source="measured"``)
+and, at int8 with static QDQ quantisation, ranks architectures much like an int8 accelerator does
+(see ``bench/bench_profile.py`` for the rank agreement with the Snapdragon 888 estimate).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwnas.hardware._common import (
+    check_choice,
+    cpu_name,
+    onnx_file,
+    parse_input_size,
+    split_calibration,
+    summarise_ms,
+    versions,
+)
+from hwnas.hardware.base import LatencyReport, Profiler
+from hwnas.utils.errors import CandidateFailed, ConfigError
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "int8")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+
+
+class _BatchReader:
+    """``onnxruntime.quantization.CalibrationDataReader`` over a list of input arrays."""
+
+    def __init__(self, input_name: str, batches: Sequence[np.ndarray]) -> None:
+        self._input_name = input_name
+        self._batches = list(batches)
+        self._it: Iterator[np.ndarray] = iter(self._batches)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        batch = next(self._it, None)
+        return None if batch is None else {self._input_name: batch}
+
+    def rewind(self) -> None:
+        self._it = iter(self._batches)
+
+
+def quantize_int8(
+    fp32_path: str | Path,
+    calibration: Sequence[np.ndarray],
+    *,
+    input_shape: tuple[int, ...],
+    out_path: str | Path | None = None,
+    per_channel: bool = True,
+    calibration_method: str = "minmax",
+) -> Path:
+    """Static QDQ int8 quantisation (uint8 activations, int8 weights, per-channel) of an ONNX file.
+
+    U8S8 is the format onnxruntime's x86 kernels and most NPUs run fastest; activation ranges come
+    from the real ``calibration`` batches. The result is cached next to the fp32 file
+    (``<stem>.int8.onnx``) and reused while it is newer than the fp32 file.
+    """
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    fp32_path = Path(fp32_path)
+    out = Path(out_path) if out_path else fp32_path.with_name(f"{fp32_path.stem}.int8.onnx")
+    if out.is_file() and out.stat().st_mtime >= fp32_path.stat().st_mtime:
+        return out
+    method = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[calibration_method]
+    batches = split_calibration(calibration, input_shape)
+    pid = os.getpid()
+    pre = out.with_name(f".{out.stem}.{pid}.pre.onnx")
+    tmp = out.with_name(f".{out.stem}.{pid}.tmp.onnx")
+    # onnxruntime.quantization logs INFO lines per tensor on the root logger: mute them.
+    previous = logging.root.manager.disable
+    logging.disable(logging.INFO)
+    try:
+        try:
+            # Shape inference + graph cleanup first: recommended before static quantisation.
+            quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+            source = pre
+        except Exception as exc:  # noqa: BLE001 - pre-processing is an optimisation only
+            log.debug("quant_pre_process failed (%s); quantising the raw export", exc)
+            source = fp32_path
+        quantize_static(
+            str(source),
+            str(tmp),
+            _BatchReader("input", batches),
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=per_channel,
+            calibrate_method=method,
+        )
+        os.replace(tmp, out)
+    except Exception as exc:
+        raise CandidateFailed(f"int8 quantisation failed: {type(exc).__name__}: {exc}") from exc
+    finally:
+        logging.disable(previous)
+        pre.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
+        for leftover in out.parent.glob(f".{out.stem}.{pid}*"):
+            leftover.unlink(missing_ok=True)
+    return out
+
+
+class OnnxRuntimeProfiler(Profiler):
+    """Median latency of the ONNX export under onnxruntime's CPU execution provider.
+
+    Args:
+        target: Target name reported in logs and cache keys (``cpu`` / ``cpu_int8``).
+        precision: ``fp32``, or ``int8`` (static QDQ quantisation; needs ``calibration`` batches).
+        warmup: Untimed runs first (allocations, caches, thread start-up).
+        repeats: Timed runs; the report gives their median, p10 and p90.
+        threads: Intra-op threads (1 = the most repeatable number on a shared machine).
+        input_size: ``(H, W)`` to profile at, or ``None`` for the dataset's size.
+        batch_size: Batch size of the profiled input.
+        calibration_batches: How many real batches callers should pass for int8 calibration.
+        calibration_method: ``minmax`` | ``entropy`` | ``percentile``.
+        per_channel: Per-channel weight quantisation (int8 only).
+        workdir: Where exports are cached (default ``outputs/cache/onnx``).
+        opset: ONNX opset of the export.
+    """
+
+    backend = "onnxruntime"
+
+    def __init__(
+        self,
+        *,
+        target: str = "cpu",
+        precision: str = "fp32",
+        warmup: int = 5,
+        repeats: int = 30,
+        threads: int = 1,
+        input_size: Any = None,
+        batch_size: int = 1,
+        calibration_batches: int = 8,
+        calibration_method: str = "minmax",
+        per_channel: bool = True,
+        workdir: str | Path | None = None,
+        opset: int = 17,
+    ) -> None:
+        self.target = target
+        self.precision = check_choice(precision, PRECISIONS, key="hardware.precision")
+        self.calibration_method = check_choice(
+            calibration_method, CALIBRATION_METHODS, key="hardware.calibration_method"
+        )
+        for key, value, low in (("warmup", warmup, 0), ("repeats", repeats, 1), ("threads", threads, 1)):
+            if int(value) < low:
+                raise ConfigError(f"must be >= {low}, got {value}", key=f"hardware.{key}")
+        self.warmup = int(warmup)
+        self.repeats = int(repeats)
+        self.threads = int(threads)
+        self.input_size = parse_input_size(input_size)
+        self.batch_size = int(batch_size)
+        self.calibration_batches = int(calibration_batches) if self.precision == "int8" else 0
+        self.per_channel = bool(per_channel)
+        self.workdir = workdir
+        self.opset = int(opset)
+
+    def cache_identity(self) -> dict[str, Any]:
+        return {
+            **super().cache_identity(),
+            "threads": self.threads,
+            "device": cpu_name(),
+            "calibration_method": self.calibration_method if self.precision == "int8" else None,
+        }
+
+    def _session(self, path: Path) -> Any:
+        import onnxruntime as ort
+
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = self.threads
+        so.inter_op_num_threads = 1
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.log_severity_level = 3  # errors only
+        return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+
+    def time_onnx(self, path: str | Path, input_shape: tuple[int, ...]) -> list[float]:
+        """Warm up, then time ``repeats`` runs of ``path``; return the samples in milliseconds."""
+        sess = self._session(Path(path))
+        name = sess.get_inputs()[0].name
+        x = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
+        feed = {name: x}
+        for _ in range(self.warmup):
+            sess.run(None, feed)
+        samples: list[float] = []
+        for _ in range(self.repeats):
+            t0 = time.perf_counter_ns()
+            sess.run(None, feed)
+            samples.append((time.perf_counter_ns() - t0) / 1e6)
+        return samples
+
+    def profile(
+        self,
+        model: Any,
+        input_shape: tuple[int, ...],
+        *,
+        onnx_path: str | Path | None = None,
+        calibration: Any | None = None,
+        arch_key: str | None = None,
+    ) -> LatencyReport:
+        if self.precision == "int8" and not calibration:
+            raise ConfigError(
+                "int8 profiling needs calibration data (real input batches) to set activation ranges",
+                key="hardware.calibration_batches",
+                fix="pass calibration=datamodule.calibration_batches(n), or use hardware=cpu (fp32)",
+            )
+        input_shape = tuple(int(d) for d in input_shape)
+        t_start = time.perf_counter()
+        with onnx_file(
+            model,
+            input_shape,
+            onnx_path=onnx_path,
+            arch_key=arch_key,
+            workdir=self.workdir,
+            opset=self.opset,
+        ) as fp32:
+            path = fp32
+            if self.precision == "int8":
+                path = quantize_int8(
+                    fp32,
+                    calibration,
+                    input_shape=input_shape,
+                    per_channel=self.per_channel,
+                    calibration_method=self.calibration_method,
+                )
+            try:
+                samples = self.time_onnx(path, input_shape)
+            except Exception as exc:
+                raise CandidateFailed(f"onnxruntime failed: {type(exc).__name__}: {exc}") from exc
+        med, p10, p90 = summarise_ms(samples)
+        return LatencyReport(
+            median_ms=med,
+            p10_ms=p10,
+            p90_ms=p90,
+            n_samples=len(samples),
+            backend=self.backend,
+            device=f"{cpu_name()} ({self.threads} thread{'s' if self.threads > 1 else ''})",
+            precision=self.precision,
+            source="measured",
+            toolchain=versions("onnxruntime", "onnx", "torch"),
+            extra={
+                "input_shape": list(input_shape),
+                "warmup": self.warmup,
+                "threads": self.threads,
+                "profile_wall_s": round(time.perf_counter() - t_start, 4),
+                "mean_ms": float(np.mean(samples)),
+                "std_ms": float(np.std(samples)),
+            },
+        )
+
+    def describe(self) -> str:
+        return f"{self.target} via onnxruntime ({self.precision}, {self.threads} thread(s), {cpu_name()})"

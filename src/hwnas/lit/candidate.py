@@ -1,0 +1,91 @@
+"""``CandidateModule``: a LightningModule that trains any candidate segmentation network.
+
+Logs ``train/loss``, ``val/loss``, ``val/miou`` (macro IoU over classes present), ``val/f1`` (macro F1)
+and ``val/acc`` (pixel accuracy), all with ``ignore_index=255``. A NaN/inf loss stops training and is
+reported through ``nonfinite_loss`` so a search can record the candidate as a failed trial.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from torch import nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassJaccardIndex
+
+from hwnas.data.labels import IGNORE_INDEX
+
+Scheduler = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+
+class CandidateModule(pl.LightningModule):
+    """Wraps a plain ``nn.Module`` that maps ``(N, C, H, W)`` images to ``(N, K, H, W)`` logits.
+
+    Args:
+        model: The candidate network (built by a search space; never imports Lightning).
+        num_classes: ``K``.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        label_smoothing: Cross-entropy label smoothing (a trick).
+        schedule: ``schedule(optimizer, total_steps=...)`` returning a per-step LR scheduler (a trick).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        num_classes: int,
+        lr: float = 3e-3,
+        weight_decay: float = 1e-4,
+        label_smoothing: float = 0.0,
+        schedule: Scheduler | None = None,
+    ) -> None:
+        super().__init__()
+        self.save_hyperparameters(ignore=["model", "schedule"])
+        self.model = model
+        self.schedule = schedule
+        self.criterion = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing)
+        metric_kw: dict[str, Any] = {"num_classes": num_classes, "ignore_index": IGNORE_INDEX, "average": "macro"}
+        self.val_metrics = MetricCollection(
+            {
+                "miou": MulticlassJaccardIndex(**metric_kw),
+                "f1": MulticlassF1Score(**metric_kw),
+                "acc": MulticlassAccuracy(num_classes=num_classes, ignore_index=IGNORE_INDEX, average="micro"),
+            },
+            prefix="val/",
+        )
+        self.nonfinite_loss = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
+        x, y = batch
+        loss = self.criterion(self(x), y)
+        if not torch.isfinite(loss):
+            # Stop cleanly; the caller turns this into a FAIL trial with the reason.
+            self.nonfinite_loss = True
+            self.trainer.should_stop = True
+            return None
+        self.log("train/loss", loss, prog_bar=False, on_step=False, on_epoch=True, batch_size=x.shape[0])
+        return loss
+
+    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        logits = self(x)
+        self.log("val/loss", self.criterion(logits, y), on_epoch=True, batch_size=x.shape[0])
+        self.val_metrics.update(logits.argmax(dim=1), y)
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_dict(self.val_metrics.compute())
+        self.val_metrics.reset()
+
+    def configure_optimizers(self) -> Any:
+        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        if self.schedule is None:
+            return opt
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": self.schedule(opt, total_steps=total), "interval": "step"}}

@@ -1,0 +1,100 @@
+"""One place that turns (model, datamodule, tricks, trainer config) into a trained model and metrics.
+
+Both ``train.run`` and the search's training evaluator call :func:`fit_candidate`, so a trick switched
+on in config applies identically to a single training and to every candidate of a search.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from hwnas.lit.candidate import CandidateModule
+from hwnas.tricks.precision import resolve_precision
+from hwnas.utils.errors import CandidateFailed
+
+
+def instantiate_dict(node: DictConfig | Mapping | None) -> list[Any]:
+    """Instantiate every ``_target_`` value of a mapping (callbacks, loggers); skip empty entries."""
+    if not node:
+        return []
+    out = []
+    for _, sub in (node.items() if isinstance(node, Mapping) else node.items()):
+        if sub is not None and "_target_" in sub:
+            out.append(instantiate(sub))
+    return out
+
+
+def fit_candidate(
+    model: nn.Module,
+    *,
+    datamodule: pl.LightningDataModule,
+    tricks: DictConfig,
+    trainer_cfg: DictConfig,
+    optim: DictConfig | Mapping,
+    run_dir: str | Path,
+    loggers: list[Any] | bool = False,
+    callbacks: list[Any] | None = None,
+    seed: int = 0,
+    overrides: Mapping[str, Any] | None = None,
+) -> tuple[CandidateModule, dict[str, float]]:
+    """Train ``model`` with the configured tricks and return the module and its final metrics.
+
+    Args:
+        model: Plain torch candidate.
+        datamodule: Provides the data and ``num_classes``.
+        tricks: The ``tricks`` config group (schedule, label smoothing, callbacks, clipping, precision).
+        trainer_cfg: The ``trainer`` config group (a ``pytorch_lightning.Trainer`` node).
+        optim: ``lr`` and ``weight_decay``.
+        run_dir: Where Lightning may write (checkpoints, logs).
+        loggers: Lightning loggers, or False for none.
+        callbacks: Extra Lightning callbacks (checkpointing, latency).
+        seed: Seed for weights and data order.
+        overrides: Trainer keyword overrides (e.g. ``max_epochs`` for partial training in a search).
+
+    Raises:
+        CandidateFailed: NaN/inf loss, or no validation metrics were produced.
+    """
+    pl.seed_everything(seed, workers=True, verbose=False)
+    schedule = instantiate(tricks.schedule) if tricks.get("schedule") else None
+    module = CandidateModule(
+        model,
+        num_classes=int(datamodule.num_classes),
+        lr=float(optim["lr"]),
+        weight_decay=float(optim["weight_decay"]),
+        label_smoothing=float(tricks.get("label_smoothing") or 0.0),
+        schedule=schedule,
+    )
+    all_callbacks = list(callbacks or []) + instantiate_dict(tricks.get("callbacks"))
+    kwargs: dict[str, Any] = {
+        "logger": loggers,
+        "callbacks": all_callbacks,
+        "default_root_dir": str(run_dir),
+        "precision": resolve_precision(tricks.get("precision", "auto")),
+        "gradient_clip_val": tricks.get("grad_clip"),
+    }
+    if not any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in all_callbacks):
+        kwargs["enable_checkpointing"] = False
+    kwargs.update(dict(overrides or {}))
+    trainer_node = OmegaConf.to_container(trainer_cfg, resolve=True)
+    trainer: pl.Trainer = instantiate(trainer_node, **kwargs)
+    t0 = time.perf_counter()
+    trainer.fit(module, datamodule=datamodule)
+    seconds = time.perf_counter() - t0
+    if module.nonfinite_loss:
+        raise CandidateFailed("non-finite loss (NaN/inf) during training")
+    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+    if "val/miou" not in metrics or not math.isfinite(metrics["val/miou"]):
+        raise CandidateFailed("training produced no finite val/miou (check trainer.limit_val_batches)")
+    metrics["train_seconds"] = seconds
+    metrics["epochs"] = float(trainer.current_epoch)
+    return module, metrics

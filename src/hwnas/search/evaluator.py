@@ -1,0 +1,47 @@
+"""The evaluator contract: cheap metrics first, expensive ones only for candidates worth it.
+
+The search loop calls ``cheap(spec)`` (validity, latency, params...), checks the constraints on those
+metrics, and calls ``expensive(spec)`` (training, or a table look-up) only when they pass. Either may
+raise ``CandidateFailed``; the loop records a FAIL trial with the reason and goes on.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+
+from hwnas.search_space.base import ArchSpec, SearchSpace
+
+
+class Evaluator(ABC):
+    """Produces the metrics that objectives and constraints refer to."""
+
+    #: Metric names ``cheap`` produces (constraints on these skip the expensive stage).
+    cheap_metrics: tuple[str, ...] = ()
+    #: Metric names ``expensive`` produces.
+    expensive_metrics: tuple[str, ...] = ()
+
+    def setup(self, *, cfg: DictConfig, space: SearchSpace, run_dir: Path) -> None:  # noqa: B027
+        """Build what evaluation needs (data, profiler); check preconditions. Called once per process."""
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        return self.cheap_metrics + self.expensive_metrics
+
+    @abstractmethod
+    def cheap(self, spec: ArchSpec) -> dict[str, Any]:
+        """Metrics that cost (almost) nothing compared to training."""
+
+    @abstractmethod
+    def expensive(self, spec: ArchSpec) -> dict[str, Any]:
+        """Metrics that cost real time (training)."""
+
+    def export(self, spec: ArchSpec, out_dir: Path) -> dict[str, str]:
+        """Write deployable artefacts of ``spec`` (ONNX, weights) to ``out_dir``; return their paths."""
+        return {}
+
+    def describe(self) -> str:
+        return type(self).__name__

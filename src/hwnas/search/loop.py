@@ -1,0 +1,219 @@
+"""The ask/tell loop shared by every strategy: dedup, cheap-before-expensive, fault isolation.
+
+Every architecture is paid for once: a repeated suggestion is told the stored result (so the sampler
+still learns from it), marked ``duplicate`` and does not count against the budget, which is the number
+of unique architectures evaluated (successes and failures alike) across all workers of the study.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from hwnas.search.evaluator import Evaluator
+from hwnas.search.objectives import Constraint, Objective
+from hwnas.search_space.base import SearchSpace
+from hwnas.utils.errors import CandidateFailed, HwnasError
+
+log = logging.getLogger("hwnas.search")
+
+KEY_ATTR = "arch_key"
+
+
+@dataclass
+class LoopState:
+    """What the study holds so far, read from storage (so several workers agree)."""
+
+    done: dict[str, FrozenTrial] = field(default_factory=dict)
+    running: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def unique(self) -> int:
+        return len(self.done)
+
+
+def read_state(study: optuna.Study, *, exclude: int | None = None) -> LoopState:
+    """Unique evaluated architectures (first non-duplicate finished trial per key) and in-flight keys."""
+    state = LoopState()
+    for t in study.get_trials(deepcopy=False):
+        key = t.user_attrs.get(KEY_ATTR)
+        if key is None or t.user_attrs.get("duplicate") or t.number == exclude:
+            continue
+        if t.state in (TrialState.COMPLETE, TrialState.FAIL) and t.user_attrs.get("evaluated"):
+            state.done.setdefault(key, t)
+        elif t.state == TrialState.RUNNING:
+            state.running.setdefault(key, t.number)
+    return state
+
+
+OnTrial = Callable[[FrozenTrial, dict[str, Any]], None]
+
+
+def run_loop(
+    study: optuna.Study,
+    *,
+    space: SearchSpace,
+    evaluator: Evaluator,
+    objectives: Sequence[Objective],
+    constraints: Sequence[Constraint],
+    n_trials: int,
+    max_attempts: int,
+    on_trial: OnTrial | None = None,
+    worker: str = "0",
+) -> int:
+    """Evaluate architectures until the study holds ``n_trials`` unique ones; return trials asked here."""
+    asked = 0
+    while asked < max_attempts:
+        state = read_state(study)
+        if state.unique + len(state.running) >= n_trials:
+            break
+        trial = study.ask()
+        asked += 1
+        info = _run_one(study, trial, space=space, evaluator=evaluator, objectives=objectives,
+                        constraints=constraints, worker=worker)
+        frozen = study.get_trials(deepcopy=False)[trial.number] if info.get("told") else None
+        if frozen is None:
+            frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
+        if on_trial is not None:
+            on_trial(frozen, info)
+    else:
+        log.warning(
+            "stopped after %d suggestions: the sampler keeps proposing architectures already evaluated "
+            "(raise search.max_attempts_factor, or use a strategy with more exploration)", asked
+        )
+    return asked
+
+
+def _run_one(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    *,
+    space: SearchSpace,
+    evaluator: Evaluator,
+    objectives: Sequence[Objective],
+    constraints: Sequence[Constraint],
+    worker: str,
+) -> dict[str, Any]:
+    info: dict[str, Any] = {"told": True}
+    t0 = time.perf_counter()
+    trial.set_user_attr("worker", worker)
+    try:
+        spec = space.suggest(trial)
+    except HwnasError as exc:
+        trial.set_user_attr("fail_reason", f"invalid: {exc}")
+        trial.set_user_attr("evaluated", False)
+        study.tell(trial, state=TrialState.FAIL)
+        info["status"] = "invalid"
+        return info
+    trial.set_user_attr(KEY_ATTR, spec.key)
+    trial.set_user_attr("arch", spec.to_json())
+    info["key"] = spec.key
+
+    # Someone (this or another worker) already has it: reuse, don't pay twice.
+    state = read_state(study, exclude=trial.number)
+    prior = state.done.get(spec.key)
+    if prior is None and spec.key in state.running and state.running[spec.key] < trial.number:
+        prior = _wait_for(study, state.running[spec.key])
+    if prior is not None:
+        trial.set_user_attr("duplicate", True)
+        trial.set_user_attr("duplicate_of", prior.number)
+        info["status"] = "duplicate"
+        if prior.state == TrialState.COMPLETE:
+            for name, value in prior.constraints.items():
+                trial.set_constraint(name, value)
+            study.tell(trial, prior.values)
+        else:
+            trial.set_user_attr("fail_reason", f"duplicate of failed trial {prior.number}")
+            study.tell(trial, state=TrialState.FAIL)
+        return info
+
+    metrics: dict[str, Any] = {}
+    try:
+        tc = time.perf_counter()
+        metrics.update(evaluator.cheap(spec))
+        trial.set_user_attr("seconds_cheap", round(time.perf_counter() - tc, 4))
+        cons = {c.name: c.value(metrics) for c in constraints if c.metric in metrics}
+        feasible_so_far = all(v <= 0 for v in cons.values())
+        if feasible_so_far:
+            te = time.perf_counter()
+            metrics.update(evaluator.expensive(spec))
+            trial.set_user_attr("seconds_expensive", round(time.perf_counter() - te, 4))
+            cons = {c.name: c.value(metrics) for c in constraints}
+        values = []
+        for obj in objectives:
+            v = metrics.get(obj.name)
+            if v is None:
+                if feasible_so_far:
+                    raise CandidateFailed(f"evaluator produced no {obj.name!r}")
+                v = obj.worst  # infeasible before training: never trained
+            v = float(v)
+            if math.isnan(v):
+                raise CandidateFailed(f"objective {obj.name!r} is NaN")
+            values.append(v)
+        feasible = all(v <= 0 for v in cons.values())
+        for name, value in cons.items():
+            trial.set_constraint(name, float(value))
+        trial.set_user_attr("metrics", _jsonable(metrics))
+        trial.set_user_attr("feasible", feasible)
+        trial.set_user_attr("trained", feasible_so_far)
+        trial.set_user_attr("evaluated", True)
+        trial.set_user_attr("seconds", round(time.perf_counter() - t0, 4))
+        study.tell(trial, values)
+        info["status"] = "ok" if feasible else "infeasible"
+    except (CandidateFailed, HwnasError) as exc:
+        _fail(study, trial, str(getattr(exc, "reason", exc)), metrics, t0)
+        info["status"] = "fail"
+    except MemoryError:
+        _fail(study, trial, "out of memory", metrics, t0)
+        info["status"] = "fail"
+    except Exception as exc:  # noqa: BLE001 - a failing candidate is a failed trial, never a crashed search
+        last = traceback.extract_tb(exc.__traceback__)[-1]
+        reason = f"{type(exc).__name__}: {str(exc)[:300]} (at {last.filename.rsplit('/', 1)[-1]}:{last.lineno})"
+        if "out of memory" in str(exc).lower():
+            reason = f"out of memory: {reason}"
+        _fail(study, trial, reason, metrics, t0)
+        info["status"] = "fail"
+    return info
+
+
+def _fail(study: optuna.Study, trial: optuna.Trial, reason: str, metrics: dict[str, Any], t0: float) -> None:
+    log.debug("trial %d failed: %s", trial.number, reason)
+    trial.set_user_attr("fail_reason", reason[:1000])
+    trial.set_user_attr("metrics", _jsonable(metrics))
+    trial.set_user_attr("evaluated", True)
+    trial.set_user_attr("seconds", round(time.perf_counter() - t0, 4))
+    study.tell(trial, state=TrialState.FAIL)
+
+
+def _wait_for(study: optuna.Study, number: int, timeout_s: float = 3600.0) -> FrozenTrial | None:
+    """Another worker is evaluating this architecture: wait for its result instead of paying twice."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        t = study.get_trials(deepcopy=False)[number]
+        if t.state.is_finished():
+            return t if t.user_attrs.get("evaluated") else None
+        time.sleep(1.0)
+    return None
+
+
+def _jsonable(metrics: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in metrics.items():
+        if isinstance(v, bool | int | str) or v is None:
+            out[k] = v
+        elif isinstance(v, float):
+            out[k] = v if math.isfinite(v) else None
+        else:
+            try:
+                out[k] = float(v)
+            except (TypeError, ValueError):
+                out[k] = str(v)
+    return out

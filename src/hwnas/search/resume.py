@@ -1,0 +1,52 @@
+"""Continuing a search: which run dir to write to, and what to do with trials a dead process left."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import optuna
+from omegaconf import DictConfig
+from optuna.trial import TrialState
+
+from hwnas.utils.config import run_dir_of
+from hwnas.utils.errors import ConfigError
+
+log = logging.getLogger("hwnas.search")
+
+
+def resolve_run_dir(cfg: DictConfig) -> Path:
+    """``search.resume=<run dir>`` continues that search in place; otherwise this run's own dir."""
+    resume = cfg.search.get("resume")
+    if not resume:
+        return run_dir_of(cfg)
+    path = Path(str(resume))
+    if not (path / "study.db").is_file() and not cfg.search.get("storage"):
+        raise ConfigError(
+            f"{path} is not a previous search (no study.db in it)",
+            key="search.resume",
+            fix="pass the run dir of an earlier search (it contains study.db and trials.csv), "
+            "or set search.storage=<url> to resume a study kept in a database",
+        )
+    log.info("resuming the search in %s", path)
+    return path
+
+
+def recover_stale_trials(study: optuna.Study, *, single_worker: bool) -> int:
+    """Trials left RUNNING by a dead process: mark FAIL and re-queue their architectures.
+
+    With one worker on private storage every RUNNING trial at start-up is stale. With shared storage,
+    only trials whose heartbeat stopped are stale (see ``hwnas.search.workers``).
+    """
+    if not single_worker:
+        return 0
+    n = 0
+    for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        study._storage.set_trial_user_attr(t._trial_id, "fail_reason", "stale: the process died while evaluating it")
+        study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+        if t.params and not t.user_attrs.get("duplicate"):
+            study.enqueue_trial(t.params, skip_if_exists=False)
+        n += 1
+    if n:
+        log.warning("re-queued %d trial(s) left running by a previous process", n)
+    return n

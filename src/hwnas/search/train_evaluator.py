@@ -1,0 +1,139 @@
+"""``evaluator=train``: latency and cheap metrics first, then partial training of feasible candidates."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from hwnas.hardware.base import Profiler
+from hwnas.hardware.cache import CachedProfiler
+from hwnas.hardware.cheap import cheap_metrics
+from hwnas.hardware.export import export_onnx
+from hwnas.lit.fit import fit_candidate
+from hwnas.search.evaluator import Evaluator
+from hwnas.search_space.base import ArchSpec, SearchSpace
+from hwnas.utils.config import build, build_datamodule
+from hwnas.utils.errors import CandidateFailed, ConfigError
+
+log = logging.getLogger("hwnas.search")
+
+
+def candidate_seed(seed: int, key: str) -> int:
+    """A per-architecture seed: the same candidate trains identically whatever order it comes in."""
+    return (int(seed) * 1_000_003 + int(hashlib.sha256(key.encode()).hexdigest()[:8], 16)) % (2**31 - 1)
+
+
+class TrainingEvaluator(Evaluator):
+    """Profiles each candidate on the hardware target, then trains it for a few epochs.
+
+    Args:
+        max_epochs: Partial-training epochs per candidate.
+        limit_train_batches: Fraction (≤1.0) or number of training batches per epoch.
+        limit_val_batches: Fraction or number of validation batches.
+        keep_weights: Keep every candidate's weights (else only the final front's are kept).
+        latency_cache: Use the on-disk latency cache (a re-run never re-profiles the same model).
+    """
+
+    cheap_metrics = ("params", "macs", "flops", "peak_act_mb", "hw/latency_ms")
+    expensive_metrics = ("val/miou", "val/f1", "val/acc", "val/loss", "train_seconds")
+
+    def __init__(
+        self,
+        *,
+        max_epochs: int = 2,
+        limit_train_batches: float | int = 1.0,
+        limit_val_batches: float | int = 1.0,
+        keep_weights: bool = False,
+        latency_cache: bool = True,
+    ) -> None:
+        if int(max_epochs) < 1:
+            raise ConfigError(f"must be >= 1, got {max_epochs}", key="evaluator.max_epochs")
+        self.max_epochs = int(max_epochs)
+        self.limit_train_batches = limit_train_batches
+        self.limit_val_batches = limit_val_batches
+        self.keep_weights = bool(keep_weights)
+        self.latency_cache = bool(latency_cache)
+
+    def setup(self, *, cfg: DictConfig, space: SearchSpace, run_dir: Path) -> None:
+        self.cfg = cfg
+        self.space = space
+        self.run_dir = run_dir
+        self.weights_dir = run_dir / "weights"
+        self.datamodule = build_datamodule(cfg)
+        profiler: Profiler = build(cfg.hardware, "hardware")
+        profiler.check()
+        if self.latency_cache:
+            profiler = CachedProfiler(profiler, Path(cfg.paths.cache_dir) / "latency")
+        self.profiler = profiler
+        self.input_shape = profiler.resolve_input_shape(self.datamodule.input_shape(batch_size=1))
+        n_cal = int(getattr(profiler, "calibration_batches", 0) or 0)
+        self.calibration = self.datamodule.calibration_batches(n_cal) if n_cal else None
+        log.info("hardware: %s; input %s", profiler.describe(), "x".join(map(str, self.input_shape)))
+
+    def _build(self, spec: ArchSpec) -> torch.nn.Module:
+        self.space.validate(spec, input_size=tuple(self.datamodule.image_size))
+        torch.manual_seed(candidate_seed(int(self.cfg.seed), spec.key))
+        return self.space.build(spec, num_classes=self.datamodule.num_classes, in_channels=self.datamodule.in_channels)
+
+    def cheap(self, spec: ArchSpec) -> dict[str, Any]:
+        model = self._build(spec).eval()
+        metrics: dict[str, Any] = dict(cheap_metrics(model, self.input_shape))
+        report = self.profiler.profile(model, self.input_shape, calibration=self.calibration, arch_key=spec.key)
+        metrics.update(report.as_metrics())
+        if report.source == "cached":
+            metrics["hw/source"] = report.extra.get("original_source", "cached")
+            metrics["hw/cache_hit"] = True
+        else:
+            metrics["hw/cache_hit"] = False
+        return metrics
+
+    def expensive(self, spec: ArchSpec) -> dict[str, Any]:
+        model = self._build(spec)
+        overrides = {
+            "max_epochs": self.max_epochs,
+            "limit_train_batches": self.limit_train_batches,
+            "limit_val_batches": self.limit_val_batches,
+            "enable_checkpointing": False,
+            "enable_progress_bar": False,
+            "enable_model_summary": False,
+        }
+        module, metrics = fit_candidate(
+            model,
+            datamodule=self.datamodule,
+            tricks=self.cfg.tricks,
+            trainer_cfg=self.cfg.trainer,
+            optim=OmegaConf.to_container(self.cfg.optim, resolve=True),
+            run_dir=self.run_dir / "lightning",
+            loggers=False,
+            callbacks=[],
+            seed=candidate_seed(int(self.cfg.seed), spec.key),
+            overrides=overrides,
+        )
+        self.weights_dir.mkdir(parents=True, exist_ok=True)
+        torch.save(module.model.state_dict(), self.weights_dir / f"{spec.key}.pt")
+        return {k: v for k, v in metrics.items() if k in self.expensive_metrics or k.startswith("val/")}
+
+    def export(self, spec: ArchSpec, out_dir: Path) -> dict[str, str]:
+        weights = self.weights_dir / f"{spec.key}.pt"
+        if not weights.is_file():
+            raise CandidateFailed(f"no trained weights for {spec.key} (was it trained in this run dir?)")
+        model = self._build(spec)
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        onnx_path = export_onnx(model.eval(), self.input_shape, out_dir / f"{spec.key}.onnx")
+        return {"onnx": str(onnx_path), "weights": str(weights)}
+
+    def prune_weights(self, keep: set[str]) -> None:
+        """Delete weights of candidates not in ``keep`` (the front), unless ``keep_weights``."""
+        if self.keep_weights or not self.weights_dir.is_dir():
+            return
+        for path in self.weights_dir.glob("*.pt"):
+            if path.stem not in keep:
+                path.unlink(missing_ok=True)
+
+    def describe(self) -> str:
+        return f"train {self.max_epochs} epoch(s) per candidate after {self.profiler.describe()}"

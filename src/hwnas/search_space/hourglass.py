@@ -1,0 +1,130 @@
+"""``search_space=hourglass``: the stacked-hourglass face-segmentation space (Snapdragon 888 search).
+
+Flat parameter names (always all present, so NSGA-II crosses over every one of them):
+``base_channels``, and per level ``i`` (1..num_levels): ``down{i}_layers``, ``down{i}_kernel``,
+``down{i}_expand``, ``skip{i}_layers``, ``up{i}_layers``, ``up{i}_kernel``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from hwnas.models.hourglass import HourglassNet, LevelConfig
+from hwnas.search_space.base import ArchSpec, SearchSpace
+from hwnas.utils.errors import ConfigError, InvalidArchError
+
+
+def _round8(x: float) -> int:
+    return max(8, int(round(x / 8.0)) * 8)
+
+
+class HourglassSpace(SearchSpace):
+    """Encoder–decoder segmentation space with per-level depth, kernel, width and skip choices.
+
+    Args:
+        num_levels: Downsampling levels after the stride-2 stem (input sides must divide by
+            ``2 ** (num_levels + 1)``).
+        base_channels: Choices for the stem/head width.
+        layers: Choices for down/up block depth.
+        kernels: Choices for down/up kernel sizes.
+        expand: Channel expansion factors of each downsample block (relative to the level above).
+        skip_layers: Choices for skip block depth (0 = identity skip).
+        max_channels: Cap on any level's channels.
+        baseline: A hand-designed architecture (a full parameter mapping) returned by ``baseline()``.
+    """
+
+    name = "hourglass"
+
+    def __init__(
+        self,
+        *,
+        num_levels: int = 4,
+        base_channels: Sequence[int] = (16, 24, 32, 48),
+        layers: Sequence[int] = (1, 2, 3, 4),
+        kernels: Sequence[int] = (3, 5, 7),
+        expand: Sequence[float] = (1.0, 1.5, 2.0),
+        skip_layers: Sequence[int] = (0, 1, 2),
+        max_channels: int = 256,
+        baseline: Mapping[str, Any] | None = None,
+    ) -> None:
+        if num_levels < 1:
+            raise ConfigError("must be at least 1", key="search_space.num_levels", fix="set it to 1..5")
+        for key, seq in (("base_channels", base_channels), ("layers", layers), ("kernels", kernels),
+                         ("expand", expand)):
+            if not seq:
+                raise ConfigError("must list at least one choice", key=f"search_space.{key}")
+        bad_k = [k for k in kernels if k % 2 == 0 or k < 1]
+        if bad_k:
+            raise ConfigError(f"kernel sizes must be odd and positive, got {bad_k}", key="search_space.kernels")
+        self.num_levels = int(num_levels)
+        self._choices: dict[str, list[Any]] = {"base_channels": [int(c) for c in base_channels]}
+        for i in range(1, self.num_levels + 1):
+            self._choices[f"down{i}_layers"] = [int(v) for v in layers]
+            self._choices[f"down{i}_kernel"] = [int(v) for v in kernels]
+            self._choices[f"down{i}_expand"] = [float(v) for v in expand]
+            self._choices[f"skip{i}_layers"] = [int(v) for v in skip_layers]
+            self._choices[f"up{i}_layers"] = [int(v) for v in layers]
+            self._choices[f"up{i}_kernel"] = [int(v) for v in kernels]
+        self.max_channels = int(max_channels)
+        self._baseline = dict(baseline) if baseline else None
+
+    def choices(self) -> dict[str, list[Any]]:
+        return {k: list(v) for k, v in self._choices.items()}
+
+    @property
+    def divisor(self) -> int:
+        """Input height and width must be multiples of this."""
+        return 2 ** (self.num_levels + 1)
+
+    def channels(self, spec: ArchSpec) -> list[int]:
+        """Channels of the stem and of each level, after expansion and the cap."""
+        v = spec.values
+        chans = [int(v["base_channels"])]
+        for i in range(1, self.num_levels + 1):
+            chans.append(min(self.max_channels, _round8(chans[-1] * float(v[f"down{i}_expand"]))))
+        return chans
+
+    def check(self, spec: ArchSpec, *, input_size: tuple[int, int] | None = None) -> None:
+        if input_size is None:
+            return
+        h, w = input_size
+        if h % self.divisor or w % self.divisor:
+            raise InvalidArchError(
+                f"input {h}x{w} is not divisible by {self.divisor} (stem + {self.num_levels} stride-2 levels)",
+                key="dataset.image_size",
+                fix=f"use an image size that is a multiple of {self.divisor}, or fewer search_space.num_levels",
+            )
+
+    def baseline(self) -> ArchSpec:
+        """The hand-designed reference architecture from the config (or a sensible default)."""
+        if self._baseline is None:
+            params: dict[str, Any] = {"base_channels": self._choices["base_channels"][len(self._choices["base_channels"]) // 2]}
+            for i in range(1, self.num_levels + 1):
+                params |= {
+                    f"down{i}_layers": self._choices[f"down{i}_layers"][min(1, len(self._choices[f"down{i}_layers"]) - 1)],
+                    f"down{i}_kernel": self._choices[f"down{i}_kernel"][0],
+                    f"down{i}_expand": self._choices[f"down{i}_expand"][-1],
+                    f"skip{i}_layers": self._choices[f"skip{i}_layers"][min(1, len(self._choices[f"skip{i}_layers"]) - 1)],
+                    f"up{i}_layers": self._choices[f"up{i}_layers"][0],
+                    f"up{i}_kernel": self._choices[f"up{i}_kernel"][0],
+                }
+            return self.make(params)
+        return self.make(self._baseline)
+
+    def build(self, spec: ArchSpec, *, num_classes: int, in_channels: int = 3) -> HourglassNet:
+        self.validate(spec)
+        v = spec.values
+        chans = self.channels(spec)
+        levels = [
+            LevelConfig(
+                channels=chans[i],
+                down_layers=int(v[f"down{i}_layers"]),
+                down_kernel=int(v[f"down{i}_kernel"]),
+                skip_layers=int(v[f"skip{i}_layers"]),
+                up_layers=int(v[f"up{i}_layers"]),
+                up_kernel=int(v[f"up{i}_kernel"]),
+            )
+            for i in range(1, self.num_levels + 1)
+        ]
+        return HourglassNet(base_channels=chans[0], levels=levels, num_classes=num_classes, in_channels=in_channels)

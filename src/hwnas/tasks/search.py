@@ -1,0 +1,140 @@
+"""``search.run(cfg)``: the hardware-aware Pareto search, from config to a gallery of front models."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+from omegaconf import DictConfig, OmegaConf
+
+from hwnas.callbacks.search_logger import SearchLogger
+from hwnas.lit.fit import instantiate_dict
+from hwnas.reporting.plots import plot_evolution, plot_front
+from hwnas.reporting.trials import pareto_frame, trials_frame
+from hwnas.search.evaluator import Evaluator
+from hwnas.search.loop import read_state, run_loop
+from hwnas.search.objectives import parse_constraints, parse_objectives
+from hwnas.search.resume import recover_stale_trials, resolve_run_dir
+from hwnas.search.study import open_study, redact, storage_url
+from hwnas.search_space.base import ArchSpec
+from hwnas.utils.config import build, build_space
+from hwnas.utils.errors import ConfigError
+
+log = logging.getLogger("hwnas.search")
+
+
+def _check_budget(cfg: DictConfig) -> tuple[int, int]:
+    n = cfg.search.get("n_trials")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+        raise ConfigError(f"must be a positive integer, got {n!r}", key="search.n_trials", fix="e.g. search.n_trials=24")
+    factor = cfg.search.get("max_attempts_factor", 20)
+    if not isinstance(factor, int | float) or factor < 1:
+        raise ConfigError(f"must be >= 1, got {factor!r}", key="search.max_attempts_factor")
+    return n, int(n * factor)
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    """Run (or resume) the search and write trials.csv, pareto.csv, plots, the front's models, summary.json."""
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    n_trials, max_attempts = _check_budget(cfg)
+    run_dir = resolve_run_dir(cfg)
+    space = build_space(cfg)
+    evaluator: Evaluator = build(cfg.evaluator, "evaluator")
+    objectives = parse_objectives(cfg.search.objectives, available=evaluator.metrics)
+    constraints = parse_constraints(cfg.search.get("constraints"), available=evaluator.metrics)
+    evaluator.setup(cfg=cfg, space=space, run_dir=run_dir)
+    sampler = build(cfg.search.sampler, "search.sampler")
+    url = storage_url(cfg.search.get("storage"), run_dir)
+    study = open_study(
+        url=url, study_name=str(cfg.search.study_name), directions=[o.direction for o in objectives], sampler=sampler
+    )
+    recovered = recover_stale_trials(study, single_worker=int(cfg.search.get("n_workers", 1)) <= 1 and not cfg.search.get("storage"))
+    before = read_state(study).unique
+    log.info(
+        "search: %s over %s, %d unique architectures (%d done already), objectives %s, storage %s, run dir %s",
+        type(sampler).__name__, space.name, n_trials, before,
+        ", ".join(f"{o.direction[:3]} {o.name}" for o in objectives), redact(url), run_dir,
+    )
+    log.info("evaluator: %s", evaluator.describe())
+    loggers = instantiate_dict(cfg.get("logger"))
+    slog = SearchLogger(loggers, objectives, n_trials)
+    slog.set_unique(before)
+    t0 = time.perf_counter()
+    run_loop(
+        study, space=space, evaluator=evaluator, objectives=objectives, constraints=constraints,
+        n_trials=n_trials, max_attempts=max_attempts, on_trial=slog,
+        worker=str(cfg.search.get("worker_id", "0")),
+    )
+    wall = time.perf_counter() - t0
+    return finalize(cfg, study=study, evaluator=evaluator, space=space, objectives=objectives, run_dir=run_dir,
+                    wall_s=wall, slog=slog, storage=redact(url), recovered=recovered)
+
+
+def finalize(cfg: DictConfig, *, study: optuna.Study, evaluator: Evaluator, space: Any, objectives: list,
+             run_dir: Path, wall_s: float, slog: SearchLogger | None = None, storage: str = "",
+             recovered: int = 0) -> dict[str, Any]:
+    """Write every output once, at the end (plots are never redrawn per trial)."""
+    df = trials_frame(study, objectives)
+    df.to_csv(run_dir / "trials.csv", index=False)
+    front = pareto_frame(df, objectives)
+    front.to_csv(run_dir / "pareto.csv", index=False)
+    source = None
+    if "hw/source" in df.columns and df["hw/source"].notna().any():
+        source = ",".join(sorted(set(df["hw/source"].dropna().astype(str))))
+    title = f"{space.name} · {cfg.search.study_name}"
+    png = gif = None
+    if df[[o.name for o in objectives]].notna().any().all() and len(objectives) >= 2:
+        png = plot_front(df, objectives, run_dir / "pareto_front.png", title=title, source=source)
+        step = int(OmegaConf.select(cfg, "search.sampler.population_size") or max(4, len(df) // 8))
+        gif = plot_evolution(df, objectives, run_dir / "pareto_evolution.gif", step=step, title=title, source=source)
+    pareto_dir = run_dir / "pareto"
+    pareto_dir.mkdir(exist_ok=True)
+    exported: dict[str, Any] = {}
+    if bool(cfg.search.get("export_front", True)):
+        for _, row in front.iterrows():
+            spec = ArchSpec.from_json(row["arch"])
+            spec.save(pareto_dir / f"{spec.key}.json")
+            try:
+                exported[spec.key] = evaluator.export(spec, pareto_dir)
+            except Exception as exc:  # noqa: BLE001 - one bad export must not lose the others
+                exported[spec.key] = {"error": str(exc)}
+                log.warning("export of %s failed: %s", spec.key, exc)
+    if hasattr(evaluator, "prune_weights"):
+        evaluator.prune_weights(set(front["arch_key"]))
+    real = df[~df["duplicate"].astype(bool)]
+    summary = {
+        "study_name": str(cfg.search.study_name),
+        "storage": storage,
+        "search_space": space.name,
+        "sampler": str(OmegaConf.select(cfg, "search.sampler._target_")),
+        "objectives": [{"name": o.name, "direction": o.direction} for o in objectives],
+        "n_trials_budget": int(cfg.search.n_trials),
+        "unique_evaluated": int(len(real[real["state"].isin(["COMPLETE", "FAIL"])])),
+        "duplicates": int(df["duplicate"].sum()),
+        "failed": int((real["state"] == "FAIL").sum()),
+        "infeasible": int(((real["state"] == "COMPLETE") & ~real["feasible"].astype(bool)).sum()),
+        "front_size": int(len(front)),
+        "latency_source": source,
+        "recovered_stale_trials": recovered,
+        "wall_seconds": round(wall_s, 2),
+        "front": [
+            {"arch_key": r["arch_key"], **{o.name: float(r[o.name]) for o in objectives},
+             **({"files": exported[r["arch_key"]]} if r["arch_key"] in exported else {})}
+            for _, r in front.iterrows()
+        ],
+        "outputs": {k: str(v) for k, v in {
+            "trials_csv": run_dir / "trials.csv", "pareto_csv": run_dir / "pareto.csv",
+            "pareto_front_png": png, "pareto_evolution_gif": gif, "pareto_dir": pareto_dir}.items() if v},
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    if slog is not None:
+        slog.finish(df, png, summary)
+    log.info("done in %.1fs: %d unique, %d failed, %d infeasible, front of %d -> %s",
+             wall_s, summary["unique_evaluated"], summary["failed"], summary["infeasible"], len(front), run_dir)
+    for item in summary["front"]:
+        log.info("  front: %s %s", item["arch_key"], " ".join(f"{o.name}={item[o.name]:.4g}" for o in objectives))
+    return summary

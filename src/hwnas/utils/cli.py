@@ -1,0 +1,49 @@
+"""Helpers for the thin ``@hydra.main`` entry points."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from omegaconf import DictConfig
+
+from hwnas.utils.errors import HwnasError
+
+log = logging.getLogger("hwnas")
+
+
+def quiet_third_party() -> None:
+    """Silence chatty libraries so a search log stays one clear line per trial."""
+    os.environ.setdefault("PYTHONWARNINGS", "ignore")
+    for name in ("pytorch_lightning", "lightning_fabric", "lightning.pytorch", "torch.onnx", "onnxscript"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    import warnings
+
+    for pattern in (
+        ".*does not have many workers.*",
+        ".*The number of training batches.*",
+        ".*TracerWarning.*",
+        ".*Converting a tensor to a Python.*",
+        ".*is an experimental.*",
+        ".*GPU available but not used.*",
+        ".*LeafSpec.*",
+        ".*Trying to infer the `batch_size`.*",
+    ):
+        warnings.filterwarnings("ignore", message=pattern)
+
+
+def guarded(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
+    """Run ``fn(cfg)``; a user error becomes one clear message on stderr and exit code 2.
+
+    Unexpected exceptions keep their traceback (they are bugs, not bad input).
+    """
+    quiet_third_party()
+    try:
+        return fn(cfg)
+    except HwnasError as exc:
+        log.error("error: %s", exc)
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)

@@ -1,0 +1,68 @@
+"""Turning config nodes into objects, with errors that name the key and the fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import MissingMandatoryValue
+
+from hwnas.search_space.base import ArchSpec, SearchSpace
+from hwnas.utils.errors import ConfigError, HwnasError
+
+
+def run_dir_of(cfg: DictConfig) -> Path:
+    """The Hydra run directory (or ``cfg.run_dir`` when composed outside ``@hydra.main``, e.g. tests)."""
+    try:
+        explicit = cfg.get("run_dir")
+    except Exception:  # noqa: BLE001 - ${hydra:...} outside a Hydra run
+        explicit = None
+    if explicit:
+        path = Path(str(explicit))
+    elif HydraConfig.initialized():
+        path = Path(HydraConfig.get().runtime.output_dir)
+    else:
+        raise ConfigError("no run directory", key="run_dir", fix="pass run_dir=<dir> when calling run(cfg) directly")
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def build(node: Any, key: str, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` with user errors surfaced as one clear ``HwnasError``."""
+    if node is None:
+        raise ConfigError("is not set", key=key, fix=f"choose an option for {key} (see conf/{key}/)")
+    try:
+        return instantiate(node, **kwargs)
+    except MissingMandatoryValue as exc:
+        missing = str(exc).split("full_key:")[-1].split()[0] if "full_key:" in str(exc) else key
+        raise ConfigError(f"a required value is missing ({missing})", key=missing, fix=f"set {missing}=<value>") from exc
+    except InstantiationException as exc:
+        cause = exc.__cause__
+        while cause is not None:
+            if isinstance(cause, HwnasError):
+                raise cause from None
+            cause = cause.__cause__ if cause.__cause__ is not cause else None
+        raise ConfigError(f"cannot instantiate: {exc}", key=key) from exc
+
+
+def build_space(cfg: DictConfig) -> SearchSpace:
+    return build(cfg.search_space, "search_space")
+
+
+def build_datamodule(cfg: DictConfig) -> Any:
+    """The datamodule with the tricks' augmentations injected (applied to the training split only)."""
+    augment_cfg = OmegaConf.select(cfg, "tricks.augment") or []
+    augment = [build(a, "tricks.augment") for a in augment_cfg]
+    return build(cfg.dataset, "dataset", augment=augment)
+
+
+def resolve_arch(cfg: DictConfig, space: SearchSpace, *, input_size: tuple[int, int] | None) -> ArchSpec:
+    """``arch=<path to JSON>`` if given, else the space's hand-designed baseline; validated for ``input_size``."""
+    arch = cfg.get("arch")
+    spec = space.load(arch) if arch else space.baseline()
+    space.validate(spec, input_size=input_size)
+    return spec

@@ -1,0 +1,23 @@
+"""Profile one architecture on one hardware target: ``python src/profile.py hardware=cpu [arch=<json>]``.
+
+Writes ``<run dir>/latency.json``; see ``hwnas.tasks.profile.run``.
+"""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+import hwnas  # noqa: F401  (first: keeps this file from shadowing the stdlib's profile module)
+from hwnas.utils.cli import guarded
+
+
+@hydra.main(config_path="../conf", config_name="profile", version_base="1.3")
+def main(cfg: DictConfig) -> None:
+    from hwnas.tasks.profile import run
+
+    guarded(run, cfg)
+
+
+if __name__ == "__main__":
+    main()

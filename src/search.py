@@ -1,0 +1,20 @@
+"""The main job: ``python src/search.py search=evolution_pareto hardware=snapdragon888 [overrides]``."""
+
+from __future__ import annotations
+
+import hwnas  # noqa: F401  (first: keeps src/profile.py from shadowing the stdlib's profile)
+import hydra
+from omegaconf import DictConfig
+
+from hwnas.tasks import search
+from hwnas.utils.cli import guarded
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="search")
+def main(cfg: DictConfig) -> float | None:
+    summary = guarded(search.run, cfg)
+    return float(summary["front_size"])
+
+
+if __name__ == "__main__":
+    main()

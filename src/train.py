@@ -1,0 +1,20 @@
+"""Train one architecture: ``python src/train.py [arch=<json>] [dataset=...] [tricks=...]``."""
+
+from __future__ import annotations
+
+import hwnas  # noqa: F401  (first: keeps src/profile.py from shadowing the stdlib's profile)
+import hydra
+from omegaconf import DictConfig
+
+from hwnas.tasks import train
+from hwnas.utils.cli import guarded
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    metrics = guarded(train.run, cfg)
+    return metrics.get("val/miou")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""The analytical Hexagon 780 model: documented constants, per-layer roofline, sensible orderings."""
+
+from __future__ import annotations
+
+import onnx
+import pytest
+from torch import nn
+
+from hwnas.hardware.estimate import EstimateProfiler, HexagonConstants, estimate_onnx
+from hwnas.hardware.export import export_onnx
+from hwnas.utils.errors import ConfigError
+
+SHAPE = (1, 32, 32, 32)
+
+
+def _ms(model: nn.Module, tmp_path, shape=SHAPE, **consts) -> float:
+    path = export_onnx(model, shape, tmp_path / f"m{id(model)}.onnx")
+    ms, _ = estimate_onnx(onnx.load(str(path)), HexagonConstants(**consts))
+    return ms
+
+
+def test_single_conv_matches_the_roofline_formula(tmp_path):
+    c = HexagonConstants()
+    ms = _ms(nn.Conv2d(32, 64, 3, padding=1, bias=False), tmp_path)
+    macs = 32 * 32 * 64 * 32 * 9
+    t_compute = macs / c.mac_rate
+    moved = (32 * 32 * 32 + 64 * 32 * 32 + 64 * 32 * 9) * 1.0
+    t_mem = moved / (c.onchip_gbps * 1e9)
+    expected = (max(t_compute, t_mem) * 1e6 + c.per_layer_us + c.per_inference_us) / 1000
+    assert ms == pytest.approx(expected, rel=1e-9)
+
+
+def test_orderings_a_user_relies_on(tmp_path):
+    small = _ms(nn.Conv2d(32, 32, 3, padding=1), tmp_path)
+    wide = _ms(nn.Conv2d(32, 128, 3, padding=1), tmp_path)
+    deep = _ms(nn.Sequential(*[nn.Conv2d(32, 32, 3, padding=1) for _ in range(4)]), tmp_path)
+    assert small < wide and small < deep
+    # Depthwise: far fewer MACs, but not proportionally faster (vector units, not the tensor unit).
+    dw = _ms(nn.Conv2d(32, 32, 3, padding=1, groups=32), tmp_path)
+    assert dw < small
+    assert dw / small > 1 / 32
+    # Activations and BatchNorm after a conv are fused: free.
+    fused = _ms(
+        nn.Sequential(nn.Conv2d(32, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU()).eval(), tmp_path
+    )
+    assert fused == pytest.approx(small)
+
+
+def test_report_says_it_is_an_estimate_and_lists_assumptions(tmp_path):
+    r = EstimateProfiler(workdir=tmp_path).profile(nn.Conv2d(32, 8, 1), SHAPE)
+    assert (r.source, r.backend, r.precision, r.n_samples) == ("estimated", "estimate", "int8", 0)
+    assert "estimated" in r.device and "Hexagon 780" in r.device
+    assert r.extra["assumptions"]["peak_tops"] == 26.0
+    assert r.extra["assumptions"]["dram_gbps"] == 51.2
+
+
+def test_constants_can_be_overridden_and_typos_are_caught(tmp_path):
+    slow = EstimateProfiler(constants={"efficiency": 0.01}).profile(nn.Conv2d(32, 64, 3), SHAPE)
+    fast = EstimateProfiler().profile(nn.Conv2d(32, 64, 3), SHAPE)
+    assert slow.median_ms > fast.median_ms
+    with pytest.raises(ConfigError, match="efficency"):
+        EstimateProfiler(constants={"efficency": 0.2})
