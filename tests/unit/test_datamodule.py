@@ -116,3 +116,35 @@ def test_face_synthetics_option_file(tmp_path) -> None:
     with pytest.raises(Exception, match="dataset.root") as err:  # raised at construction, not in fit
         hydra.utils.instantiate(bad.dataset)
     assert isinstance(err.value, DataError) or isinstance(err.value.__cause__, DataError)
+
+
+def test_lightning_sets_the_epoch_and_reshuffles() -> None:
+    import pytorch_lightning as pl
+
+    first_pixels: list[torch.Tensor] = []
+
+    class Probe(pl.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            self.head = torch.nn.Conv2d(3, 19, 1)
+
+        def training_step(self, batch, batch_idx):
+            if batch_idx == 0:
+                first_pixels.append(batch[0][:, :, 0, 0].clone())
+            return torch.nn.functional.cross_entropy(self.head(batch[0]), batch[1], ignore_index=IGNORE_INDEX)
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+
+    dm = _dm(augment=[HFlipSwap(0.5)])
+    trainer = pl.Trainer(
+        max_epochs=2,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        limit_val_batches=0,
+    )
+    trainer.fit(Probe(), datamodule=dm)
+    assert trainer.train_dataloader.sampler.epoch == 1  # Lightning called set_epoch(1)
+    assert not torch.equal(first_pixels[0], first_pixels[1])

@@ -7,7 +7,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hwnas.benchmark.table import chance_level, load_table, reference_point, score, true_front
+from hwnas.benchmark.table import (
+    chance_level,
+    load_table,
+    objectives_by_arch,
+    reference_point,
+    score,
+    true_front,
+)
 from hwnas.reporting.pareto import hypervolume_2d
 from hwnas.utils.errors import ConfigError, DataError
 
@@ -81,6 +88,17 @@ def test_reference_point_and_true_hypervolume_match_readme() -> None:
     # The README's 43-row file has the same front plus the one chance-level point.
     readme = pd.read_csv(TABLE.parent / "nb201_pixel3_pareto.csv")
     assert set(front["arch"]) == set(readme.loc[readme[ACC] > 10, "arch"])
+
+
+@needs_table
+def test_lookup_by_space_key() -> None:
+    from hwnas.search_space.nb201 import NB201Space
+
+    df = load_table(TABLE, accuracy=ACC, latency=LAT)
+    lookup = objectives_by_arch(df, ACC, LAT)
+    spec = NB201Space().baseline()
+    assert lookup[spec.key] == (pytest.approx(94.363333), pytest.approx(35.0333))
+    assert len(lookup) == 15625
 
 
 @needs_table

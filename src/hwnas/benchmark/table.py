@@ -91,6 +91,17 @@ def load_table(path: str | Path = DEFAULT_PATH, *, accuracy: str, latency: str) 
     return out
 
 
+def objectives_by_arch(df: pd.DataFrame, accuracy: str, latency: str) -> dict[str, tuple[float, float]]:
+    """``{arch string: (accuracy, latency)}``: the search's evaluation is then one dict look-up.
+
+    The NB201 space keys architectures by their arch string, so ``lookup[spec.key]`` is the result.
+    """
+    _check_column(df, accuracy, "accuracy")
+    _check_column(df, latency, "latency")
+    acc = df[accuracy].round(ACC_DECIMALS).astype(float)
+    return dict(zip(df["arch"], zip(acc, df[latency].astype(float), strict=True), strict=True))
+
+
 def chance_level(accuracy: str) -> float:
     """Chance accuracy (%) of the dataset named in the column: 10 (CIFAR-10), 1 (CIFAR-100), 1/120 x 100."""
     name = accuracy.lower()

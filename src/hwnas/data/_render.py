@@ -126,8 +126,8 @@ def render_face(rng: np.random.Generator, height: int, width: int) -> tuple[np.n
 
     # Beard (under the lips), nose, eyes, brows, mouth.
     my, mw = rng.uniform(0.5, 0.58), rng.uniform(0.22, 0.3)
-    tl, bl = rng.uniform(0.07, 0.1), rng.uniform(0.08, 0.12)
-    oh = rng.uniform(0.03, 0.07) if rng.random() < 0.35 else 0.0
+    tl, bl = rng.uniform(0.08, 0.11), rng.uniform(0.09, 0.12)
+    oh = rng.uniform(0.045, 0.08) if rng.random() < 0.35 else 0.0
     if rng.random() < 0.2:
         bt = rng.uniform(0.22, 0.38)
         beard = ((u / (fw * 1.05 * chin)) ** 2 + (v / 1.06) ** 2 <= 1.0) & (v >= bt)

@@ -114,7 +114,7 @@ def _run_one(
         info["status"] = "invalid"
         return info
     trial.set_user_attr(KEY_ATTR, spec.key)
-    trial.set_user_attr("arch", spec.to_json())
+    trial.set_user_attr("arch", space.describe(spec))
     info["key"] = spec.key
 
     # Someone (this or another worker) already has it: reuse, don't pay twice.

@@ -189,6 +189,14 @@ class SearchSpace(ABC):
 
         return {n: optuna.distributions.CategoricalDistribution(c) for n, c in self.choices().items()}
 
+    def describe(self, spec: ArchSpec) -> str:
+        """The architecture as one string for tables (``arch`` column); ``parse`` reverses it."""
+        return spec.to_json()
+
+    def parse(self, text: str) -> ArchSpec:
+        """Inverse of ``describe``."""
+        return self.from_dict(ArchSpec.from_json(text).to_dict())
+
     def from_dict(self, data: Mapping[str, Any]) -> ArchSpec:
         spec = ArchSpec.from_dict(data)
         # Recompute the key from the parameters: a hand-edited key never wins.

@@ -20,7 +20,6 @@ from hwnas.search.loop import read_state, run_loop
 from hwnas.search.objectives import parse_constraints, parse_objectives
 from hwnas.search.resume import recover_stale_trials, resolve_run_dir
 from hwnas.search.study import open_study, redact, storage_url
-from hwnas.search_space.base import ArchSpec
 from hwnas.utils.config import build, build_space
 from hwnas.utils.errors import ConfigError
 
@@ -96,7 +95,7 @@ def finalize(cfg: DictConfig, *, study: optuna.Study, evaluator: Evaluator, spac
     exported: dict[str, Any] = {}
     if bool(cfg.search.get("export_front", True)):
         for _, row in front.iterrows():
-            spec = ArchSpec.from_json(row["arch"])
+            spec = space.parse(row["arch"])
             spec.save(pareto_dir / f"{spec.key}.json")
             try:
                 exported[spec.key] = evaluator.export(spec, pareto_dir)
@@ -106,6 +105,12 @@ def finalize(cfg: DictConfig, *, study: optuna.Study, evaluator: Evaluator, spac
     if hasattr(evaluator, "prune_weights"):
         evaluator.prune_weights(set(front["arch_key"]))
     real = df[~df["duplicate"].astype(bool)]
+    if front.empty:
+        log.warning(
+            "no feasible candidate: the front is empty. Every architecture failed or violated "
+            "search.constraints; relax the budget (e.g. search.constraints.hw/latency_ms.max) and look "
+            "at fail_reason in trials.csv"
+        )
     summary = {
         "study_name": str(cfg.search.study_name),
         "storage": storage,

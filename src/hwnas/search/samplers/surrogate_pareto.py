@@ -10,6 +10,8 @@ picks from the pool keeps the model honest.
 
 from __future__ import annotations
 
+from statistics import NormalDist
+
 import numpy as np
 from optuna.study import Study
 
@@ -122,13 +124,33 @@ class SurrogateParetoSampler(GenomeSampler):
             pred[:, j] = self._predict(history, j, x, dists)
         zf = z[front]
         if m == 2:
-            ref = z.max(axis=0) + 0.1 * (z.max(axis=0) - z.min(axis=0))
+            # Box of the feasible cells seen so far: a cell beyond every feasible one gains nothing.
+            zok = z[history.feasible] if history.feasible.any() else z
+            ref = zok.max(axis=0) + 0.1 * (zok.max(axis=0) - zok.min(axis=0))
             gain = hypervolume_improvement_2d(pred, zf, ref)
         else:
             # More objectives: a random Chebyshev scalarisation (ParEGO-style) of the predictions.
             w = self._rng.dirichlet(np.ones(m))
             gain = -(w * (pred - z.min(axis=0))).max(axis=1)
             gain -= gain.min()
-        if gain.max() <= 0:
-            gain = -_distance_to_front(pred, zf)
-        return pool[int(np.argmax(gain))]
+        pf = self._feasibility(history, x, dists)
+        if (gain * pf).max() > 0:
+            return pool[int(np.argmax(gain * pf))]
+        # Nothing predicted to improve the front: take the candidate closest to it (and likely feasible).
+        return pool[int(np.argmax(-_distance_to_front(pred, zf) - (1.0 - pf)))]
+
+    def _feasibility(
+        self, history: History, x: np.ndarray, dists: tuple[np.ndarray, np.ndarray]
+    ) -> np.ndarray:
+        """Predicted probability that each candidate satisfies the trials' constraints (1 if none)."""
+        feasible = history.feasible
+        if feasible.all() or not feasible.any():
+            return np.ones(len(x))
+        label = np.where(feasible, 1.0, -1.0)
+        gp = HammingGP(noise=self.noise, warp=False).fit(
+            history.genomes, label, lengthscale=1.0, dist=dists[0]
+        )
+        mean, std = gp.predict(x, dist=dists[1])
+        # The GP standardised the +-1 labels; the class boundary is their midpoint on that scale.
+        threshold = -label.mean() / label.std()
+        return np.array([NormalDist().cdf(v) for v in (mean - threshold) / std])
