@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hwnas.search.evaluator import Evaluator
 from hwnas.search.objectives import Constraint, Objective
+from hwnas.search.workers import fail_stale, heartbeat, is_heartbeat_enabled
 from hwnas.search_space.base import SearchSpace
 from hwnas.utils.errors import CandidateFailed, HwnasError
 
@@ -54,6 +55,27 @@ def read_state(study: optuna.Study, *, exclude: int | None = None) -> LoopState:
     return state
 
 
+def committed(study: optuna.Study, *, before: int | None = None) -> tuple[int, int]:
+    """``(unique evaluated, in flight)``: in flight counts RUNNING trials (numbered below ``before``) that
+    may still add a new architecture, so several workers never together exceed the budget."""
+    done: set[str] = set()
+    running: set[str] = set()
+    keyless = 0
+    for t in study.get_trials(deepcopy=False):
+        key = t.user_attrs.get(KEY_ATTR)
+        if t.user_attrs.get("duplicate"):
+            continue
+        if t.state.is_finished():
+            if key is not None and t.user_attrs.get("evaluated"):
+                done.add(key)
+        elif t.state == TrialState.RUNNING and (before is None or t.number < before):
+            if key is None:
+                keyless += 1
+            else:
+                running.add(key)
+    return len(done), len(running - done) + keyless
+
+
 OnTrial = Callable[[FrozenTrial, dict[str, Any]], None]
 
 
@@ -72,13 +94,25 @@ def run_loop(
     """Evaluate architectures until the study holds ``n_trials`` unique ones; return trials asked here."""
     asked = 0
     while asked < max_attempts:
-        state = read_state(study)
-        if state.unique + len(state.running) >= n_trials:
+        fail_stale(study)  # trials of dead workers: FAIL + re-queue (needs storage heartbeats)
+        unique, in_flight = committed(study)
+        if unique >= n_trials:
             break
+        if unique + in_flight >= n_trials:
+            if not is_heartbeat_enabled(study._storage):
+                break
+            time.sleep(0.5)  # others hold the rest of the budget: wait, in case one of them dies
+            continue
         trial = study.ask()
         asked += 1
-        info = _run_one(study, trial, space=space, evaluator=evaluator, objectives=objectives,
-                        constraints=constraints, worker=worker)
+        if sum(committed(study, before=trial.number)) >= n_trials:  # another worker asked first
+            trial.set_user_attr("worker", worker)
+            trial.set_user_attr("fail_reason", "surplus: the budget was filled by other workers meanwhile")
+            study.tell(trial, state=TrialState.FAIL)
+            continue
+        with heartbeat(study, trial):
+            info = _run_one(study, trial, space=space, evaluator=evaluator, objectives=objectives,
+                            constraints=constraints, worker=worker)
         frozen = study.get_trials(deepcopy=False)[trial.number] if info.get("told") else None
         if frozen is None:
             frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
@@ -197,6 +231,7 @@ def _wait_for(study: optuna.Study, number: int, timeout_s: float = 3600.0) -> Fr
     """Another worker is evaluating this architecture: wait for its result instead of paying twice."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
+        fail_stale(study)  # its worker may have died
         t = study.get_trials(deepcopy=False)[number]
         if t.state.is_finished():
             return t if t.user_attrs.get("evaluated") else None

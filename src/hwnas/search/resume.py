@@ -7,12 +7,16 @@ from pathlib import Path
 
 import optuna
 from omegaconf import DictConfig
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
+from hwnas.search.workers import fail_stale, requeue
 from hwnas.utils.config import run_dir_of
 from hwnas.utils.errors import ConfigError
 
 log = logging.getLogger("hwnas.search")
+
+DIED_REASON = "stale: the process died while evaluating it; architecture re-queued"
 
 
 def resolve_run_dir(cfg: DictConfig) -> Path:
@@ -33,19 +37,22 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
 
 
 def recover_stale_trials(study: optuna.Study, *, single_worker: bool) -> int:
-    """Trials left RUNNING by a dead process: mark FAIL and re-queue their architectures.
+    """Trials left RUNNING by a dead process: mark FAIL (reason ``stale``) and re-queue their architectures.
 
-    With one worker on private storage every RUNNING trial at start-up is stale. With shared storage,
-    only trials whose heartbeat stopped are stale (see ``hwnas.search.workers``).
+    On private storage (the run dir's SQLite), before this search starts any worker, nobody else can be
+    evaluating, so every RUNNING trial is stale (``single_worker=True``). On shared storage another launch
+    may be alive: only trials whose heartbeat lapsed are stale (``hwnas.search.workers.fail_stale``).
     """
     if not single_worker:
-        return 0
+        return fail_stale(study)
     n = 0
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_user_attr(t._trial_id, "fail_reason", "stale: the process died while evaluating it")
-        study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
-        if t.params and not t.user_attrs.get("duplicate"):
-            study.enqueue_trial(t.params, skip_if_exists=False)
+        try:
+            study._storage.set_trial_user_attr(t._trial_id, "fail_reason", DIED_REASON)
+            study._storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL)
+        except UpdateFinishedTrialError:
+            continue
+        requeue(study, t)
         n += 1
     if n:
         log.warning("re-queued %d trial(s) left running by a previous process", n)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 import optuna
 
 from hwnas.utils.errors import ConfigError
+from hwnas.utils.secrets import redact_url, scrub, with_password
 
 log = logging.getLogger("hwnas.search")
 
@@ -22,21 +24,23 @@ def storage_url(storage: str | None, run_dir: Path) -> str:
 
 
 def redact(url: str) -> str:
-    """Hide a password in a database URL before it reaches a log or a CSV."""
-    if "://" in url and "@" in url.split("://", 1)[1]:
-        scheme, rest = url.split("://", 1)
-        creds, host = rest.rsplit("@", 1)
-        user = creds.split(":", 1)[0]
-        return f"{scheme}://{user}:***@{host}"
-    return url
+    """Hide a password in a database URL before it reaches a log or a CSV (see ``hwnas.utils.secrets``)."""
+    return redact_url(url)
 
 
-def make_storage(url: str) -> optuna.storages.BaseStorage:
-    """An RDB storage with a generous lock timeout (several workers may share one SQLite file)."""
+def make_storage(
+    url: str, *, heartbeat_s: int | None = None, grace_s: int | None = None
+) -> optuna.storages.BaseStorage:
+    """An RDB storage with a generous lock timeout (several workers may share one SQLite file).
+
+    ``heartbeat_s``/``grace_s`` turn on Optuna's trial heartbeat, so trials of dead workers can be
+    recognised as stale (``hwnas.search.workers``). A password missing from the URL is taken from
+    ``HWNAS_STORAGE_PASSWORD``, so it never has to appear in a config Hydra saves.
+    """
     if url == "memory":
         return optuna.storages.InMemoryStorage()
     if url.startswith("journal:"):
-        path = url[len("journal:"):]
+        path = url[len("journal:") :]
         return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
@@ -44,14 +48,25 @@ def make_storage(url: str) -> optuna.storages.BaseStorage:
     else:
         engine_kwargs = {"pool_pre_ping": True}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs)
+        return optuna.storages.RDBStorage(
+            with_password(url),
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=heartbeat_s,
+            grace_period=grace_s,
+        )
     except Exception as exc:  # noqa: BLE001 - any driver error is the same user problem
         raise ConfigError(
-            f"cannot open study storage {redact(url)}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
+            f"cannot open study storage {redact(url)}: {type(exc).__name__}: {_first_line(exc)}",
             key="search.storage",
             fix="check the URL, that the database server is reachable and its driver installed "
             "(postgresql needs pip install -e '.[postgres]'), or leave search.storage=null for SQLite in the run dir",
         ) from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    """The driver's message, first line only, with any credentials it echoes removed."""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return scrub(text)[:200]
 
 
 def open_study(
@@ -60,9 +75,17 @@ def open_study(
     study_name: str,
     directions: Sequence[str],
     sampler: optuna.samplers.BaseSampler,
+    heartbeat_s: int | None = None,
+    grace_s: int | None = None,
 ) -> optuna.Study:
     """Create the study, or load it if it exists (resume / extra workers) after checking it matches."""
-    storage = make_storage(url)
+    if heartbeat_s:
+        # The ask/tell loop drives the heartbeat itself (hwnas.search.workers); Optuna warns on every ask.
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
+        warnings.filterwarnings(
+            "ignore", category=optuna.exceptions.ExperimentalWarning, message=".*heartbeat.*"
+        )
+    storage = make_storage(url, heartbeat_s=heartbeat_s, grace_s=grace_s)
     study = optuna.create_study(
         storage=storage,
         study_name=study_name,

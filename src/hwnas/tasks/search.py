@@ -20,8 +20,10 @@ from hwnas.search.loop import read_state, run_loop
 from hwnas.search.objectives import parse_constraints, parse_objectives
 from hwnas.search.resume import recover_stale_trials, resolve_run_dir
 from hwnas.search.study import open_study, redact, storage_url
+from hwnas.search.workers import heartbeat_settings, is_main_worker, start_workers
 from hwnas.utils.config import build, build_space
 from hwnas.utils.errors import ConfigError
+from hwnas.utils.secrets import scrub_hydra_outputs
 
 log = logging.getLogger("hwnas.search")
 
@@ -38,6 +40,7 @@ def _check_budget(cfg: DictConfig) -> tuple[int, int]:
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """Run (or resume) the search and write trials.csv, pareto.csv, plots, the front's models, summary.json."""
+    scrub_hydra_outputs()  # first: even a run that fails at start-up leaves .hydra/config.yaml behind
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     n_trials, max_attempts = _check_budget(cfg)
     run_dir = resolve_run_dir(cfg)
@@ -48,10 +51,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     evaluator.setup(cfg=cfg, space=space, run_dir=run_dir)
     sampler = build(cfg.search.sampler, "search.sampler")
     url = storage_url(cfg.search.get("storage"), run_dir)
+    heartbeat_s, grace_s = heartbeat_settings(cfg)
     study = open_study(
-        url=url, study_name=str(cfg.search.study_name), directions=[o.direction for o in objectives], sampler=sampler
+        url=url, study_name=str(cfg.search.study_name), directions=[o.direction for o in objectives], sampler=sampler,
+        heartbeat_s=heartbeat_s, grace_s=grace_s,
     )
-    recovered = recover_stale_trials(study, single_worker=int(cfg.search.get("n_workers", 1)) <= 1 and not cfg.search.get("storage"))
+    main = is_main_worker(cfg)
+    # Private run-dir storage, before our workers start: every RUNNING trial is a dead process's.
+    recovered = recover_stale_trials(study, single_worker=main and not cfg.search.get("storage"))
+    pool = start_workers(cfg, run_dir=run_dir, url=url)
     before = read_state(study).unique
     log.info(
         "search: %s over %s, %d unique architectures (%d done already), objectives %s, storage %s, run dir %s",
@@ -68,7 +76,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         n_trials=n_trials, max_attempts=max_attempts, on_trial=slog,
         worker=str(cfg.search.get("worker_id", "0")),
     )
+    pool.join()
     wall = time.perf_counter() - t0
+    if not main:  # a helper worker: the main process writes the outputs
+        return {"worker_id": str(cfg.search.worker_id), "unique_evaluated": read_state(study).unique, "front_size": 0}
     return finalize(cfg, study=study, evaluator=evaluator, space=space, objectives=objectives, run_dir=run_dir,
                     wall_s=wall, slog=slog, storage=redact(url), recovered=recovered)
 
@@ -105,6 +116,7 @@ def finalize(cfg: DictConfig, *, study: optuna.Study, evaluator: Evaluator, spac
     if hasattr(evaluator, "prune_weights"):
         evaluator.prune_weights(set(front["arch_key"]))
     real = df[~df["duplicate"].astype(bool)]
+    done = read_state(study).done  # evaluated architectures (not stale, surplus or invalid trials)
     if front.empty:
         log.warning(
             "no feasible candidate: the front is empty. Every architecture failed or violated "
@@ -118,9 +130,9 @@ def finalize(cfg: DictConfig, *, study: optuna.Study, evaluator: Evaluator, spac
         "sampler": str(OmegaConf.select(cfg, "search.sampler._target_")),
         "objectives": [{"name": o.name, "direction": o.direction} for o in objectives],
         "n_trials_budget": int(cfg.search.n_trials),
-        "unique_evaluated": int(len(real[real["state"].isin(["COMPLETE", "FAIL"])])),
+        "unique_evaluated": len(done),
         "duplicates": int(df["duplicate"].sum()),
-        "failed": int((real["state"] == "FAIL").sum()),
+        "failed": sum(t.state.name == "FAIL" for t in done.values()),
         "infeasible": int(((real["state"] == "COMPLETE") & ~real["feasible"].astype(bool)).sum()),
         "front_size": int(len(front)),
         "latency_source": source,

@@ -61,7 +61,7 @@ class SurrogateParetoSampler(GenomeSampler):
         *,
         seed: int | None = None,
         n_startup_trials: int = 10,
-        beta: float = 0.5,
+        beta: float = 1.0,
         epsilon: float = 0.05,
         n_random: int = 100,
         n_crossover: int = 50,

@@ -1,0 +1,159 @@
+"""Several processes on one study: extra local workers, heartbeats, and recovery of dead workers' trials.
+
+``search.n_workers=K`` makes the main process create the study (SQLite must exist before anyone else
+opens it), then start K-1 extra worker processes that run the same ask/tell loop against the same
+storage and write no outputs; the main process waits for them and writes the outputs once. Launches on
+other machines that share ``search.storage`` + ``search.study_name`` cooperate the same way, and each of
+those writes the outputs of the study as it stands when it finishes.
+
+A worker that dies (``kill -9``, a lost node) leaves its trial RUNNING forever. Every trial therefore
+carries a heartbeat (Optuna's RDB heartbeat, which Optuna itself only drives inside ``study.optimize``,
+so the ask/tell loop drives it here); any worker that sees a heartbeat older than the grace period marks
+that trial FAIL (reason ``stale``) and re-queues its architecture.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing as mp
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import optuna
+from omegaconf import DictConfig, OmegaConf, open_dict
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages._heartbeat import BaseHeartbeat, get_heartbeat_thread, is_heartbeat_enabled
+from optuna.trial import TrialState
+
+log = logging.getLogger("hwnas.search")
+
+#: Defaults for ``search.heartbeat_s`` / ``search.grace_s`` when the config does not set them.
+HEARTBEAT_S = 10
+GRACE_S = 60
+STALE_REASON = "stale: its worker stopped sending heartbeats (killed or lost); architecture re-queued"
+
+
+def heartbeat_settings(cfg: DictConfig) -> tuple[int, int]:
+    """``(interval, grace)`` in whole seconds; a trial silent for longer than ``grace`` is stale."""
+    interval = int(cfg.search.get("heartbeat_s", HEARTBEAT_S) or HEARTBEAT_S)
+    grace = int(cfg.search.get("grace_s", GRACE_S) or GRACE_S)
+    return max(1, interval), max(grace, 2 * max(1, interval))
+
+
+def is_main_worker(cfg: DictConfig) -> bool:
+    """The process that writes outputs (worker ``0``); spawned helpers only evaluate."""
+    return str(cfg.search.get("worker_id", "0")) == "0"
+
+
+@contextmanager
+def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
+    """Keep ``trial`` alive in storage while it is evaluated (no-op for storages without heartbeats)."""
+    thread = get_heartbeat_thread(trial._trial_id, study._storage)
+    thread.start()
+    try:
+        yield
+    finally:
+        thread.join()
+
+
+def requeue(study: optuna.Study, trial: Any) -> None:
+    """Queue a dead trial's architecture again (duplicates are never re-queued: they paid nothing)."""
+    if trial.params and not trial.user_attrs.get("duplicate"):
+        study.enqueue_trial(
+            dict(trial.params), user_attrs={"requeued_from": trial.number}, skip_if_exists=False
+        )
+
+
+def fail_stale(study: optuna.Study) -> int:
+    """Mark trials with a lapsed heartbeat FAIL (reason ``stale``) and re-queue them; return how many.
+
+    Safe to call from every worker at once: only the worker whose state change wins re-queues.
+    """
+    storage = study._storage
+    if not isinstance(storage, BaseHeartbeat) or not is_heartbeat_enabled(storage):
+        return 0
+    n = 0
+    for trial_id in storage._get_stale_trial_ids(study._study_id):
+        try:
+            storage.set_trial_user_attr(trial_id, "fail_reason", STALE_REASON)
+            if not storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                continue
+        except UpdateFinishedTrialError:
+            continue  # another worker got there first
+        frozen = storage.get_trial(trial_id)
+        requeue(study, frozen)
+        log.warning("trial %d: %s", frozen.number, STALE_REASON)
+        n += 1
+    return n
+
+
+class WorkerPool:
+    """The extra local worker processes of one search (``search.n_workers - 1`` of them)."""
+
+    def __init__(self, procs: list[Any]) -> None:
+        self.procs = procs
+
+    def join(self) -> int:
+        """Wait for every worker; return how many ended badly (their trials are recovered as stale)."""
+        bad = 0
+        for p in self.procs:
+            p.join()
+            if p.exitcode != 0:
+                bad += 1
+                log.warning(
+                    "worker %s exited with code %s; its unfinished trial is recovered as stale",
+                    p.name,
+                    p.exitcode,
+                )
+        return bad
+
+
+def start_workers(cfg: DictConfig, *, run_dir: Path, url: str) -> WorkerPool:
+    """Start ``search.n_workers - 1`` spawned processes that run the loop on the study at ``url``."""
+    n = int(cfg.search.get("n_workers", 1) or 1)
+    if n <= 1 or not is_main_worker(cfg):
+        return WorkerPool([])
+    base = OmegaConf.to_container(cfg, resolve=True)  # ${hydra:...} only resolves in this process
+    ctx = mp.get_context("spawn")
+    procs = []
+    for i in range(1, n):
+        p = ctx.Process(target=_worker_main, args=(base, str(i), str(run_dir), url), name=f"hwnas-worker-{i}")
+        p.start()
+        procs.append(p)
+    log.info("started %d extra worker process(es) on %s", len(procs), run_dir)
+    return WorkerPool(procs)
+
+
+def _worker_main(container: dict[str, Any], worker_id: str, run_dir: str, url: str) -> None:
+    """Entry of a spawned worker: same config, its own sampler seed, no outputs (the main process writes them)."""
+    cfg = OmegaConf.create(container)
+    with open_dict(cfg):
+        cfg.run_dir = run_dir
+        cfg.search.storage = url
+        cfg.search.resume = None
+        cfg.search.worker_id = worker_id
+        cfg.logger = None
+        sampler = cfg.search.get("sampler")
+        if sampler is not None and sampler.get("seed") is not None:
+            sampler.seed = int(sampler.seed) + 1000 * int(
+                worker_id
+            )  # same seed = same proposals = duplicates
+    OmegaConf.set_struct(cfg, True)
+    fmt = logging.Formatter(
+        f"[%(asctime)s][%(name)s][worker {worker_id}][%(levelname)s] %(message)s", "%H:%M:%S"
+    )
+    handlers: list[logging.Handler] = [
+        logging.FileHandler(Path(run_dir) / f"worker_{worker_id}.log"),
+        logging.StreamHandler(sys.stderr),
+    ]
+    for h in handlers:
+        h.setFormatter(fmt)
+    logging.basicConfig(level=logging.INFO, handlers=handlers, force=True)
+    from hwnas.tasks import search  # late: the task module imports this one
+    from hwnas.utils.cli import quiet_third_party
+
+    quiet_third_party()
+    search.run(cfg)

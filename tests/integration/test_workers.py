@@ -1,0 +1,95 @@
+"""Several workers on one study: the budget is exact, nothing is paid twice, dead workers are recovered."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from tests.integration.test_resume import ROOT, assert_budget_exact, env, evaluated, search_cmd, wait_for
+
+STUDY = "nb201-cifar10_test_acc-pixel3_latency_ms"
+
+
+@pytest.mark.integration
+def test_three_local_workers_share_the_budget_exactly(tmp_path: Path, nb201_path: Path) -> None:
+    run_dir, budget = tmp_path / "run", 15
+    # Slow enough trials that the spawned workers (a few seconds to start) join in.
+    out = subprocess.run(
+        search_cmd(run_dir, "search.n_workers=3", delay_s=1.5, n_trials=budget),
+        cwd=ROOT,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "locked" not in out.stderr.lower() and "Traceback" not in out.stderr
+    trials = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{run_dir / 'study.db'}").get_trials()
+    assert_budget_exact(trials, budget)
+    assert {t.user_attrs.get("worker") for t in evaluated(trials)} == {"0", "1", "2"}
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    # Duplicates were told the stored result, never evaluated again.
+    assert all(not t.user_attrs.get("evaluated") for t in trials if t.user_attrs.get("duplicate"))
+    # Only the main process wrote the outputs; they describe the whole study.
+    summary = (run_dir / "summary.json").read_text()
+    assert f'"unique_evaluated": {budget}' in summary
+    assert (run_dir / "worker_1.log").is_file() and (run_dir / "worker_2.log").is_file()
+
+
+@pytest.mark.integration
+def test_a_killed_worker_is_detected_by_heartbeat_and_its_trial_requeued(
+    tmp_path: Path, nb201_path: Path
+) -> None:
+    storage, budget = f"sqlite:///{tmp_path / 'shared.db'}", 6
+    shared = [f"search.storage={storage}", "++search.heartbeat_s=1", "++search.grace_s=3"]
+    proc = subprocess.Popen(
+        search_cmd(tmp_path / "a", *shared, delay_s=3.0, n_trials=budget),
+        cwd=ROOT,
+        env=env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+
+        def in_flight() -> bool:
+            try:
+                trials = optuna.load_study(study_name=STUDY, storage=storage).get_trials(deepcopy=False)
+            except Exception:  # noqa: BLE001 - not created yet
+                return False
+            return any(t.state == TrialState.RUNNING and "arch_key" in t.user_attrs for t in trials)
+
+        wait_for(in_flight, 120, proc)
+        time.sleep(1.5)  # at least one heartbeat recorded
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    dead = [
+        t
+        for t in optuna.load_study(study_name=STUDY, storage=storage).get_trials()
+        if t.state == TrialState.RUNNING
+    ]
+    assert len(dead) == 1
+    # A second launch on the same shared storage (as on another machine) finishes the study.
+    out = subprocess.run(
+        search_cmd(tmp_path / "b", *shared, delay_s=0.0, n_trials=budget),
+        cwd=ROOT,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    trials = optuna.load_study(study_name=STUDY, storage=storage).get_trials()
+    lost = trials[dead[0].number]
+    assert lost.state == TrialState.FAIL and lost.user_attrs["fail_reason"].startswith("stale")
+    assert [t.params for t in trials if t.user_attrs.get("requeued_from") == lost.number] == [lost.params]
+    assert_budget_exact(trials, budget)
