@@ -14,9 +14,10 @@ from hwnas.utils.cli import guarded
 
 @hydra.main(config_path="../conf", config_name="profile", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from hwnas.tasks.profile import run
+    from hwnas.tasks import latency_table, profile
 
-    guarded(run, cfg)
+    table = cfg.get("table") or {}
+    guarded(latency_table.run if table.get("n") or table.get("archs") else profile.run, cfg)
 
 
 if __name__ == "__main__":

@@ -10,14 +10,13 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from hwnas.hardware.base import Profiler
-from hwnas.hardware.cache import CachedProfiler
+from hwnas.hardware.build import build_profiler, calibration_for, input_shape_for
 from hwnas.hardware.cheap import cheap_metrics
 from hwnas.hardware.export import export_onnx
 from hwnas.lit.fit import fit_candidate
 from hwnas.search.evaluator import Evaluator
 from hwnas.search_space.base import ArchSpec, SearchSpace
-from hwnas.utils.config import build, build_datamodule
+from hwnas.utils.config import build_datamodule
 from hwnas.utils.errors import CandidateFailed, ConfigError
 
 log = logging.getLogger("hwnas.search")
@@ -65,15 +64,12 @@ class TrainingEvaluator(Evaluator):
         self.run_dir = run_dir
         self.weights_dir = run_dir / "weights"
         self.datamodule = build_datamodule(cfg)
-        profiler: Profiler = build(cfg.hardware, "hardware")
-        profiler.check()
-        if self.latency_cache:
-            profiler = CachedProfiler(profiler, Path(cfg.paths.cache_dir) / "latency")
-        self.profiler = profiler
-        self.input_shape = profiler.resolve_input_shape(self.datamodule.input_shape(batch_size=1))
-        n_cal = int(getattr(profiler, "calibration_batches", 0) or 0)
-        self.calibration = self.datamodule.calibration_batches(n_cal) if n_cal else None
-        log.info("hardware: %s; input %s", profiler.describe(), "x".join(map(str, self.input_shape)))
+        cache_dir = Path(cfg.paths.cache_dir) / "latency" if self.latency_cache else None
+        self.profiler = build_profiler(cfg.hardware, cache_dir=cache_dir)
+        self.profiler.check()
+        self.input_shape = input_shape_for(self.profiler, self.datamodule)
+        self.calibration = calibration_for(self.profiler, self.datamodule)
+        log.info("hardware: %s; input %s", self.profiler.describe(), "x".join(map(str, self.input_shape)))
 
     def _build(self, spec: ArchSpec) -> torch.nn.Module:
         self.space.validate(spec, input_size=tuple(self.datamodule.image_size))
