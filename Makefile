@@ -32,6 +32,9 @@ train: install ## Train the baseline architecture at mini scale, export ONNX
 profile: install ## Profile one architecture on a hardware target (hardware=..., arch=...)
 	$(PY) src/profile.py $(ARGS)
 
+latency-table: install ## Build a latency table for a target (ARGS="hardware=cpu_int8 table.n=100")
+	$(PY) src/profile.py table.n=50 $(ARGS)
+
 test: install ## Fast test tier (unit + contracts + quick integration); slow tests deselected
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
@@ -55,4 +58,4 @@ format: install ## ruff format + autofix
 clean: ## Remove run outputs and caches (keeps .venv)
 	rm -rf outputs multirun .pytest_cache .ruff_cache lightning_logs
 
-.PHONY: help install search train profile test test-full bench-profile bench-search lint format clean
+.PHONY: help install search train profile latency-table test test-full bench-profile bench-search lint format clean
