@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import hwnas  # noqa: F401  (first: keeps src/profile.py from shadowing the stdlib's profile)
 import hydra
 from omegaconf import DictConfig
 
+import hwnas  # noqa: F401  (first: keeps src/profile.py from shadowing the stdlib's profile)
 from hwnas.tasks import search
 from hwnas.utils.cli import guarded
 

@@ -10,8 +10,16 @@ from hwnas.tasks import latency_table
 
 @pytest.mark.integration
 def test_table_built_on_one_run_serves_a_later_search(make_cfg, tmp_path) -> None:
-    cfg = make_cfg("profile", ["table.n=3", "hardware.repeats=3", "hardware.warmup=1",
-                               "dataset.dataset.num_train=16", "dataset.dataset.num_val=8"])
+    cfg = make_cfg(
+        "profile",
+        [
+            "table.n=3",
+            "hardware.repeats=3",
+            "hardware.warmup=1",
+            "dataset.dataset.num_train=16",
+            "dataset.dataset.num_val=8",
+        ],
+    )
     summary = latency_table.run(cfg)
     table = pd.read_csv(summary["path"])
     assert len(table) == 3 and table["arch"].is_unique
@@ -25,9 +33,17 @@ def test_table_built_on_one_run_serves_a_later_search(make_cfg, tmp_path) -> Non
 
     for text in table["arch_json"]:
         ArchSpec.from_json(text).save(archs / f"{ArchSpec.from_json(text).key}.json")
-    cfg2 = make_cfg("profile", ["hardware=table", f"hardware.path={summary['path']}",
-                                "hardware.column=latency_ms", f"table.archs={archs}",
-                                "dataset.dataset.num_train=16", "dataset.dataset.num_val=8"])
+    cfg2 = make_cfg(
+        "profile",
+        [
+            "hardware=table",
+            f"hardware.path={summary['path']}",
+            "hardware.column=latency_ms",
+            f"table.archs={archs}",
+            "dataset.dataset.num_train=16",
+            "dataset.dataset.num_val=8",
+        ],
+    )
     cfg2.run_dir = str(tmp_path / "again")
     again = pd.read_csv(latency_table.run(cfg2)["path"]).set_index("arch")
     assert again.loc[table["arch"], "latency_ms"].tolist() == pytest.approx(table["latency_ms"].tolist())

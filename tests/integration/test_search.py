@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -42,11 +43,11 @@ def test_tiny_search_writes_every_output_and_the_exact_front(make_cfg) -> None:
     import onnxruntime as ort
 
     for key in front["arch_key"]:
-        assert (cfg.run_dir + f"/pareto/{key}.json") and json.loads(open(f"{run_dir}/pareto/{key}.json").read())["key"] == key
+        assert json.loads(Path(f"{run_dir}/pareto/{key}.json").read_text())["key"] == key
         sess = ort.InferenceSession(f"{run_dir}/pareto/{key}.onnx", providers=["CPUExecutionProvider"])
         out = sess.run(None, {"input": np.zeros((1, 3, 64, 64), np.float32)})[0]
         assert out.shape == (1, 19, 64, 64)
-    saved = json.loads(open(f"{run_dir}/summary.json").read())
+    saved = json.loads(Path(f"{run_dir}/summary.json").read_text())
     assert saved["front_size"] == len(front) and _objectives(saved)[0] == ("val/miou", "maximize")
 
 
@@ -74,8 +75,16 @@ def test_failing_candidates_become_fail_trials_and_the_search_goes_on(make_cfg, 
 
 @pytest.mark.integration
 def test_nan_loss_is_a_failed_trial(make_cfg) -> None:
-    cfg = make_cfg("search", [*TINY_SEARCH, "search.n_trials=2", "search.sampler.population_size=2",
-                              "optim.lr=1e30", "tricks=none"])
+    cfg = make_cfg(
+        "search",
+        [
+            *TINY_SEARCH,
+            "search.n_trials=2",
+            "search.sampler.population_size=2",
+            "optim.lr=1e30",
+            "tricks=none",
+        ],
+    )
     search.run(cfg)
     trials = pd.read_csv(f"{cfg.run_dir}/trials.csv")
     assert (trials["state"] == "FAIL").all()
@@ -84,8 +93,15 @@ def test_nan_loss_is_a_failed_trial(make_cfg) -> None:
 
 @pytest.mark.integration
 def test_latency_budget_skips_training_of_over_budget_candidates(make_cfg) -> None:
-    cfg = make_cfg("search", [*TINY_SEARCH, "search.n_trials=4", "search.sampler.population_size=2",
-                              "+search.constraints={hw/latency_ms: {max: 0.000001}}"])
+    cfg = make_cfg(
+        "search",
+        [
+            *TINY_SEARCH,
+            "search.n_trials=4",
+            "search.sampler.population_size=2",
+            "+search.constraints={hw/latency_ms: {max: 0.000001}}",
+        ],
+    )
     summary = search.run(cfg)
     trials = pd.read_csv(f"{cfg.run_dir}/trials.csv")
     assert summary["infeasible"] == 4 and summary["front_size"] == 0

@@ -10,8 +10,19 @@ from omegaconf import OmegaConf
 
 from tests.conftest import CONF, compose_cfg
 
-GROUPS = ["search_space", "search", "dataset", "tricks", "hardware", "evaluator", "trainer", "logger",
-          "callbacks", "experiment", "debug"]
+GROUPS = [
+    "search_space",
+    "search",
+    "dataset",
+    "tricks",
+    "hardware",
+    "evaluator",
+    "trainer",
+    "logger",
+    "callbacks",
+    "experiment",
+    "debug",
+]
 
 
 def _options(group: str) -> list[str]:

@@ -63,11 +63,20 @@ class SearchLogger:
             extra = f" (same as trial {ua.get('duplicate_of')}, reused)"
         log.info(
             "trial %4d [%d/%d] %s %-9s %s %.1fs%s",
-            trial.number, self.unique, self.n_trials, ua.get("arch_key", "-"), status, objs,
-            float(ua.get("seconds") or 0.0), extra,
+            trial.number,
+            self.unique,
+            self.n_trials,
+            ua.get("arch_key", "-"),
+            status,
+            objs,
+            float(ua.get("seconds") or 0.0),
+            extra,
         )
-        numeric = {k: float(v) for k, v in metrics.items()
-                   if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(float(v))}
+        numeric = {
+            k: float(v)
+            for k, v in metrics.items()
+            if isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(float(v))
+        }
         numeric["trial/feasible"] = float(bool(ua.get("feasible")))
         for lg in self.loggers:
             try:
@@ -83,7 +92,9 @@ class SearchLogger:
                     lg.log_table(key="trials", dataframe=table)
                     if front_png is not None and front_png.is_file():
                         lg.log_image(key="pareto_front", images=[str(front_png)])
-                    lg.experiment.summary.update({k: v for k, v in summary.items() if isinstance(v, int | float | str)})
+                    lg.experiment.summary.update(
+                        {k: v for k, v in summary.items() if isinstance(v, int | float | str)}
+                    )
                 lg.finalize("success")
             except Exception as exc:  # noqa: BLE001
                 log.warning("logger %s failed at the end: %s", type(lg).__name__, exc)

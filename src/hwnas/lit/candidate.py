@@ -48,12 +48,18 @@ class CandidateModule(pl.LightningModule):
         self.model = model
         self.schedule = schedule
         self.criterion = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing)
-        metric_kw: dict[str, Any] = {"num_classes": num_classes, "ignore_index": IGNORE_INDEX, "average": "macro"}
+        metric_kw: dict[str, Any] = {
+            "num_classes": num_classes,
+            "ignore_index": IGNORE_INDEX,
+            "average": "macro",
+        }
         self.val_metrics = MetricCollection(
             {
                 "miou": MulticlassJaccardIndex(**metric_kw),
                 "f1": MulticlassF1Score(**metric_kw),
-                "acc": MulticlassAccuracy(num_classes=num_classes, ignore_index=IGNORE_INDEX, average="micro"),
+                "acc": MulticlassAccuracy(
+                    num_classes=num_classes, ignore_index=IGNORE_INDEX, average="micro"
+                ),
             },
             prefix="val/",
         )
@@ -88,4 +94,7 @@ class CandidateModule(pl.LightningModule):
         if self.schedule is None:
             return opt
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        return {"optimizer": opt, "lr_scheduler": {"scheduler": self.schedule(opt, total_steps=total), "interval": "step"}}
+        return {
+            "optimizer": opt,
+            "lr_scheduler": {"scheduler": self.schedule(opt, total_steps=total), "interval": "step"},
+        }

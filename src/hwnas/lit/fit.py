@@ -28,7 +28,7 @@ def instantiate_dict(node: DictConfig | Mapping | None) -> list[Any]:
     if not node:
         return []
     out = []
-    for _, sub in (node.items() if isinstance(node, Mapping) else node.items()):
+    for _, sub in node.items() if isinstance(node, Mapping) else node.items():
         if sub is not None and "_target_" in sub:
             out.append(instantiate(sub))
     return out
@@ -92,7 +92,9 @@ def fit_candidate(
     seconds = time.perf_counter() - t0
     if module.nonfinite_loss:
         raise CandidateFailed("non-finite loss (NaN/inf) during training")
-    metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+    metrics = {
+        k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1
+    }
     if "val/miou" not in metrics or not math.isfinite(metrics["val/miou"]):
         raise CandidateFailed("training produced no finite val/miou (check trainer.limit_val_batches)")
     metrics["train_seconds"] = seconds

@@ -51,7 +51,9 @@ class HourglassNet(nn.Module):
         )
         # skip[i] carries the features of level i (resolution before down[i]) to the decoder.
         self.skip = nn.ModuleList(
-            conv_stack(chans[i], chans[i], layers=lv.skip_layers, kernel=3) if lv.skip_layers else nn.Identity()
+            conv_stack(chans[i], chans[i], layers=lv.skip_layers, kernel=3)
+            if lv.skip_layers
+            else nn.Identity()
             for i, lv in enumerate(levels)
         )
         self.up = nn.ModuleList(

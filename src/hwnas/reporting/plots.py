@@ -29,7 +29,9 @@ def _label(obj: Objective, source: str | None) -> str:
     return f"{obj.name}{src} ({arrow})"
 
 
-def _draw(ax: plt.Axes, df: pd.DataFrame, objectives: Sequence[Objective], *, title: str, source: str | None) -> None:
+def _draw(
+    ax: plt.Axes, df: pd.DataFrame, objectives: Sequence[Objective], *, title: str, source: str | None
+) -> None:
     xo, yo = _axes(objectives)
     real = df[~df["duplicate"].astype(bool)]
     ok = real[(real["state"] == "COMPLETE") & real["feasible"].astype(bool)]
@@ -37,10 +39,25 @@ def _draw(ax: plt.Axes, df: pd.DataFrame, objectives: Sequence[Objective], *, ti
     failed = real[real["state"] == "FAIL"]
     ax.scatter(ok[xo.name], ok[yo.name], s=22, c="tab:blue", alpha=0.6, label=f"feasible ({len(ok)})")
     if len(bad):
-        ax.scatter(bad[xo.name], bad[yo.name].fillna(np.nanmin(df[yo.name]) if df[yo.name].notna().any() else 0),
-                   s=22, marker="x", c="tab:red", alpha=0.7, label=f"infeasible ({len(bad)})")
+        ax.scatter(
+            bad[xo.name],
+            bad[yo.name].fillna(np.nanmin(df[yo.name]) if df[yo.name].notna().any() else 0),
+            s=22,
+            marker="x",
+            c="tab:red",
+            alpha=0.7,
+            label=f"infeasible ({len(bad)})",
+        )
     front = ok[ok["is_pareto"]].sort_values(xo.name)
-    ax.plot(front[xo.name], front[yo.name], "-o", c="tab:orange", ms=7, lw=1.5, label=f"Pareto front ({len(front)})")
+    ax.plot(
+        front[xo.name],
+        front[yo.name],
+        "-o",
+        c="tab:orange",
+        ms=7,
+        lw=1.5,
+        label=f"Pareto front ({len(front)})",
+    )
     if len(failed):
         ax.plot([], [], " ", label=f"failed: {len(failed)}")
     ax.set_xlabel(_label(xo, source))
@@ -50,7 +67,9 @@ def _draw(ax: plt.Axes, df: pd.DataFrame, objectives: Sequence[Objective], *, ti
     ax.legend(loc="lower right", fontsize=8)
 
 
-def plot_front(df: pd.DataFrame, objectives: Sequence[Objective], path: Path, *, title: str, source: str | None = None) -> Path:
+def plot_front(
+    df: pd.DataFrame, objectives: Sequence[Objective], path: Path, *, title: str, source: str | None = None
+) -> Path:
     """All trials (feasible / infeasible marked), the front highlighted, latency source in the axis label."""
     fig, ax = plt.subplots(figsize=(7, 5), dpi=110)
     _draw(ax, df, objectives, title=title, source=source)
@@ -61,7 +80,13 @@ def plot_front(df: pd.DataFrame, objectives: Sequence[Objective], path: Path, *,
 
 
 def plot_evolution(
-    df: pd.DataFrame, objectives: Sequence[Objective], path: Path, *, step: int, title: str, source: str | None = None
+    df: pd.DataFrame,
+    objectives: Sequence[Objective],
+    path: Path,
+    *,
+    step: int,
+    title: str,
+    source: str | None = None,
 ) -> Path:
     """An animated GIF: the front after every ``step`` unique evaluations (a generation)."""
     xo, yo = _axes(objectives)

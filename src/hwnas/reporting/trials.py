@@ -15,8 +15,20 @@ from hwnas.search.objectives import Objective
 
 #: Columns every trials.csv starts with (then objectives, constraints, other metrics).
 BASE_COLUMNS = [
-    "number", "state", "arch_key", "feasible", "is_pareto", "duplicate", "trained", "fail_reason",
-    "generation", "worker", "seconds", "seconds_cheap", "seconds_expensive", "datetime_start",
+    "number",
+    "state",
+    "arch_key",
+    "feasible",
+    "is_pareto",
+    "duplicate",
+    "trained",
+    "fail_reason",
+    "generation",
+    "worker",
+    "seconds",
+    "seconds_cheap",
+    "seconds_expensive",
+    "datetime_start",
 ]
 
 

@@ -111,8 +111,15 @@ def run_loop(
             study.tell(trial, state=TrialState.FAIL)
             continue
         with heartbeat(study, trial):
-            info = _run_one(study, trial, space=space, evaluator=evaluator, objectives=objectives,
-                            constraints=constraints, worker=worker)
+            info = _run_one(
+                study,
+                trial,
+                space=space,
+                evaluator=evaluator,
+                objectives=objectives,
+                constraints=constraints,
+                worker=worker,
+            )
         frozen = study.get_trials(deepcopy=False)[trial.number] if info.get("told") else None
         if frozen is None:
             frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
@@ -121,7 +128,8 @@ def run_loop(
     else:
         log.warning(
             "stopped after %d suggestions: the sampler keeps proposing architectures already evaluated "
-            "(raise search.max_attempts_factor, or use a strategy with more exploration)", asked
+            "(raise search.max_attempts_factor, or use a strategy with more exploration)",
+            asked,
         )
     return asked
 
@@ -210,7 +218,9 @@ def _run_one(
         info["status"] = "fail"
     except Exception as exc:  # noqa: BLE001 - a failing candidate is a failed trial, never a crashed search
         last = traceback.extract_tb(exc.__traceback__)[-1]
-        reason = f"{type(exc).__name__}: {str(exc)[:300]} (at {last.filename.rsplit('/', 1)[-1]}:{last.lineno})"
+        reason = (
+            f"{type(exc).__name__}: {str(exc)[:300]} (at {last.filename.rsplit('/', 1)[-1]}:{last.lineno})"
+        )
         if "out of memory" in str(exc).lower():
             reason = f"out of memory: {reason}"
         _fail(study, trial, reason, metrics, t0)

@@ -42,7 +42,9 @@ def parse_objectives(node: Sequence[Mapping[str, Any]], *, available: Sequence[s
             )
         if direction not in DIRECTIONS:
             raise ConfigError(
-                f"unknown direction {direction!r}", key=f"search.objectives[{i}].direction", choices=DIRECTIONS
+                f"unknown direction {direction!r}",
+                key=f"search.objectives[{i}].direction",
+                choices=DIRECTIONS,
             )
         out.append(Objective(name, direction))
     if len({o.name for o in out}) != len(out):
@@ -82,7 +84,9 @@ def parse_constraints(node: Mapping[str, Any] | None, *, available: Sequence[str
             )
         lo, hi = bounds.get("min"), bounds.get("max")
         if lo is not None and hi is not None and float(lo) > float(hi):
-            raise ConfigError(f"min {lo} > max {hi}: no architecture can satisfy it", key=f"search.constraints.{metric}")
+            raise ConfigError(
+                f"min {lo} > max {hi}: no architecture can satisfy it", key=f"search.constraints.{metric}"
+            )
         if hi is not None:
             out.append(Constraint(f"{metric}<={hi}", metric, float(hi), True))
         if lo is not None:

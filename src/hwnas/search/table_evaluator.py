@@ -43,8 +43,13 @@ class TableEvaluator(Evaluator):
         cols = [c for c in (self.accuracy, self.latency, "params", "flops_m") if c in df.columns]
         sub = df.set_index(self.key_column)[cols]
         self.rows: dict[str, dict[str, float]] = {str(k): v for k, v in sub.to_dict(orient="index").items()}
-        log.info("table: %s (%d architectures), accuracy=%s, latency=%s", self.path, len(self.rows),
-                 self.accuracy, self.latency)
+        log.info(
+            "table: %s (%d architectures), accuracy=%s, latency=%s",
+            self.path,
+            len(self.rows),
+            self.accuracy,
+            self.latency,
+        )
 
     def _row(self, spec: ArchSpec) -> dict[str, float]:
         row = self.rows.get(spec.key)

@@ -74,12 +74,16 @@ class TrainingEvaluator(Evaluator):
     def _build(self, spec: ArchSpec) -> torch.nn.Module:
         self.space.validate(spec, input_size=tuple(self.datamodule.image_size))
         torch.manual_seed(candidate_seed(int(self.cfg.seed), spec.key))
-        return self.space.build(spec, num_classes=self.datamodule.num_classes, in_channels=self.datamodule.in_channels)
+        return self.space.build(
+            spec, num_classes=self.datamodule.num_classes, in_channels=self.datamodule.in_channels
+        )
 
     def cheap(self, spec: ArchSpec) -> dict[str, Any]:
         model = self._build(spec).eval()
         metrics: dict[str, Any] = dict(cheap_metrics(model, self.input_shape))
-        report = self.profiler.profile(model, self.input_shape, calibration=self.calibration, arch_key=spec.key)
+        report = self.profiler.profile(
+            model, self.input_shape, calibration=self.calibration, arch_key=spec.key
+        )
         metrics.update(report.as_metrics())
         if report.source == "cached":
             metrics["hw/source"] = report.extra.get("original_source", "cached")

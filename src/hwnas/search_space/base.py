@@ -170,7 +170,7 @@ class SearchSpace(ABC):
                 )
         self.check(spec, input_size=input_size)
 
-    def check(self, spec: ArchSpec, *, input_size: tuple[int, int] | None = None) -> None:
+    def check(self, spec: ArchSpec, *, input_size: tuple[int, int] | None = None) -> None:  # noqa: B027
         """Extra, space-specific validity rules (e.g. input divisibility)."""
 
     def sample(self, rng: np.random.Generator) -> ArchSpec:

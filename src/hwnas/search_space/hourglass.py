@@ -50,13 +50,19 @@ class HourglassSpace(SearchSpace):
     ) -> None:
         if num_levels < 1:
             raise ConfigError("must be at least 1", key="search_space.num_levels", fix="set it to 1..5")
-        for key, seq in (("base_channels", base_channels), ("layers", layers), ("kernels", kernels),
-                         ("expand", expand)):
+        for key, seq in (
+            ("base_channels", base_channels),
+            ("layers", layers),
+            ("kernels", kernels),
+            ("expand", expand),
+        ):
             if not seq:
                 raise ConfigError("must list at least one choice", key=f"search_space.{key}")
         bad_k = [k for k in kernels if k % 2 == 0 or k < 1]
         if bad_k:
-            raise ConfigError(f"kernel sizes must be odd and positive, got {bad_k}", key="search_space.kernels")
+            raise ConfigError(
+                f"kernel sizes must be odd and positive, got {bad_k}", key="search_space.kernels"
+            )
         self.num_levels = int(num_levels)
         self._choices: dict[str, list[Any]] = {"base_channels": [int(c) for c in base_channels]}
         for i in range(1, self.num_levels + 1):
@@ -99,13 +105,19 @@ class HourglassSpace(SearchSpace):
     def baseline(self) -> ArchSpec:
         """The hand-designed reference architecture from the config (or a sensible default)."""
         if self._baseline is None:
-            params: dict[str, Any] = {"base_channels": self._choices["base_channels"][len(self._choices["base_channels"]) // 2]}
+            params: dict[str, Any] = {
+                "base_channels": self._choices["base_channels"][len(self._choices["base_channels"]) // 2]
+            }
             for i in range(1, self.num_levels + 1):
                 params |= {
-                    f"down{i}_layers": self._choices[f"down{i}_layers"][min(1, len(self._choices[f"down{i}_layers"]) - 1)],
+                    f"down{i}_layers": self._choices[f"down{i}_layers"][
+                        min(1, len(self._choices[f"down{i}_layers"]) - 1)
+                    ],
                     f"down{i}_kernel": self._choices[f"down{i}_kernel"][0],
                     f"down{i}_expand": self._choices[f"down{i}_expand"][-1],
-                    f"skip{i}_layers": self._choices[f"skip{i}_layers"][min(1, len(self._choices[f"skip{i}_layers"]) - 1)],
+                    f"skip{i}_layers": self._choices[f"skip{i}_layers"][
+                        min(1, len(self._choices[f"skip{i}_layers"]) - 1)
+                    ],
                     f"up{i}_layers": self._choices[f"up{i}_layers"][0],
                     f"up{i}_kernel": self._choices[f"up{i}_kernel"][0],
                 }
@@ -127,4 +139,6 @@ class HourglassSpace(SearchSpace):
             )
             for i in range(1, self.num_levels + 1)
         ]
-        return HourglassNet(base_channels=chans[0], levels=levels, num_classes=num_classes, in_channels=in_channels)
+        return HourglassNet(
+            base_channels=chans[0], levels=levels, num_classes=num_classes, in_channels=in_channels
+        )

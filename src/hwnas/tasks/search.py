@@ -31,7 +31,9 @@ log = logging.getLogger("hwnas.search")
 def _check_budget(cfg: DictConfig) -> tuple[int, int]:
     n = cfg.search.get("n_trials")
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
-        raise ConfigError(f"must be a positive integer, got {n!r}", key="search.n_trials", fix="e.g. search.n_trials=24")
+        raise ConfigError(
+            f"must be a positive integer, got {n!r}", key="search.n_trials", fix="e.g. search.n_trials=24"
+        )
     factor = cfg.search.get("max_attempts_factor", 20)
     if not isinstance(factor, int | float) or factor < 1:
         raise ConfigError(f"must be >= 1, got {factor!r}", key="search.max_attempts_factor")
@@ -53,8 +55,12 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     url = storage_url(cfg.search.get("storage"), run_dir)
     heartbeat_s, grace_s = heartbeat_settings(cfg)
     study = open_study(
-        url=url, study_name=str(cfg.search.study_name), directions=[o.direction for o in objectives], sampler=sampler,
-        heartbeat_s=heartbeat_s, grace_s=grace_s,
+        url=url,
+        study_name=str(cfg.search.study_name),
+        directions=[o.direction for o in objectives],
+        sampler=sampler,
+        heartbeat_s=heartbeat_s,
+        grace_s=grace_s,
     )
     main = is_main_worker(cfg)
     # Private run-dir storage, before our workers start: every RUNNING trial is a dead process's.
@@ -63,8 +69,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     before = read_state(study).unique
     log.info(
         "search: %s over %s, %d unique architectures (%d done already), objectives %s, storage %s, run dir %s",
-        type(sampler).__name__, space.name, n_trials, before,
-        ", ".join(f"{o.direction[:3]} {o.name}" for o in objectives), redact(url), run_dir,
+        type(sampler).__name__,
+        space.name,
+        n_trials,
+        before,
+        ", ".join(f"{o.direction[:3]} {o.name}" for o in objectives),
+        redact(url),
+        run_dir,
     )
     log.info("evaluator: %s", evaluator.describe())
     loggers = instantiate_dict(cfg.get("logger"))
@@ -72,21 +83,51 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     slog.set_unique(before)
     t0 = time.perf_counter()
     run_loop(
-        study, space=space, evaluator=evaluator, objectives=objectives, constraints=constraints,
-        n_trials=n_trials, max_attempts=max_attempts, on_trial=slog,
+        study,
+        space=space,
+        evaluator=evaluator,
+        objectives=objectives,
+        constraints=constraints,
+        n_trials=n_trials,
+        max_attempts=max_attempts,
+        on_trial=slog,
         worker=str(cfg.search.get("worker_id", "0")),
     )
     pool.join()
     wall = time.perf_counter() - t0
     if not main:  # a helper worker: the main process writes the outputs
-        return {"worker_id": str(cfg.search.worker_id), "unique_evaluated": read_state(study).unique, "front_size": 0}
-    return finalize(cfg, study=study, evaluator=evaluator, space=space, objectives=objectives, run_dir=run_dir,
-                    wall_s=wall, slog=slog, storage=redact(url), recovered=recovered)
+        return {
+            "worker_id": str(cfg.search.worker_id),
+            "unique_evaluated": read_state(study).unique,
+            "front_size": 0,
+        }
+    return finalize(
+        cfg,
+        study=study,
+        evaluator=evaluator,
+        space=space,
+        objectives=objectives,
+        run_dir=run_dir,
+        wall_s=wall,
+        slog=slog,
+        storage=redact(url),
+        recovered=recovered,
+    )
 
 
-def finalize(cfg: DictConfig, *, study: optuna.Study, evaluator: Evaluator, space: Any, objectives: list,
-             run_dir: Path, wall_s: float, slog: SearchLogger | None = None, storage: str = "",
-             recovered: int = 0) -> dict[str, Any]:
+def finalize(
+    cfg: DictConfig,
+    *,
+    study: optuna.Study,
+    evaluator: Evaluator,
+    space: Any,
+    objectives: list,
+    run_dir: Path,
+    wall_s: float,
+    slog: SearchLogger | None = None,
+    storage: str = "",
+    recovered: int = 0,
+) -> dict[str, Any]:
     """Write every output once, at the end (plots are never redrawn per trial)."""
     df = trials_frame(study, objectives)
     df.to_csv(run_dir / "trials.csv", index=False)
@@ -100,7 +141,9 @@ def finalize(cfg: DictConfig, *, study: optuna.Study, evaluator: Evaluator, spac
     if df[[o.name for o in objectives]].notna().any().all() and len(objectives) >= 2:
         png = plot_front(df, objectives, run_dir / "pareto_front.png", title=title, source=source)
         step = int(OmegaConf.select(cfg, "search.sampler.population_size") or max(4, len(df) // 8))
-        gif = plot_evolution(df, objectives, run_dir / "pareto_evolution.gif", step=step, title=title, source=source)
+        gif = plot_evolution(
+            df, objectives, run_dir / "pareto_evolution.gif", step=step, title=title, source=source
+        )
     pareto_dir = run_dir / "pareto"
     pareto_dir.mkdir(exist_ok=True)
     exported: dict[str, Any] = {}
@@ -139,19 +182,39 @@ def finalize(cfg: DictConfig, *, study: optuna.Study, evaluator: Evaluator, spac
         "recovered_stale_trials": recovered,
         "wall_seconds": round(wall_s, 2),
         "front": [
-            {"arch_key": r["arch_key"], **{o.name: float(r[o.name]) for o in objectives},
-             **({"files": exported[r["arch_key"]]} if r["arch_key"] in exported else {})}
+            {
+                "arch_key": r["arch_key"],
+                **{o.name: float(r[o.name]) for o in objectives},
+                **({"files": exported[r["arch_key"]]} if r["arch_key"] in exported else {}),
+            }
             for _, r in front.iterrows()
         ],
-        "outputs": {k: str(v) for k, v in {
-            "trials_csv": run_dir / "trials.csv", "pareto_csv": run_dir / "pareto.csv",
-            "pareto_front_png": png, "pareto_evolution_gif": gif, "pareto_dir": pareto_dir}.items() if v},
+        "outputs": {
+            k: str(v)
+            for k, v in {
+                "trials_csv": run_dir / "trials.csv",
+                "pareto_csv": run_dir / "pareto.csv",
+                "pareto_front_png": png,
+                "pareto_evolution_gif": gif,
+                "pareto_dir": pareto_dir,
+            }.items()
+            if v
+        },
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     if slog is not None:
         slog.finish(df, png, summary)
-    log.info("done in %.1fs: %d unique, %d failed, %d infeasible, front of %d -> %s",
-             wall_s, summary["unique_evaluated"], summary["failed"], summary["infeasible"], len(front), run_dir)
+    log.info(
+        "done in %.1fs: %d unique, %d failed, %d infeasible, front of %d -> %s",
+        wall_s,
+        summary["unique_evaluated"],
+        summary["failed"],
+        summary["infeasible"],
+        len(front),
+        run_dir,
+    )
     for item in summary["front"]:
-        log.info("  front: %s %s", item["arch_key"], " ".join(f"{o.name}={item[o.name]:.4g}" for o in objectives))
+        log.info(
+            "  front: %s %s", item["arch_key"], " ".join(f"{o.name}={item[o.name]:.4g}" for o in objectives)
+        )
     return summary

@@ -9,8 +9,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from hwnas.hardware.cheap import count_params
@@ -71,8 +69,11 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
     log.info(
         "val/miou=%.4f val/f1=%.4f params=%d train_seconds=%.1f -> %s",
-        metrics.get("val/miou", float("nan")), metrics.get("val/f1", float("nan")),
-        metrics["params"], metrics["train_seconds"], run_dir / "metrics.json",
+        metrics.get("val/miou", float("nan")),
+        metrics.get("val/f1", float("nan")),
+        metrics["params"],
+        metrics["train_seconds"],
+        run_dir / "metrics.json",
     )
     return metrics
 

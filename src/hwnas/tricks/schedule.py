@@ -8,7 +8,11 @@ import torch
 
 
 def cosine_warmup(
-    optimizer: torch.optim.Optimizer, *, total_steps: int, warmup_frac: float = 0.05, min_lr_frac: float = 0.02
+    optimizer: torch.optim.Optimizer,
+    *,
+    total_steps: int,
+    warmup_frac: float = 0.05,
+    min_lr_frac: float = 0.02,
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """Linear warm-up for ``warmup_frac`` of the steps, then cosine decay to ``min_lr_frac`` × lr."""
     warmup = max(1, int(round(total_steps * warmup_frac))) if warmup_frac > 0 else 0

@@ -26,7 +26,9 @@ def run_dir_of(cfg: DictConfig) -> Path:
     elif HydraConfig.initialized():
         path = Path(HydraConfig.get().runtime.output_dir)
     else:
-        raise ConfigError("no run directory", key="run_dir", fix="pass run_dir=<dir> when calling run(cfg) directly")
+        raise ConfigError(
+            "no run directory", key="run_dir", fix="pass run_dir=<dir> when calling run(cfg) directly"
+        )
     path.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -39,7 +41,9 @@ def build(node: Any, key: str, **kwargs: Any) -> Any:
         return instantiate(node, **kwargs)
     except MissingMandatoryValue as exc:
         missing = str(exc).split("full_key:")[-1].split()[0] if "full_key:" in str(exc) else key
-        raise ConfigError(f"a required value is missing ({missing})", key=missing, fix=f"set {missing}=<value>") from exc
+        raise ConfigError(
+            f"a required value is missing ({missing})", key=missing, fix=f"set {missing}=<value>"
+        ) from exc
     except InstantiationException as exc:
         cause = exc.__cause__
         while cause is not None:
