@@ -109,3 +109,14 @@ def test_param_count_matches_benchmark_table(space: NB201Space) -> None:
     for arch, params in zip(df["arch"], df["params"], strict=True):
         model = space.build(space.from_arch_string(arch))
         assert sum(p.numel() for p in model.parameters()) == params, arch
+
+
+def test_describe_is_the_arch_string_and_parse_reverses_it() -> None:
+    from hwnas.search_space.nb201 import NB201Space
+
+    space = NB201Space()
+    spec = space.baseline()
+    text = space.describe(spec)
+    assert text.startswith("|") and text == spec.key
+    assert space.parse(text) == spec
+    assert space.parse(spec.to_json()) == spec

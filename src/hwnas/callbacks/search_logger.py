@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -85,16 +85,50 @@ class SearchLogger:
                 log.warning("logger %s failed: %s", type(lg).__name__, exc)
 
     def finish(self, trials: pd.DataFrame, front_png: Path | None, summary: dict[str, Any]) -> None:
+        """Log the trials table, the front image and the summary (W&B), then close every logger.
+
+        Each step is guarded on its own: a logger that fails (no network, a bad value) costs a warning,
+        never the search's outputs, and is still finalized. W&B runs are finished explicitly, so the next
+        search in the same process (a local multirun) starts its own run instead of reusing this one.
+        """
+        table = _table(trials)
+        scalars = {
+            k: v for k, v in summary.items() if isinstance(v, int | float | str) and not isinstance(v, bool)
+        }
         for lg in self.loggers:
-            try:
-                if type(lg).__name__ == "WandbLogger":
-                    table = trials.drop(columns=["arch"], errors="ignore").astype(str)
-                    lg.log_table(key="trials", dataframe=table)
-                    if front_png is not None and front_png.is_file():
-                        lg.log_image(key="pareto_front", images=[str(front_png)])
-                    lg.experiment.summary.update(
-                        {k: v for k, v in summary.items() if isinstance(v, int | float | str)}
+            name = type(lg).__name__
+            if name == "WandbLogger":
+                _guarded(name, "log the trials table", lg.log_table, key="trials", dataframe=table)
+                if front_png is not None and front_png.is_file():
+                    _guarded(
+                        name, "log the front image", lg.log_image, key="pareto_front", images=[str(front_png)]
                     )
-                lg.finalize("success")
-            except Exception as exc:  # noqa: BLE001
-                log.warning("logger %s failed at the end: %s", type(lg).__name__, exc)
+                _guarded(name, "update the run summary", _wandb_summary, lg, scalars)
+            _guarded(name, "finalize", lg.finalize, "success")
+            if name == "WandbLogger":
+                _guarded(name, "finish the run", _wandb_finish, lg)
+
+
+def _guarded(logger: str, what: str, step: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+    """Run one logging step; a failure is a warning (a logger must never kill a search)."""
+    try:
+        step(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("logger %s could not %s: %s", logger, what, exc)
+
+
+def _wandb_summary(logger: Any, values: dict[str, Any]) -> None:
+    logger.experiment.summary.update(values)
+
+
+def _wandb_finish(logger: Any) -> None:
+    logger.experiment.finish()
+
+
+def _table(trials: pd.DataFrame) -> pd.DataFrame:
+    """The trials frame as W&B takes it: numbers stay numbers (plottable), everything else becomes text."""
+    table = trials.drop(columns=["arch"], errors="ignore").copy()
+    for col in table.columns:
+        if table[col].dtype == bool or not pd.api.types.is_numeric_dtype(table[col]):
+            table[col] = table[col].astype(str)
+    return table

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from hwnas.hardware.export import export_onnx
+from hwnas.search_space.base import file_stem
 from hwnas.utils.errors import ConfigError
 
 DEFAULT_ONNX_DIR = Path("outputs/cache/onnx")
@@ -95,7 +96,7 @@ def onnx_file(
         return
     if arch_key:
         root = Path(workdir) if workdir is not None else DEFAULT_ONNX_DIR
-        path = root / f"{arch_key}_{shape_tag(input_shape)}.onnx"
+        path = root / f"{file_stem(arch_key)}_{shape_tag(input_shape)}.onnx"
         if not path.is_file():
             export_onnx(model, input_shape, path, opset=opset)
         yield path

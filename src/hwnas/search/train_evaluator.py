@@ -115,16 +115,16 @@ class TrainingEvaluator(Evaluator):
             overrides=overrides,
         )
         self.weights_dir.mkdir(parents=True, exist_ok=True)
-        torch.save(module.model.state_dict(), self.weights_dir / f"{spec.key}.pt")
+        torch.save(module.model.state_dict(), self.weights_dir / f"{spec.stem}.pt")
         return {k: v for k, v in metrics.items() if k in self.expensive_metrics or k.startswith("val/")}
 
     def export(self, spec: ArchSpec, out_dir: Path) -> dict[str, str]:
-        weights = self.weights_dir / f"{spec.key}.pt"
+        weights = self.weights_dir / f"{spec.stem}.pt"
         if not weights.is_file():
             raise CandidateFailed(f"no trained weights for {spec.key} (was it trained in this run dir?)")
         model = self._build(spec)
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        onnx_path = export_onnx(model.eval(), self.input_shape, out_dir / f"{spec.key}.onnx")
+        onnx_path = export_onnx(model.eval(), self.input_shape, out_dir / f"{spec.stem}.onnx")
         return {"onnx": str(onnx_path), "weights": str(weights)}
 
     def prune_weights(self, keep: set[str]) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,18 @@ from typing import Any
 import numpy as np
 
 from hwnas.utils.errors import InvalidArchError
+
+
+def file_stem(key: str) -> str:
+    """A filesystem-safe name for an architecture key (NB201 keys contain ``|``, ``~`` and ``+``).
+
+    Keys that are already safe are returned unchanged; others are slugged and suffixed with a short
+    hash so two keys never share a file.
+    """
+    if re.fullmatch(r"[A-Za-z0-9._-]+", key):
+        return key
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", key).strip("_")[:80]
+    return f"{slug}-{hashlib.sha256(key.encode()).hexdigest()[:8]}"
 
 
 def _canonical(params: Mapping[str, Any]) -> str:
@@ -51,6 +64,11 @@ class ArchSpec:
     def default_key(space: str, params: Mapping[str, Any]) -> str:
         digest = hashlib.sha256(_canonical(params).encode()).hexdigest()[:12]
         return f"{space}-{digest}"
+
+    @property
+    def stem(self) -> str:
+        """Filesystem-safe name for files of this architecture (ONNX, weights, JSON)."""
+        return file_stem(self.key)
 
     @property
     def values(self) -> dict[str, Any]:

@@ -99,6 +99,14 @@ class NB201Space(SearchSpace):
         """The spec of an NB201 string (the ``arch`` column of the benchmark table)."""
         return self.make(parse_arch_string(text))
 
+    def describe(self, spec: ArchSpec) -> str:
+        """The NB201 string: the ``arch`` column of trials.csv matches the benchmark table's."""
+        return spec.key
+
+    def parse(self, text: str) -> ArchSpec:
+        text = text.strip()
+        return self.from_arch_string(text) if text.startswith("|") else super().parse(text)
+
     def baseline(self) -> ArchSpec:
         """A good hand-picked cell (ResNet-like), the reference every search should beat."""
         return self.from_arch_string(self._baseline)

@@ -38,7 +38,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     spec = resolve_arch(cfg, space, input_size=(shape[2], shape[3]))
     model = space.build(spec, num_classes=datamodule.num_classes, in_channels=datamodule.in_channels).eval()
     try:
-        onnx_path = export_onnx(model, shape, run_dir / f"{spec.key}.onnx")
+        onnx_path = export_onnx(model, shape, run_dir / f"{spec.stem}.onnx")
         report = profiler.profile(
             model,
             shape,

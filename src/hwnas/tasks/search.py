@@ -21,6 +21,7 @@ from hwnas.search.objectives import parse_constraints, parse_objectives
 from hwnas.search.resume import recover_stale_trials, resolve_run_dir
 from hwnas.search.study import open_study, redact, storage_url
 from hwnas.search.workers import heartbeat_settings, is_main_worker, start_workers
+from hwnas.search_space.base import file_stem
 from hwnas.utils.config import build, build_space
 from hwnas.utils.errors import ConfigError
 from hwnas.utils.secrets import scrub_hydra_outputs
@@ -150,14 +151,14 @@ def finalize(
     if bool(cfg.search.get("export_front", True)):
         for _, row in front.iterrows():
             spec = space.parse(row["arch"])
-            spec.save(pareto_dir / f"{spec.key}.json")
+            spec.save(pareto_dir / f"{spec.stem}.json")
             try:
                 exported[spec.key] = evaluator.export(spec, pareto_dir)
             except Exception as exc:  # noqa: BLE001 - one bad export must not lose the others
                 exported[spec.key] = {"error": str(exc)}
                 log.warning("export of %s failed: %s", spec.key, exc)
     if hasattr(evaluator, "prune_weights"):
-        evaluator.prune_weights(set(front["arch_key"]))
+        evaluator.prune_weights({file_stem(k) for k in front["arch_key"]})
     real = df[~df["duplicate"].astype(bool)]
     done = read_state(study).done  # evaluated architectures (not stale, surplus or invalid trials)
     if front.empty:

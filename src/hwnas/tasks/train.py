@@ -61,7 +61,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     if cfg.export.onnx:
         shape = datamodule.input_shape(batch_size=1)
-        onnx_path = export_onnx(model, shape, run_dir / f"{spec.key}.onnx", opset=int(cfg.export.opset))
+        onnx_path = export_onnx(model, shape, run_dir / f"{spec.stem}.onnx", opset=int(cfg.export.opset))
         x = torch.from_numpy(np.stack(datamodule.calibration_batches(1, batch_size=1))[0])
         metrics["onnx_path"] = str(onnx_path)
         metrics["onnx_max_abs_diff"] = onnx_matches_torch(model, onnx_path, x, atol=float(cfg.export.atol))
