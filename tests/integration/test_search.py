@@ -47,6 +47,8 @@ def test_tiny_search_writes_every_output_and_the_exact_front(make_cfg) -> None:
         sess = ort.InferenceSession(f"{run_dir}/pareto/{key}.onnx", providers=["CPUExecutionProvider"])
         out = sess.run(None, {"input": np.zeros((1, 3, 64, 64), np.float32)})[0]
         assert out.shape == (1, 19, 64, 64)
+    report = Path(f"{run_dir}/report.md").read_text()
+    assert f"## Pareto front ({len(front)} models)" in report and "pareto_front.png" in report
     saved = json.loads(Path(f"{run_dir}/summary.json").read_text())
     assert saved["front_size"] == len(front) and _objectives(saved)[0] == ("val/miou", "maximize")
 

@@ -62,11 +62,15 @@ def slurm_env() -> Iterator[dict[str, str]]:
         "SLURMD_PORT": str(_free_port()),
     }
     try:
-        started = subprocess.run(
-            ["bash", str(SCRIPTS / "start.sh")], env=env, capture_output=True, text=True, timeout=120
-        )
+        try:
+            started = subprocess.run(
+                ["bash", str(SCRIPTS / "start.sh")], env=env, capture_output=True, text=True, timeout=120
+            )
+        except subprocess.TimeoutExpired:
+            pytest.skip("the local Slurm cluster did not come up within 120 s")
         if started.returncode != 0:
-            pytest.skip(f"the local Slurm cluster did not start:\n{started.stdout[-1500:]}{started.stderr[-1500:]}")
+            log = f"{started.stdout[-1500:]}{started.stderr[-1500:]}"
+            pytest.skip(f"the local Slurm cluster did not start (tests/slurm/start.sh):\n{log}")
         yield env
     finally:
         subprocess.run(["bash", str(SCRIPTS / "stop.sh")], env=env, capture_output=True, timeout=120)

@@ -91,3 +91,17 @@ def test_seed_by_hardware_sweep_trains_four_searches_with_their_latency_source(t
             assert sources == {"estimated"} and summary["latency_source"] == "estimated", (run_dir, sources)
         else:
             assert sources and "estimated" not in sources and summary["latency_source"] != "estimated"
+
+
+@pytest.mark.integration
+def test_wandb_sweep_gives_each_job_its_own_run_in_the_study_group(tmp_path: Path, nb201_path: Path) -> None:
+    pytest.importorskip("wandb")
+    sweep = tmp_path / "sweep"
+    run_multirun(
+        sweep, "experiment=nb201", "search.n_trials=5", "seed=0,1", "logger=wandb", wandb_mode="offline"
+    )
+    runs = {key: list(d.glob("wandb/offline-run-*/run-*.wandb")) for key, d in job_dirs(sweep).items()}
+    assert set(runs) == {("seed=0",), ("seed=1",)}
+    # One W&B run per job (the basic launcher runs jobs in one process: the first run must not be reused).
+    assert all(len(files) == 1 for files in runs.values()), runs
+    assert len({files[0].name for files in runs.values()}) == 2

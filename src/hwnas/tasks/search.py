@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from hwnas.callbacks.search_logger import SearchLogger
 from hwnas.lit.fit import instantiate_dict
 from hwnas.reporting.plots import plot_evolution, plot_front
+from hwnas.reporting.report import write_report
 from hwnas.reporting.trials import pareto_frame, trials_frame
 from hwnas.search.evaluator import Evaluator
 from hwnas.search.loop import read_state, run_loop
@@ -202,7 +203,9 @@ def finalize(
             if v
         },
     }
+    summary["outputs"]["report_md"] = str(run_dir / "report.md")
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_report(run_dir, summary=summary, front=front, objectives=objectives)
     if slog is not None:
         slog.finish(df, png, summary)
     log.info(
