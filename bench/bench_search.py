@@ -168,7 +168,9 @@ def score_run(
         reached, and :func:`hwnas.benchmark.table.score`'s fields), and the curve (NaN past the run's end).
     """
     uniq = unique_evaluations(trials)
-    found = uniq.rename(columns={"arch_key": "arch", "accuracy": accuracy, "latency_ms": latency})
+    # trials.csv's own ``arch`` column is the spec as JSON; the table keys architectures by the NB201 string.
+    found = uniq.drop(columns=["arch"], errors="ignore")
+    found = found.rename(columns={"arch_key": "arch", "accuracy": accuracy, "latency_ms": latency})
     found = found[["arch", "number", accuracy, latency]]
     dup = trials["duplicate"].astype(str).str.lower().isin(("true", "1")).to_numpy()
     numbers = trials["number"].to_numpy()
@@ -219,6 +221,7 @@ def aggregate(raw: pd.DataFrame, budgets: list[int]) -> pd.DataFrame:
         row["duplicates"] = float(last["duplicates"].mean())
         row["wall_s"] = _q(last["wall_s"], 0.5)
         row["overhead_ms_per_trial"] = _q(last["overhead_ms_per_trial"], 0.5)
+        row["overhead_s"] = _q(last["overhead_s"], 0.5)
         out.append(row)
     return pd.DataFrame(out)
 
@@ -228,7 +231,7 @@ def markdown(agg: pd.DataFrame, budgets: list[int]) -> str:
     head = ["strategy", "seeds"]
     for b in budgets:
         head += [f"HV@{b} median [IQR]", f"IGD+@{b}", f"front hits@{b} mean / median"]
-    head += ["dups/run", "wall s/run", "overhead ms/trial"]
+    head += ["dups/run", "wall s/run", "overhead ms/trial", "overhead s/run"]
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join(["---"] * len(head)) + "|"]
     for _, r in agg.iterrows():
         cells = [f"{r['strategy']}", f"{r['seeds']}"]
@@ -238,7 +241,12 @@ def markdown(agg: pd.DataFrame, budgets: list[int]) -> str:
                 f"{r[f'igd@{b}']:.4f}",
                 f"{r[f'tf_mean@{b}']:.2f} / {r[f'tf_median@{b}']:.1f}",
             ]
-        cells += [f"{r['duplicates']:.1f}", f"{r['wall_s']:.1f}", f"{r['overhead_ms_per_trial']:.1f}"]
+        cells += [
+            f"{r['duplicates']:.1f}",
+            f"{r['wall_s']:.1f}",
+            f"{r['overhead_ms_per_trial']:.1f}",
+            f"{r['overhead_s']:.1f}",
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

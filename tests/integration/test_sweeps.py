@@ -19,13 +19,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run_multirun(sweep_dir: Path, *overrides: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """``python src/search.py -m <overrides>`` into ``sweep_dir`` (the real CLI, W&B off)."""
-    env = {
-        **os.environ,
-        "WANDB_MODE": "disabled",
-        "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-    }
+def run_multirun(
+    sweep_dir: Path, *overrides: str, timeout: float = 300, wandb_mode: str = "disabled"
+) -> subprocess.CompletedProcess[str]:
+    """``python src/search.py -m <overrides>`` into ``sweep_dir`` (the real CLI; W&B off unless asked)."""
+    pythonpath = f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"
+    env = {**os.environ, "WANDB_MODE": wandb_mode, "WANDB_SILENT": "true", "PYTHONPATH": pythonpath}
     cmd = [
         sys.executable,
         "src/search.py",

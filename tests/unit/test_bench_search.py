@@ -43,6 +43,7 @@ def trials() -> pd.DataFrame:
         (4, "FAIL", "Y", False, np.nan, np.nan),
     ]
     df = pd.DataFrame(rows, columns=["number", "state", "arch_key", "duplicate", "accuracy", "latency_ms"])
+    df["arch"] = [f'{{"key": "{k}"}}' for k in df["arch_key"]]  # trials.csv: the spec as JSON
     df["seconds_cheap"] = 0.001
     df["seconds_expensive"] = [0.002, 0.002, 0.002, np.nan, 0.002, np.nan]
     return df
@@ -84,6 +85,7 @@ def test_aggregate_medians_iqr_and_means_per_strategy(bench) -> None:
                 "duplicates": 2,
                 "wall_s": 1.0 + k,
                 "overhead_ms_per_trial": 5.0,
+                "overhead_s": 1.5,
             }
             for s, scale in (("slow", 0.5), ("fast", 1.0))
             for k, tf in enumerate((1, 2, 6))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import random
+import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,20 +49,36 @@ def make_storage(
         engine_kwargs = {"connect_args": {"timeout": 120}}
     else:
         engine_kwargs = {"pool_pre_ping": True}
+    # Several launches creating the same new database at once race on Optuna's schema creation
+    # ("table ... already exists"); the loser simply retries and then finds the schema in place.
+    for attempt in range(6):
+        try:
+            return optuna.storages.RDBStorage(
+                with_password(url),
+                engine_kwargs=engine_kwargs,
+                heartbeat_interval=heartbeat_s,
+                grace_period=grace_s,
+            )
+        except Exception as exc:  # noqa: BLE001 - any driver error is the same user problem
+            if attempt < 5 and _is_creation_race(exc):
+                time.sleep(0.2 + random.random() * (attempt + 1))
+                continue
+            error = exc
+            break
     try:
-        return optuna.storages.RDBStorage(
-            with_password(url),
-            engine_kwargs=engine_kwargs,
-            heartbeat_interval=heartbeat_s,
-            grace_period=grace_s,
-        )
-    except Exception as exc:  # noqa: BLE001 - any driver error is the same user problem
+        raise error
+    except Exception as exc:  # noqa: BLE001
         raise ConfigError(
             f"cannot open study storage {redact(url)}: {type(exc).__name__}: {_first_line(exc)}",
             key="search.storage",
             fix="check the URL, that the database server is reachable and its driver installed "
             "(postgresql needs pip install -e '.[postgres]'), or leave search.storage=null for SQLite in the run dir",
         ) from exc
+
+
+def _is_creation_race(exc: BaseException) -> bool:
+    text = str(exc).lower()
+    return "already exists" in text or "database is locked" in text or "unique constraint" in text
 
 
 def _first_line(exc: BaseException) -> str:
