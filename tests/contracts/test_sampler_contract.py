@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from hwnas.reporting.pareto import pareto_mask
 
 ROOT = Path(__file__).resolve().parents[2]
-OURS = ["regularized_evolution", "local_search", "surrogate_pareto"]
+OURS = ["evolution_pareto", "regularized_evolution", "local_search", "surrogate_pareto"]
 OPTUNA = ["nsga3", "motpe", "gp"]
 CHOICES = {
     "a": ["none", "skip", "conv1", "conv3", "pool"],
