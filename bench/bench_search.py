@@ -46,9 +46,7 @@ ALL_STRATEGIES = (
     "gp",
     "surrogate_pareto",
 )
-# The conf/search presets are tuned for the 24-trial mini search; NSGA-II's population of 8 is too small
-# at 100-300 evaluations. 20 is the reference "NSGA-II pop20" (nsga3 and regularized_evolution
-# already default to 20). Printed in results.md.
+# Overrides per strategy (printed in results.md); empty: every strategy runs as shipped in conf/search/.
 DEFAULT_OVERRIDES: dict[str, list[str]] = {}  # every strategy runs with its conf/search/<name>.yaml as shipped
 # The figures (median of 20 seeds, HV ratio, CIFAR-10 x Pixel 3).
 TO_BEAT = [
