@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
+from hwnas.reporting.trials import generation_of
 from hwnas.search.table_evaluator import TableEvaluator
 from hwnas.search_space.base import ArchSpec
 
@@ -126,7 +127,7 @@ def test_sigkilled_search_resumes_in_the_same_run_dir(tmp_path: Path, nb201_path
     before = load(run_dir).get_trials(deepcopy=False)
     stale = [t for t in before if t.state == TrialState.RUNNING]
     kept = {t.number: t.user_attrs["arch_key"] for t in evaluated(before)}
-    gen_before = max(t.system_attrs.get("NSGAIISampler:generation", 0) for t in before)
+    gen_before = max(generation_of(t) or 0 for t in before)
     assert stale and len(kept) >= 5 and gen_before >= 1 and not (run_dir / "trials.csv").exists()
 
     # Same hydra.run.dir: finds study.db and continues.
@@ -154,7 +155,7 @@ def test_sigkilled_search_resumes_in_the_same_run_dir(tmp_path: Path, nb201_path
     new = [
         t for t in after if t.number > max(u.number for u in before) and "requeued_from" not in t.user_attrs
     ]
-    gens = [t.system_attrs.get("NSGAIISampler:generation") for t in new]
+    gens = [generation_of(t) for t in new]
     assert gens and all(g is not None and g >= gen_before for g in gens)
     df = pd.read_csv(run_dir / "trials.csv")
     assert df.loc[df["state"] == "FAIL", "fail_reason"].str.startswith("stale").any()

@@ -29,6 +29,7 @@ def test_tiny_search_writes_every_output_and_the_exact_front(make_cfg) -> None:
     # Budget = unique architectures evaluated.
     real = trials[~trials["duplicate"]]
     assert real["arch_key"].nunique() == 5 == summary["unique_evaluated"]
+    assert trials["generation"].notna().all() and trials["generation"].max() >= 1  # NSGA-II generations
     for col in ("number", "state", "arch_key", "arch", "val/miou", "hw/latency_ms", "is_pareto", "seconds"):
         assert col in trials.columns
     # The front is exactly the non-dominated set of the feasible complete rows.

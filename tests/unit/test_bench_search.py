@@ -105,8 +105,8 @@ def test_aggregate_medians_iqr_and_means_per_strategy(bench) -> None:
     assert "| fast | 3 | 0.600 [0.550, 0.650]" in table
 
 
-def test_strategy_variants_and_default_population(bench) -> None:
-    assert bench.Strategy.parse("evolution_pareto").overrides == ("search.sampler.population_size=20",)
+def test_strategy_variants_run_as_shipped_unless_overridden(bench) -> None:
+    assert bench.Strategy.parse("evolution_pareto").overrides == ()
     v = bench.Strategy.parse("motpe@sampler.n_startup_trials=20")
     assert v.name == "motpe" and v.overrides == ("search.sampler.n_startup_trials=20",)
     with pytest.raises(SystemExit, match="unknown strategy"):

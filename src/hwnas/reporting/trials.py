@@ -32,6 +32,14 @@ BASE_COLUMNS = [
 ]
 
 
+def generation_of(trial: optuna.trial.FrozenTrial) -> int | None:
+    """The GA generation a trial belongs to (Optuna keys it ``<SamplerClass>:generation``), if any."""
+    for key, value in trial.system_attrs.items():
+        if key.endswith(":generation"):
+            return int(value)
+    return None
+
+
 def trials_frame(study: optuna.Study, objectives: Sequence[Objective]) -> pd.DataFrame:
     """One row per finished or running trial.
 
@@ -51,7 +59,7 @@ def trials_frame(study: optuna.Study, objectives: Sequence[Objective]) -> pd.Dat
             "duplicate_of": ua.get("duplicate_of"),
             "trained": bool(ua.get("trained", False)),
             "fail_reason": ua.get("fail_reason", ""),
-            "generation": t.system_attrs.get("NSGAIISampler:generation", t.system_attrs.get("generation")),
+            "generation": generation_of(t),
             "worker": ua.get("worker"),
             "seconds": ua.get("seconds"),
             "seconds_cheap": ua.get("seconds_cheap"),
