@@ -34,7 +34,7 @@ CASES = {
     ),
     "unreachable storage": (
         "search",
-        ["experiment=nb201", "search.storage=postgresql://u:secret@127.0.0.1:1/db"],
+        ["debug=fast", "search.storage=postgresql://u:secret@127.0.0.1:1/db"],
         ["[search.storage]", "u:***@127.0.0.1", "Fix:"],
     ),
     "remote profiler without token": (
