@@ -43,5 +43,8 @@ class Evaluator(ABC):
         """Write deployable artefacts of ``spec`` (ONNX, weights) to ``out_dir``; return their paths."""
         return {}
 
+    def prune_weights(self, keep: set[str]) -> None:  # noqa: B027 - optional hook
+        """Drop stored artefacts of candidates whose file stem is not in ``keep`` (the front)."""
+
     def describe(self) -> str:
         return type(self).__name__

@@ -120,11 +120,8 @@ def run_loop(
                 constraints=constraints,
                 worker=worker,
             )
-        frozen = study.get_trials(deepcopy=False)[trial.number] if info.get("told") else None
-        if frozen is None:
-            frozen = next(t for t in study.get_trials(deepcopy=False) if t.number == trial.number)
         if on_trial is not None:
-            on_trial(frozen, info)
+            on_trial(study.get_trials(deepcopy=False)[trial.number], info)
     else:
         log.warning(
             "stopped after %d suggestions: the sampler keeps proposing architectures already evaluated "
@@ -144,7 +141,7 @@ def _run_one(
     constraints: Sequence[Constraint],
     worker: str,
 ) -> dict[str, Any]:
-    info: dict[str, Any] = {"told": True}
+    info: dict[str, Any] = {}
     t0 = time.perf_counter()
     trial.set_user_attr("worker", worker)
     try:

@@ -158,8 +158,7 @@ def finalize(
             except Exception as exc:  # noqa: BLE001 - one bad export must not lose the others
                 exported[spec.key] = {"error": str(exc)}
                 log.warning("export of %s failed: %s", spec.key, exc)
-    if hasattr(evaluator, "prune_weights"):
-        evaluator.prune_weights({file_stem(k) for k in front["arch_key"]})
+    evaluator.prune_weights({file_stem(k) for k in front["arch_key"]})
     real = df[~df["duplicate"].astype(bool)]
     done = read_state(study).done  # evaluated architectures (not stale, surplus or invalid trials)
     if front.empty:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -47,14 +46,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         callbacks=callbacks,
         seed=int(cfg.seed),
     )
-    ckpt = _best_checkpoint(callbacks)
-    if ckpt is not None:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+    checkpointer = _checkpointer(callbacks)
+    if checkpointer is not None:
+        state = torch.load(checkpointer.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
-        metrics["best_checkpoint"] = str(ckpt)
-        best = _best_score(callbacks)
-        if best is not None:
-            metrics["val/miou"] = best
+        metrics["best_checkpoint"] = str(checkpointer.best_model_path)
+        if checkpointer.best_model_score is not None:
+            metrics["val/miou"] = float(checkpointer.best_model_score)
     model = module.model.eval()
     metrics["params"] = count_params(model)
     metrics["arch_key"] = spec.key
@@ -78,19 +76,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return metrics
 
 
-def _best_checkpoint(callbacks: list[Any]) -> Path | None:
+def _checkpointer(callbacks: list[Any]) -> Any | None:
+    """The ``ModelCheckpoint`` among the configured callbacks, if one saved a best model."""
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    for cb in callbacks:
-        if isinstance(cb, ModelCheckpoint) and cb.best_model_path:
-            return Path(cb.best_model_path)
-    return None
-
-
-def _best_score(callbacks: list[Any]) -> float | None:
-    from pytorch_lightning.callbacks import ModelCheckpoint
-
-    for cb in callbacks:
-        if isinstance(cb, ModelCheckpoint) and cb.best_model_score is not None:
-            return float(cb.best_model_score)
-    return None
+    return next((cb for cb in callbacks if isinstance(cb, ModelCheckpoint) and cb.best_model_path), None)
