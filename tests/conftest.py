@@ -31,6 +31,18 @@ TINY_SEARCH = [
     "search_space.max_channels=32",
     "search_space.layers=[1,2]",
     "search_space.kernels=[3,5]",
+    "final.enabled=false",
+]
+
+# A final stage that finishes in seconds: two front models + the baseline, tiny data, short training.
+TINY_FINAL = [
+    "dataset.dataset.num_test=24",
+    "final.enabled=true",
+    "final.top_k=2",
+    "final.trainer.max_epochs=2",
+    "final.int8.calibration_batches=4",
+    "final.eval_batch_size=8",
+    "search_space.baseline.base_channels=12",  # the baseline inside TINY_SEARCH's narrowed ranges
 ]
 
 

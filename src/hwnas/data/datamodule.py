@@ -168,6 +168,18 @@ class SegmentationDataModule(pl.LightningDataModule):
     def val_dataloader(self) -> DataLoader:
         return self._loader(_Augmented(self.split("val"), [], self.seed), shuffle=False, drop_last=False)
 
+    def test_dataloader(self) -> DataLoader:
+        """The held-out test split (read only by the final stage, never by the search)."""
+        return self._loader(_Augmented(self.split("test"), [], self.seed), shuffle=False, drop_last=False)
+
+    def has_split(self, name: str) -> bool:
+        """Whether split ``name`` exists and is non-empty (without raising)."""
+        try:
+            self.split(name)
+        except (DataError, IndexError, ValueError):
+            return False
+        return True
+
     def _loader(self, ds: _Augmented, *, shuffle: bool, drop_last: bool) -> DataLoader:
         return DataLoader(
             ds,
@@ -179,13 +191,14 @@ class SegmentationDataModule(pl.LightningDataModule):
             persistent_workers=self.num_workers > 0,
         )
 
-    def calibration_batches(self, n: int, batch_size: int = 1) -> list[np.ndarray]:
-        """``n`` batches of real, normalised validation images as ``float32 [B, 3, H, W]`` arrays.
+    def calibration_batches(self, n: int, batch_size: int = 1, *, split: str = "val") -> list[np.ndarray]:
+        """``n`` batches of real, normalised images of ``split`` as ``float32 [B, 3, H, W]`` arrays.
 
-        Deterministic (the first ``n * batch_size`` val images, wrapping around), so int8 calibration of
-        the same model always sees the same data.
+        Deterministic (the first ``n * batch_size`` images, wrapping around, never augmented), so int8
+        calibration of the same model always sees the same data. The final stage calibrates on
+        ``split="train"`` so that no test (or selection) image shapes the quantised model.
         """
-        ds = self.split("val")
+        ds = self.split(split)
         out = []
         for b in range(int(n)):
             idx = [(b * batch_size + j) % len(ds) for j in range(batch_size)]

@@ -51,13 +51,17 @@ def find_pairs(root: str | os.PathLike[str]) -> list[tuple[Path, Path]]:
 
 
 class FaceSynthetics(Dataset):
-    """One split of a FaceSynthetics folder; the last ``val_fraction`` of the sorted ids are validation.
+    """One split of a FaceSynthetics folder, cut from the sorted ids: train, then validation, then test.
+
+    The last ``test_fraction`` of the ids are the held-out test split (only the final stage reads it,
+    never the search), the ``val_fraction`` before them are validation (the search's selection split).
 
     Args:
-        split: ``"train"`` or ``"val"``.
+        split: ``"train"``, ``"val"`` or ``"test"``.
         root: The folder with ``<id>.png`` and ``<id>_seg.png`` files.
         image_size: ``H=W`` as an int, or ``[H, W]``, to resize to.
         val_fraction: Share of the (sorted) samples held out for validation; at least one when > 0.
+        test_fraction: Share of the (sorted) samples held out for the final test; at least one when > 0.
         max_samples: If given, use only the first ``max_samples`` pairs (quick experiments).
     """
 
@@ -68,27 +72,41 @@ class FaceSynthetics(Dataset):
         root: str | os.PathLike[str],
         image_size: int | tuple[int, int] | list[int] = 256,
         val_fraction: float = 0.1,
+        test_fraction: float = 0.1,
         max_samples: int | None = None,
     ) -> None:
-        if split not in ("train", "val"):
-            raise DataError(f"unknown split {split!r}", key="split", choices=("train", "val"))
-        if not 0.0 <= float(val_fraction) < 1.0:
+        if split not in ("train", "val", "test"):
+            raise DataError(f"unknown split {split!r}", key="split", choices=("train", "val", "test"))
+        for key, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
+            if not 0.0 <= float(frac) < 1.0:
+                raise DataError(
+                    f"{key} must be in [0, 1), got {frac}", key=f"dataset.dataset.{key}", fix="set it to e.g. 0.1"
+                )
+        if float(val_fraction) + float(test_fraction) >= 1.0:
             raise DataError(
-                f"val_fraction must be in [0, 1), got {val_fraction}",
+                f"val_fraction + test_fraction = {float(val_fraction) + float(test_fraction)} leaves no training data",
                 key="dataset.dataset.val_fraction",
-                fix="set it to e.g. 0.1",
+                fix="keep val_fraction + test_fraction below 1 (e.g. 0.1 and 0.1)",
             )
         pairs = find_pairs(root)
         if max_samples is not None:
             pairs = pairs[: int(max_samples)]
-        n_val = int(round(len(pairs) * float(val_fraction)))
-        if val_fraction > 0:
-            n_val = min(max(n_val, 1), len(pairs) - 1) if len(pairs) > 1 else 0
-        cut = len(pairs) - n_val
+
+        def count(frac: float, rest: int) -> int:
+            n = int(round(len(pairs) * float(frac)))
+            return min(max(n, 1), rest - 1) if frac > 0 and rest > 1 else 0
+
+        n_test = count(test_fraction, len(pairs))
+        n_val = count(val_fraction, len(pairs) - n_test)
+        cut_val, cut_test = len(pairs) - n_test - n_val, len(pairs) - n_test
         self.split = split
         self.root = Path(root)
         self.image_size = parse_image_size(image_size)
-        self.pairs = pairs[:cut] if split == "train" else pairs[cut:]
+        self.pairs = {
+            "train": pairs[:cut_val],
+            "val": pairs[cut_val:cut_test],
+            "test": pairs[cut_test:],
+        }[split]
 
     def __len__(self) -> int:
         return len(self.pairs)

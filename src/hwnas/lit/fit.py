@@ -46,6 +46,7 @@ def fit_candidate(
     callbacks: list[Any] | None = None,
     seed: int = 0,
     overrides: Mapping[str, Any] | None = None,
+    ckpt_path: str | Path | None = None,
 ) -> tuple[CandidateModule, dict[str, float]]:
     """Train ``model`` with the configured tricks and return the module and its final metrics.
 
@@ -60,6 +61,7 @@ def fit_candidate(
         callbacks: Extra Lightning callbacks (checkpointing, latency).
         seed: Seed for weights and data order.
         overrides: Trainer keyword overrides (e.g. ``max_epochs`` for partial training in a search).
+        ckpt_path: A Lightning checkpoint of this same training to resume from (after a crash).
 
     Raises:
         CandidateFailed: NaN/inf loss, or no validation metrics were produced.
@@ -88,7 +90,7 @@ def fit_candidate(
     trainer_node = OmegaConf.to_container(trainer_cfg, resolve=True)
     trainer: pl.Trainer = instantiate(trainer_node, **kwargs)
     t0 = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
     seconds = time.perf_counter() - t0
     if module.nonfinite_loss:
         raise CandidateFailed("non-finite loss (NaN/inf) during training")

@@ -43,6 +43,15 @@ class Evaluator(ABC):
         """Write deployable artefacts of ``spec`` (ONNX, weights) to ``out_dir``; return their paths."""
         return {}
 
+    def sizes(self) -> dict[str, Any]:
+        """The input sizes behind the metrics, for ``summary.json``; ``{}`` when there are no images.
+
+        Evaluators that train on images and profile latency say at which sizes (the two may differ:
+        training at a small size, latency at the deployment resolution), e.g.
+        ``{"train_image_size": [64, 64], "latency_input_shape": [1, 3, 256, 256]}``.
+        """
+        return {}
+
     def prune_weights(self, keep: set[str]) -> None:  # noqa: B027 - optional hook
         """Drop stored artefacts of candidates whose file stem is not in ``keep`` (the front)."""
 

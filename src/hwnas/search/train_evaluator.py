@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -17,7 +18,7 @@ from hwnas.lit.fit import fit_candidate
 from hwnas.search.evaluator import Evaluator
 from hwnas.search_space.base import ArchSpec, SearchSpace
 from hwnas.utils.config import build_datamodule
-from hwnas.utils.errors import CandidateFailed, ConfigError
+from hwnas.utils.errors import CandidateFailed, ConfigError, InvalidArchError
 
 log = logging.getLogger("hwnas.search")
 
@@ -27,8 +28,24 @@ def candidate_seed(seed: int, key: str) -> int:
     return (int(seed) * 1_000_003 + int(hashlib.sha256(key.encode()).hexdigest()[:8], 16)) % (2**31 - 1)
 
 
+def _x(dims: tuple[int, ...]) -> str:
+    return "x".join(str(int(d)) for d in dims)
+
+
 class TrainingEvaluator(Evaluator):
     """Profiles each candidate on the hardware target, then trains it for a few epochs.
+
+    Training always runs at the dataset's image size; latency is measured at the profiler's input
+    shape, which is the dataset's size unless ``hardware.input_size`` says otherwise (e.g. train on
+    64x64 images, measure at the 256x256 deployment resolution). ``params``/``macs``/``flops``/
+    ``peak_act_mb`` are counted at the profiled shape, like the latency, and the front's ONNX files
+    are exported at it. Every trial records both sizes (columns of ``trials.csv``):
+
+    * ``train_image_size``: ``"HxW"`` the candidate was trained (and validated) at, e.g. ``"64x64"``.
+    * ``hw/input_shape``: ``"BxCxHxW"`` the latency (and the counts above) refer to, e.g.
+      ``"1x3x256x256"``.
+
+    ``sizes()`` gives the same two as lists for ``summary.json``.
 
     Args:
         max_epochs: Partial-training epochs per candidate.
@@ -67,9 +84,36 @@ class TrainingEvaluator(Evaluator):
         cache_dir = Path(cfg.paths.cache_dir) / "latency" if self.latency_cache else None
         self.profiler = build_profiler(cfg.hardware, cache_dir=cache_dir)
         self.profiler.check()
+        self.train_size = tuple(int(d) for d in self.datamodule.image_size)
         self.input_shape = input_shape_for(self.profiler, self.datamodule)
+        self._check_input_size()
         self.calibration = calibration_for(self.profiler, self.datamodule)
-        log.info("hardware: %s; input %s", self.profiler.describe(), "x".join(map(str, self.input_shape)))
+        log.info(
+            "hardware: %s; training at %s, latency at input %s",
+            self.profiler.describe(),
+            _x(self.train_size),
+            _x(self.input_shape),
+        )
+
+    def _check_input_size(self) -> None:
+        """Refuse a profiling size the space rejects (e.g. not a multiple of 32): it would fail every trial.
+
+        A space's size rules do not depend on the architecture, so one valid architecture tells.
+        """
+        size = (int(self.input_shape[-2]), int(self.input_shape[-1]))
+        if size == self.train_size:
+            return  # the dataset's own size: checked per candidate, as ever
+        spec = self.space.sample(np.random.default_rng(0))
+        try:
+            self.space.validate(spec, input_size=size)
+        except InvalidArchError as exc:
+            divisor = getattr(self.space, "divisor", None)
+            hint = f"use a multiple of {divisor}" if divisor else "use a size the search space accepts"
+            raise ConfigError(
+                f"cannot profile search_space={self.space.name} at {_x(size)}: {exc.message}",
+                key="hardware.input_size",
+                fix=f"{hint} (e.g. hardware.input_size=256), or null to profile at the dataset's size",
+            ) from exc
 
     def _build(self, spec: ArchSpec) -> torch.nn.Module:
         self.space.validate(spec, input_size=tuple(self.datamodule.image_size))
@@ -80,7 +124,11 @@ class TrainingEvaluator(Evaluator):
 
     def cheap(self, spec: ArchSpec) -> dict[str, Any]:
         model = self._build(spec).eval()
-        metrics: dict[str, Any] = dict(cheap_metrics(model, self.input_shape))
+        metrics: dict[str, Any] = {
+            "train_image_size": _x(self.train_size),
+            "hw/input_shape": _x(self.input_shape),
+        }
+        metrics.update(cheap_metrics(model, self.input_shape))
         report = self.profiler.profile(
             model, self.input_shape, calibration=self.calibration, arch_key=spec.key
         )
@@ -126,6 +174,9 @@ class TrainingEvaluator(Evaluator):
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         onnx_path = export_onnx(model.eval(), self.input_shape, out_dir / f"{spec.stem}.onnx")
         return {"onnx": str(onnx_path), "weights": str(weights)}
+
+    def sizes(self) -> dict[str, Any]:
+        return {"train_image_size": list(self.train_size), "latency_input_shape": list(self.input_shape)}
 
     def prune_weights(self, keep: set[str]) -> None:
         """Delete weights of candidates not in ``keep`` (the front), unless ``keep_weights``."""

@@ -21,11 +21,13 @@ from hwnas.search.loop import read_state, run_loop
 from hwnas.search.objectives import parse_constraints, parse_objectives
 from hwnas.search.resume import recover_stale_trials, resolve_run_dir
 from hwnas.search.study import open_study, redact, storage_url
+from hwnas.search.train_evaluator import TrainingEvaluator
 from hwnas.search.workers import heartbeat_settings, is_main_worker, start_workers
 from hwnas.search_space.base import file_stem
+from hwnas.tasks import final
 from hwnas.utils.config import build, build_space
 from hwnas.utils.errors import ConfigError
-from hwnas.utils.secrets import scrub_hydra_outputs
+from hwnas.utils.secrets import redact_config, scrub_hydra_outputs
 
 log = logging.getLogger("hwnas.search")
 
@@ -48,6 +50,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     n_trials, max_attempts = _check_budget(cfg)
     run_dir = resolve_run_dir(cfg)
+    _save_config(cfg, run_dir)
     space = build_space(cfg)
     evaluator: Evaluator = build(cfg.evaluator, "evaluator")
     objectives = parse_objectives(cfg.search.objectives, available=evaluator.metrics)
@@ -103,7 +106,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             "unique_evaluated": read_state(study).unique,
             "front_size": 0,
         }
-    return finalize(
+    summary = finalize(
         cfg,
         study=study,
         evaluator=evaluator,
@@ -115,6 +118,27 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         storage=redact(url),
         recovered=recovered,
     )
+    if _final_enabled(cfg, evaluator):
+        summary["final"] = final.run_stage(cfg, run_dir)
+    return summary
+
+
+def _save_config(cfg: DictConfig, run_dir: Path) -> None:
+    """Keep the composed config in ``<run dir>/.hydra/config.yaml`` also when ``run(cfg)`` is called from
+    Python (Hydra writes it for CLI runs): ``src/final.py run=<dir>`` reads the run's settings from it."""
+    path = run_dir / ".hydra" / "config.yaml"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(OmegaConf.to_yaml(redact_config(cfg)))
+
+
+def _final_enabled(cfg: DictConfig, evaluator: Evaluator) -> bool:
+    """The final stage runs after a training search unless ``final.enabled=false`` (table searches have no models)."""
+    enabled = bool(OmegaConf.select(cfg, "final.enabled", default=False))
+    if enabled and not isinstance(evaluator, TrainingEvaluator):
+        log.info("final stage skipped: evaluator %s trains no models", type(evaluator).__name__)
+        return False
+    return enabled
 
 
 def finalize(
@@ -180,6 +204,7 @@ def finalize(
         "infeasible": int(((real["state"] == "COMPLETE") & ~real["feasible"].astype(bool)).sum()),
         "front_size": int(len(front)),
         "latency_source": source,
+        **evaluator.sizes(),  # train_image_size, latency_input_shape (none for evaluator=table)
         "recovered_stale_trials": recovered,
         "wall_seconds": round(wall_s, 2),
         "front": [

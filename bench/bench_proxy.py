@@ -1,0 +1,204 @@
+"""How well does the search's cheap accuracy proxy rank architectures the way full training does?
+
+``make bench-proxy [ARGS="--n 14 --proxies e1b32,e2b24@optim.lr=0.008"]``. Samples ``--n`` architectures across
+the whole search space (not only front members), trains each at the final stage's setting (the very
+code of ``src/final.py``: full training, test-split mIoU) and at each proxy setting (the search's
+``TrainingEvaluator``: partial training, validation mIoU), and prints Kendall's tau and Spearman's rho
+with bootstrap 95 % intervals, and the share of the proxy front (proxy mIoU vs latency) that is still
+on the front after full training. Figures, never assertions. Trained models and proxy scores are kept
+under ``--out`` and reused on the next run, so adding a proxy variant costs only its own training.
+
+A proxy is ``e<epochs>b<batches>`` with optional ``@key=value`` overrides of the search config, e.g.
+``e2b24@optim.lr=0.008`` or ``e1b48@tricks.schedule.warmup_frac=0.2``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import signal
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from omegaconf import open_dict
+from scipy.stats import kendalltau, spearmanr
+
+ROOT = Path(__file__).resolve().parents[1]
+
+import hwnas  # noqa: E402,F401
+from hwnas.callbacks.progress import StageProgress  # noqa: E402
+from hwnas.evaluation.gallery import train_full  # noqa: E402
+from hwnas.evaluation.predict import evaluate_torch, split_batches  # noqa: E402
+from hwnas.reporting.pareto import pareto_mask  # noqa: E402
+from hwnas.search.train_evaluator import TrainingEvaluator  # noqa: E402
+from hwnas.tasks.final import build_context  # noqa: E402
+from hwnas.utils.cli import quiet_third_party  # noqa: E402
+from hwnas.utils.io import read_json, write_json  # noqa: E402
+
+PROXY = re.compile(r"^e(\d+)b(\d+)((?:@[^@]+)*)$")
+
+
+def compose_cfg(overrides: list[str], out: Path):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="search", overrides=overrides)
+    with open_dict(cfg):
+        cfg.run_dir = str(out)
+        cfg.paths.root_dir = str(ROOT)
+    return cfg
+
+
+def parse_proxy(text: str) -> tuple[int, int, list[str]]:
+    m = PROXY.match(text)
+    if not m:
+        raise SystemExit(
+            f"bad proxy {text!r}: expected e<epochs>b<batches>[@key=value...], e.g. e2b24@optim.lr=0.008"
+        )
+    extra = [o for o in m.group(3).split("@") if o]
+    return int(m.group(1)), int(m.group(2)), extra
+
+
+def bootstrap(a: np.ndarray, b: np.ndarray, fn, n: int = 2000, seed: int = 0) -> tuple[float, float]:
+    rng = np.random.default_rng(seed)
+    vals = []
+    for _ in range(n):
+        idx = rng.integers(0, len(a), len(a))
+        if len(set(idx)) < 3:
+            continue
+        v = fn(a[idx], b[idx])[0]
+        if np.isfinite(v):
+            vals.append(v)
+    return float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))
+
+
+def front_retention(proxy: np.ndarray, final: np.ndarray, latency: np.ndarray) -> tuple[int, int]:
+    dirs = ["maximize", "minimize"]
+    pf = pareto_mask(np.column_stack([proxy, latency]), dirs)
+    ff = pareto_mask(np.column_stack([final, latency]), dirs)
+    return int((pf & ff).sum()), int(pf.sum())
+
+
+def main() -> None:
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--n", type=int, default=14, help="architectures sampled uniformly from the space")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the architecture sample")
+    ap.add_argument("--proxies", default=None, help="comma-separated proxy settings (default: the search's own)")
+    ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "proxy")
+    ap.add_argument("overrides", nargs="*", help="Hydra overrides of the search config (data, final.*, ...)")
+    args = ap.parse_args()
+    quiet_third_party()
+    args.out.mkdir(parents=True, exist_ok=True)
+    cfg = compose_cfg(list(args.overrides), args.out)
+    ctx = build_context(cfg)
+    space = ctx.space
+    rng = np.random.default_rng(args.seed)
+    specs, seen = [], set()
+    while len(specs) < args.n:
+        s = space.sample(rng)
+        if s.key not in seen:
+            seen.add(s.key)
+            specs.append(s)
+    default_proxy = f"e{int(cfg.evaluator.max_epochs)}b{int(cfg.evaluator.limit_train_batches)}"
+    proxies = args.proxies.split(",") if args.proxies else [default_proxy]
+    epochs = int(ctx.settings.trainer.get("max_epochs", 1))
+    print(
+        f"bench-proxy: {len(specs)} architectures, final setting {epochs} epochs, proxies {proxies}",
+        flush=True,
+    )
+
+    # Latency (the search's cheap stage, on cfg.hardware) and the final-setting test mIoU.
+    ev0 = TrainingEvaluator(max_epochs=1, limit_train_batches=1)
+    ev0.setup(cfg=cfg, space=space, run_dir=args.out / "proxy_runs")
+    progress = StageProgress(len(specs) * epochs, desc="final setting")
+    final, lat, secs = [], [], []
+    for spec in specs:
+        d = args.out / "final" / spec.stem
+        rec = read_json(d / "bench.json")
+        if not rec or rec.get("recipe") != ctx.recipe:
+            t0 = time.perf_counter()
+            model, info = train_full(ctx, spec, d, progress)
+            cm = evaluate_torch(
+                model, split_batches(ctx.datamodule, "test"), num_classes=ctx.datamodule.num_classes
+            )
+            rec = {
+                "arch_key": spec.key,
+                "test_miou": cm.miou(),
+                "latency_ms": ev0.cheap(spec)["hw/latency_ms"],
+                "train_seconds": info.get("train_seconds", time.perf_counter() - t0),
+                "recipe": ctx.recipe,
+            }
+            write_json(d / "bench.json", rec)
+        else:
+            progress.skip(epochs)
+        final.append(rec["test_miou"])
+        lat.append(rec["latency_ms"])
+        secs.append(rec["train_seconds"])
+        print(
+            f"  final {spec.key}: test mIoU {rec['test_miou']:.3f}, latency {rec['latency_ms']:.3g} ms, {rec['train_seconds']:.0f}s",
+            flush=True,
+        )
+    progress.close()
+    final_a, lat_a = np.array(final), np.array(lat)
+
+    rows = []
+    for proxy in proxies:
+        ep, nb, extra = parse_proxy(proxy)
+        pcfg = compose_cfg([*args.overrides, *extra], args.out)
+        ev = TrainingEvaluator(max_epochs=ep, limit_train_batches=nb)
+        ev.setup(cfg=pcfg, space=space, run_dir=args.out / "proxy_runs")
+        scores, psecs = [], []
+        for spec in specs:
+            path = args.out / "proxy" / proxy / f"{spec.stem}.json"
+            rec = read_json(path)
+            if not rec:
+                t0 = time.perf_counter()
+                m = ev.expensive(spec)
+                rec = {"val_miou": m["val/miou"], "seconds": time.perf_counter() - t0}
+                write_json(path, rec)
+            scores.append(rec["val_miou"])
+            psecs.append(rec["seconds"])
+        p = np.array(scores)
+        tau, rho = kendalltau(p, final_a)[0], spearmanr(p, final_a)[0]
+        kept, pf = front_retention(p, final_a, lat_a)
+        rows.append(
+            {
+                "proxy": proxy,
+                "tau": tau,
+                "tau_ci": bootstrap(p, final_a, kendalltau),
+                "rho": rho,
+                "rho_ci": bootstrap(p, final_a, spearmanr),
+                "front_kept": kept,
+                "proxy_front": pf,
+                "proxy_s_per_arch": float(np.mean(psecs)),
+                "proxy_miou_range": [float(p.min()), float(p.max())],
+            }
+        )
+    print()
+    print(
+        f"final setting: {epochs} epochs, test mIoU {final_a.min():.3f}–{final_a.max():.3f}, "
+        f"{np.mean(secs):.0f} s per model (mean)"
+    )
+    print(
+        "| proxy | Kendall tau [95% CI] | Spearman rho [95% CI] | proxy front kept after full training | s / arch |"
+    )
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['proxy']} | {r['tau']:.3f} [{r['tau_ci'][0]:.2f}, {r['tau_ci'][1]:.2f}] | "
+            f"{r['rho']:.3f} [{r['rho_ci'][0]:.2f}, {r['rho_ci'][1]:.2f}] | "
+            f"{r['front_kept']}/{r['proxy_front']} ({100 * r['front_kept'] / max(1, r['proxy_front']):.0f} %) | "
+            f"{r['proxy_s_per_arch']:.1f} |"
+        )
+    write_json(
+        args.out / "results.json",
+        {"n": len(specs), "final_epochs": epochs, "final": final, "latency": lat, "rows": rows},
+    )
+
+
+if __name__ == "__main__":
+    main()

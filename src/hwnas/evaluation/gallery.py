@@ -1,0 +1,306 @@
+"""One model of the final stage, step by step: full training, ONNX fp32 + int8, held-out test, target latency.
+
+Every step leaves its result on disk under ``<run dir>/final/models/<stem>/`` and the model's row is
+written last (``result.json``), so a re-run after a crash (even ``kill -9``) skips finished models,
+reuses trained weights, and resumes an interrupted training from its last epoch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from hwnas.callbacks.progress import StageProgress
+from hwnas.evaluation.metrics import ConfusionMatrix
+from hwnas.evaluation.predict import evaluate_onnx, evaluate_outputs, evaluate_torch, split_batches
+from hwnas.hardware.base import LatencyReport, Profiler
+from hwnas.hardware.cheap import count_params
+from hwnas.hardware.export import export_onnx
+from hwnas.hardware.onnxruntime import CALIBRATION_METHODS, quantize_int8
+from hwnas.lit.fit import fit_candidate
+from hwnas.search.train_evaluator import candidate_seed
+from hwnas.search_space.base import ArchSpec, SearchSpace
+from hwnas.utils.errors import ConfigError
+from hwnas.utils.io import read_json, write_atomic, write_json
+
+log = logging.getLogger("hwnas.final")
+
+INITS = ("scratch",)
+#: ``(int8 ONNX path, images [1, C, H, W]) -> (outputs, info)``: runs the int8 model on the real device.
+DeviceRunner = Callable[[Path, Sequence[np.ndarray]], tuple[list[np.ndarray], dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class FinalSettings:
+    """The ``final`` config node, checked once at start-up (errors name the key and the fix)."""
+
+    top_k: int
+    baseline: bool
+    init: str
+    seed: int
+    trainer: dict[str, Any]
+    optim: dict[str, Any]
+    calibration_batches: int
+    calibration_method: str
+    per_channel: bool
+    eval_batch_size: int
+    device_enabled: str
+    chunk_size: int
+    max_images: int | None
+    budgets: list[float] | None
+
+    @classmethod
+    def from_cfg(cls, node: DictConfig) -> FinalSettings:
+        d = OmegaConf.to_container(node, resolve=True)
+        assert isinstance(d, dict)
+
+        def positive(key: str, value: Any) -> int:
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(
+                    f"must be a positive integer, got {value!r}",
+                    key=f"final.{key}",
+                    fix=f"set final.{key} to 1 or more (see conf/final/default.yaml)",
+                )
+            return value
+
+        init = str(d.get("init", "scratch"))
+        if init not in INITS:
+            raise ConfigError(f"unknown value {init!r}", key="final.init", choices=INITS)
+        int8 = dict(d.get("int8") or {})
+        method = str(int8.get("calibration_method", "minmax"))
+        if method not in CALIBRATION_METHODS:
+            raise ConfigError(
+                f"unknown value {method!r}", key="final.int8.calibration_method", choices=CALIBRATION_METHODS
+            )
+        device = dict(d.get("device") or {})
+        enabled = str(device.get("enabled", "auto")).lower()
+        if enabled not in ("auto", "true", "false"):
+            raise ConfigError(
+                f"unknown value {enabled!r}", key="final.device.enabled", choices=("auto", True, False)
+            )
+        trainer = dict(d.get("trainer") or {})
+        positive("trainer.max_epochs", trainer.get("max_epochs", 1))
+        budgets = d.get("budgets")
+        if budgets is not None:
+            try:
+                budgets = sorted(float(b) for b in budgets)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(
+                    f"expected a list of milliseconds, got {budgets!r}",
+                    key="final.budgets",
+                    fix="e.g. final.budgets=[1,2,5]",
+                ) from exc
+        max_images = device.get("max_images")
+        return cls(
+            top_k=positive("top_k", d.get("top_k", 4)),
+            baseline=bool(d.get("baseline", True)),
+            init=init,
+            seed=int(d.get("seed", 0)),
+            trainer=trainer,
+            optim=dict(d.get("optim") or {}),
+            calibration_batches=positive("int8.calibration_batches", int8.get("calibration_batches", 32)),
+            calibration_method=method,
+            per_channel=bool(int8.get("per_channel", True)),
+            eval_batch_size=positive("eval_batch_size", d.get("eval_batch_size", 32)),
+            device_enabled=enabled,
+            chunk_size=positive("device.chunk_size", device.get("chunk_size", 16)),
+            max_images=None if max_images is None else positive("device.max_images", max_images),
+            budgets=budgets,
+        )
+
+
+@dataclass
+class GalleryContext:
+    """What every model of the stage shares (built once by ``tasks/final.py``)."""
+
+    cfg: DictConfig
+    settings: FinalSettings
+    space: SearchSpace
+    datamodule: Any
+    profiler: Profiler
+    deploy_shape: tuple[int, ...]
+    calibration: list[np.ndarray]
+    device: DeviceRunner | None = None
+    device_name: str = ""
+    recipe: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def eval_shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.datamodule.input_shape(batch_size=1))
+
+
+def training_recipe(cfg: DictConfig, settings: FinalSettings) -> dict[str, Any]:
+    """Everything besides the architecture that changes a fully trained model (its fingerprint)."""
+    pick = {k: OmegaConf.select(cfg, k) for k in ("tricks", "dataset", "trainer")}
+    out = {
+        k: OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v
+        for k, v in pick.items()
+    }
+    out["dataset"] = {k: v for k, v in (out.get("dataset") or {}).items() if k != "num_workers"}
+    return {
+        **out,
+        "final.trainer": settings.trainer,
+        "final.optim": settings.optim,
+        "seed": settings.seed,
+        "init": settings.init,
+    }
+
+
+def fingerprint(ctx: GalleryContext, spec: ArchSpec) -> str:
+    blob = json.dumps({"arch": spec.key, **ctx.recipe}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def build_model(ctx: GalleryContext, spec: ArchSpec) -> nn.Module:
+    torch.manual_seed(candidate_seed(ctx.settings.seed, spec.key))
+    dm = ctx.datamodule
+    return ctx.space.build(spec, num_classes=dm.num_classes, in_channels=dm.in_channels)
+
+
+def _save_weights(model: nn.Module, path: Path) -> None:
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    write_atomic(path, buf.getvalue())
+
+
+def train_full(
+    ctx: GalleryContext, spec: ArchSpec, out_dir: Path, progress: StageProgress
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Train ``spec`` with the final settings; reuse finished weights, resume an interrupted training."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    fp = fingerprint(ctx, spec)
+    model = build_model(ctx, spec)
+    weights, info = out_dir / "weights.pt", read_json(out_dir / "train.json")
+    epochs = int(ctx.settings.trainer.get("max_epochs", 1))
+    if info and info.get("fingerprint") == fp and weights.is_file():
+        model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        progress.skip(epochs)
+        return model, {**info, "reused": True}
+    resume_dir = out_dir / "resume"
+    last = resume_dir / "last.ckpt"
+    if read_json(out_dir / "resume.json") != {"fingerprint": fp}:  # a checkpoint of another recipe
+        shutil.rmtree(resume_dir, ignore_errors=True)
+    write_json(out_dir / "resume.json", {"fingerprint": fp})
+    overrides = {**ctx.settings.trainer, "enable_progress_bar": False, "enable_model_summary": False}
+
+    def fit(ckpt: Path | None) -> tuple[Any, dict[str, float]]:
+        saver = ModelCheckpoint(
+            dirpath=resume_dir, filename="last", monitor=None, save_top_k=1,
+            save_on_train_epoch_end=True, enable_version_counter=False,
+        )  # fmt: skip
+        return fit_candidate(
+            model,
+            datamodule=ctx.datamodule,
+            tricks=ctx.cfg.tricks,
+            trainer_cfg=ctx.cfg.trainer,
+            optim=ctx.settings.optim,
+            run_dir=out_dir / "lightning",
+            loggers=False,
+            callbacks=[saver, progress.callback(spec.key)],
+            seed=candidate_seed(ctx.settings.seed, spec.key),
+            overrides=overrides,
+            ckpt_path=ckpt,
+        )
+
+    resumed = last.is_file()
+    try:
+        module, metrics = fit(last if resumed else None)
+    except Exception as exc:
+        if not resumed:
+            raise
+        log.warning("could not resume %s from %s (%s); training from scratch", spec.key, last, exc)
+        shutil.rmtree(resume_dir, ignore_errors=True)
+        model = build_model(ctx, spec)
+        resumed = False
+        module, metrics = fit(None)
+    model = module.model.cpu().eval()
+    _save_weights(model, weights)
+    info = {
+        "fingerprint": fp,
+        "arch_key": spec.key,
+        "val_miou": metrics.get("val/miou"),
+        "train_seconds": round(float(metrics.get("train_seconds", float("nan"))), 2),
+        "epochs": epochs,
+        "resumed": resumed,
+    }
+    write_json(out_dir / "train.json", info)
+    shutil.rmtree(resume_dir, ignore_errors=True)
+    shutil.rmtree(out_dir / "lightning", ignore_errors=True)
+    (out_dir / "resume.json").unlink(missing_ok=True)
+    return model, {**info, "reused": False}
+
+
+def _shape_tag(shape: Sequence[int]) -> str:
+    return f"{int(shape[-2])}x{int(shape[-1])}"
+
+
+def export_pair(
+    ctx: GalleryContext, model: nn.Module, out_dir: Path, shape: tuple[int, ...]
+) -> tuple[Path, Path]:
+    """fp32 ONNX and its int8 QDQ twin (U8S8, calibrated on training images) at ``shape``."""
+    fp32 = export_onnx(model, shape, out_dir / f"model_{_shape_tag(shape)}.onnx")
+    int8 = quantize_int8(
+        fp32,
+        ctx.calibration,
+        input_shape=shape,
+        per_channel=ctx.settings.per_channel,
+        calibration_method=ctx.settings.calibration_method,
+    )
+    return fp32, int8
+
+
+def evaluate(ctx: GalleryContext, model: nn.Module, out_dir: Path) -> dict[str, Any]:
+    """Test-split mIoU / F1 for torch fp32, ONNX fp32 and ONNX int8 (and the device, when there is one)."""
+    dm, k, bs = ctx.datamodule, int(ctx.datamodule.num_classes), ctx.settings.eval_batch_size
+    fp32, int8 = export_pair(ctx, model, out_dir, ctx.eval_shape)
+    cms: dict[str, ConfusionMatrix] = {
+        "torch": evaluate_torch(model, split_batches(dm, "test", batch_size=bs), num_classes=k),
+        "onnx_fp32": evaluate_onnx(fp32, split_batches(dm, "test", batch_size=bs), num_classes=k),
+        "int8": evaluate_onnx(int8, split_batches(dm, "test", batch_size=bs), num_classes=k),
+    }
+    out: dict[str, Any] = {"n_test": int(len(dm.split("test")))}
+    for name, cm in cms.items():
+        out |= cm.summary(prefix=f"{name}/")
+    out["f1_source"] = "host-int8"
+    out["f1"] = out["int8/f1"]
+    if ctx.device is not None:
+        images, targets = [], []
+        for x, y in split_batches(dm, "test", batch_size=bs):
+            images += [x[i : i + 1] for i in range(len(x))]
+            targets += [y[i : i + 1] for i in range(len(y))]
+        if ctx.settings.max_images:
+            images, targets = images[: ctx.settings.max_images], targets[: ctx.settings.max_images]
+        outputs, info = ctx.device(int8, images)
+        cm = evaluate_outputs(outputs, targets, num_classes=k)
+        out |= cm.summary(prefix="device/")
+        out |= {"f1": out["device/f1"], "f1_source": f"device ({ctx.device_name})", "device_jobs": info}
+    files = {"onnx_fp32": fp32, "onnx_int8": int8}
+    if tuple(ctx.deploy_shape[1:]) != tuple(ctx.eval_shape[1:]):
+        files["deploy_onnx_fp32"], files["deploy_onnx_int8"] = export_pair(
+            ctx, model, out_dir, ctx.deploy_shape
+        )
+    out["files"] = {k: str(v) for k, v in files.items()}
+    return out
+
+
+def measure(ctx: GalleryContext, model: nn.Module, files: Mapping[str, str]) -> LatencyReport:
+    """Re-measure the trained model on the ``hardware=`` target at the deployment shape (never cached)."""
+    onnx = files.get("deploy_onnx_fp32") or files["onnx_fp32"]
+    return ctx.profiler.profile(model, ctx.deploy_shape, onnx_path=onnx, calibration=ctx.calibration)
+
+
+def params_of(model: nn.Module) -> int:
+    return int(count_params(model))

@@ -1,0 +1,281 @@
+"""The final stage's outputs: ``final.csv``, ``final_front.csv``, two charts and report.md's "pick a model".
+
+Only draws and tabulates what ``tasks/final.py`` measured; computes no new numbers besides the front.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from hwnas.reporting.pareto import pareto_mask  # noqa: E402
+from hwnas.utils.io import write_atomic  # noqa: E402
+
+#: final.csv columns, in order (files follow as ``file_<kind>`` columns).
+COLUMNS = [
+    "arch_key", "role", "proxy_miou", "full_miou_fp32", "onnx_miou_fp32", "int8_miou", "int8_drop",
+    "f1_fp32", "f1_int8_host", "f1", "f1_source", "latency_ms", "latency_p10_ms", "latency_p90_ms",
+    "latency_source", "latency_input", "train_size", "search_latency_ms", "val_miou", "params",
+    "train_seconds", "n_test", "on_final_front", "error",
+]  # fmt: skip
+MARK_BEGIN, MARK_END = "<!-- final stage: begin -->", "<!-- final stage: end -->"
+
+
+def final_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+    """One row per model; ``on_final_front`` = non-dominated on (F1 on the target ↑, target latency ↓)."""
+    flat = []
+    for r in rows:
+        row = {k: v for k, v in r.items() if k not in ("files", "reused")}
+        row |= {f"file_{k}": v for k, v in (r.get("files") or {}).items()}
+        flat.append(row)
+    df = pd.DataFrame(flat)
+    for c in COLUMNS:
+        if c not in df.columns:
+            df[c] = np.nan if c != "error" else ""
+    ok = df["error"].fillna("").eq("") & df["f1"].notna() & df["latency_ms"].notna()
+    df["on_final_front"] = False
+    if ok.any():
+        vals = df.loc[ok, ["f1", "latency_ms"]].to_numpy(float)
+        df.loc[ok, "on_final_front"] = pareto_mask(vals, ["maximize", "minimize"])
+    extra = [c for c in df.columns if c not in COLUMNS]
+    return (
+        df[COLUMNS + extra]
+        .sort_values("latency_ms", kind="stable", na_position="last")
+        .reset_index(drop=True)
+    )
+
+
+def _short(key: str) -> str:
+    return key.split("-")[-1][:6]
+
+
+def plot_full_training(df: pd.DataFrame, path: Path, *, latency_label: str) -> Path:
+    """Proxy (search) and full-training mIoU against target latency, each model's pair joined by a line."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ok = df[df["full_miou_fp32"].notna() & df["latency_ms"].notna()]
+    for _, r in ok.iterrows():
+        x = r["latency_ms"]
+        if not math.isnan(r["proxy_miou"]):
+            ax.plot([x, x], [r["proxy_miou"], r["full_miou_fp32"]], "-", c="0.6", lw=1, zorder=1)
+        ax.annotate(
+            _short(r["arch_key"]),
+            (x, r["full_miou_fp32"]),
+            fontsize=7,
+            xytext=(4, 3),
+            textcoords="offset points",
+        )
+    prox = ok[ok["proxy_miou"].notna()]
+    ax.scatter(
+        prox["latency_ms"],
+        prox["proxy_miou"],
+        s=36,
+        facecolors="none",
+        edgecolors="tab:blue",
+        label="search proxy (val)",
+        zorder=2,
+    )
+    front = ok[ok["role"] != "baseline"]
+    ax.scatter(
+        front["latency_ms"],
+        front["full_miou_fp32"],
+        s=40,
+        c="tab:orange",
+        label="full training (test, fp32)",
+        zorder=3,
+    )
+    base = ok[ok["role"].str.contains("baseline")]
+    if len(base):
+        ax.scatter(
+            base["latency_ms"],
+            base["full_miou_fp32"],
+            s=120,
+            marker="*",
+            c="tab:green",
+            label="baseline (full, test)",
+            zorder=4,
+        )
+    ax.set_xlabel(f"latency, ms ({latency_label}) ↓")
+    ax.set_ylabel("mIoU ↑")
+    ax.set_title("Full training of the front: proxy vs final accuracy")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_final_results(df: pd.DataFrame, path: Path, *, latency_label: str, f1_label: str) -> Path:
+    """F1 on the target against target latency (p10–p90 as error bars); the final front joined."""
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ok = df[df["f1"].notna() & df["latency_ms"].notna()].sort_values("latency_ms")
+    xerr = np.vstack([ok["latency_ms"] - ok["latency_p10_ms"], ok["latency_p90_ms"] - ok["latency_ms"]]).clip(
+        min=0
+    )
+    ax.errorbar(
+        ok["latency_ms"],
+        ok["f1"],
+        xerr=xerr,
+        fmt="o",
+        c="tab:blue",
+        ecolor="0.5",
+        capsize=3,
+        label="models (p10–p90)",
+    )
+    front = ok[ok["on_final_front"].astype(bool)]
+    ax.plot(
+        front["latency_ms"], front["f1"], "-", c="tab:orange", lw=1.5, label=f"final front ({len(front)})"
+    )
+    base = ok[ok["role"].str.contains("baseline")]
+    if len(base):
+        ax.scatter(
+            base["latency_ms"], base["f1"], s=120, marker="*", c="tab:green", label="baseline", zorder=4
+        )
+    for _, r in ok.iterrows():
+        ax.annotate(
+            f"{_short(r['arch_key'])} {r['f1']:.3f}",
+            (r["latency_ms"], r["f1"]),
+            fontsize=7,
+            xytext=(4, 3),
+            textcoords="offset points",
+        )
+    ax.set_xlabel(f"latency, ms ({latency_label}) ↓")
+    ax.set_ylabel(f"F1, classes 1–17 ({f1_label}) ↑")
+    ax.set_title("Final results: F1 on the target vs latency")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _rel(path: Any, run_dir: Path) -> str:
+    p = Path(str(path))
+    return str(p.relative_to(run_dir)) if p.is_relative_to(run_dir) else str(p)
+
+
+def pick_table(df: pd.DataFrame, run_dir: Path, budgets: Sequence[float] | None = None) -> list[str]:
+    """Markdown rows: for each latency budget, the model with the best F1 within it, and its files."""
+    ok = df[df["error"].fillna("").eq("") & df["f1"].notna() & df["latency_ms"].notna()]
+    if ok.empty:
+        return ["No model finished the final stage: see `error` in `final/final.csv`."]
+    budgets = sorted(budgets) if budgets else sorted(ok.loc[ok["on_final_front"].astype(bool), "latency_ms"])
+    lines = [
+        "| latency budget | model | F1 (target) | test mIoU fp32 / int8 | latency, ms (p10–p90) | files |",
+        "|---|---|---|---|---|---|",
+    ]
+    for b in budgets:
+        within = ok[ok["latency_ms"] <= b + 1e-12]
+        if within.empty:
+            lines.append(f"| ≤ {b:.3g} ms | none fits | | | | |")
+            continue
+        r = within.sort_values(["f1", "latency_ms"], ascending=[False, True]).iloc[0]
+        files = " ".join(
+            f"[{label}]({_rel(r[col], run_dir)})"
+            for label, col in (
+                (
+                    "onnx int8",
+                    "file_deploy_onnx_int8"
+                    if isinstance(r.get("file_deploy_onnx_int8"), str)
+                    else "file_onnx_int8",
+                ),
+                (
+                    "onnx fp32",
+                    "file_deploy_onnx_fp32"
+                    if isinstance(r.get("file_deploy_onnx_fp32"), str)
+                    else "file_onnx_fp32",
+                ),
+                ("weights", "file_weights"),
+                ("arch", "file_arch"),
+            )
+            if isinstance(r.get(col), str)
+        )
+        lines.append(
+            f"| ≤ {b:.3g} ms | `{r['arch_key']}` ({r['role']}) | {r['f1']:.3f} ({r['f1_source']}) | "
+            f"{r['full_miou_fp32']:.3f} / {r['int8_miou']:.3f} | {r['latency_ms']:.3g} "
+            f"({r['latency_p10_ms']:.3g}–{r['latency_p90_ms']:.3g}) | {files} |"
+        )
+    return lines
+
+
+def report_section(df: pd.DataFrame, run_dir: Path, budgets: Sequence[float] | None) -> str:
+    ok = df[df["error"].fillna("").eq("")]
+    lines = [
+        MARK_BEGIN,
+        "## Final stage: trained, int8-checked, measured",
+        "",
+        f"{len(ok)} of {len(df)} model(s) trained fully and scored on the held-out test split "
+        f"({int(ok['n_test'].max()) if len(ok) and ok['n_test'].notna().any() else 0} images); "
+        f"latency re-measured on the target at {ok['latency_input'].iloc[0] if len(ok) else '?'} "
+        f"({ok['latency_source'].iloc[0] if len(ok) else '?'}). Table: [final/final.csv](final/final.csv).",
+        "",
+        "### Pick a model",
+        "",
+        *pick_table(df, run_dir, budgets),
+        "",
+        "![Full training](final/full_training.png)",
+        "",
+        "![Final results](final/final_results.png)",
+        MARK_END,
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def update_report(run_dir: Path, section: str) -> Path:
+    """Put ``section`` into report.md, replacing an earlier final-stage section (re-runs stay single)."""
+    path = run_dir / "report.md"
+    text = path.read_text() if path.is_file() else "# Search report\n"
+    pattern = re.compile(re.escape(MARK_BEGIN) + r".*?" + re.escape(MARK_END) + r"\n?", re.S)
+    text = pattern.sub("", text).rstrip("\n") + "\n\n" + section
+    write_atomic(path, text)
+    return path
+
+
+def write_final_outputs(
+    run_dir: Path, rows: Sequence[dict[str, Any]], *, budgets: Sequence[float] | None, latency_label: str
+) -> dict[str, Any]:
+    """Write every final-stage output once; return a summary for summary.json."""
+    out_dir = run_dir / "final"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    df = final_frame(rows)
+    write_atomic(out_dir / "final.csv", df.to_csv(index=False))
+    front = df[df["on_final_front"].astype(bool)]
+    write_atomic(out_dir / "final_front.csv", front.to_csv(index=False))
+    ok = df[df["error"].fillna("").eq("")]
+    f1_label = ",".join(sorted(set(ok["f1_source"].dropna().astype(str)))) or "n/a"
+    charts = {}
+    if len(ok):
+        charts["full_training_png"] = plot_full_training(
+            df, out_dir / "full_training.png", latency_label=latency_label
+        )
+        charts["final_results_png"] = plot_final_results(
+            df, out_dir / "final_results.png", latency_label=latency_label, f1_label=f1_label
+        )
+    update_report(run_dir, report_section(df, run_dir, budgets))
+    return {
+        "n_models": int(len(df)),
+        "n_failed": int(len(df) - len(ok)),
+        "front_size": int(len(front)),
+        "f1_source": f1_label,
+        "models": [
+            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items() if k in COLUMNS}
+            for r in df.to_dict("records")
+        ],
+        "outputs": {
+            "final_csv": str(out_dir / "final.csv"),
+            "final_front_csv": str(out_dir / "final_front.csv"),
+            **{k: str(v) for k, v in charts.items()},
+        },
+    }

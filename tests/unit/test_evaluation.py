@@ -1,0 +1,84 @@
+"""Held-out metrics and gallery selection: the numbers the final stage reports, checked by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from hwnas.data.labels import IGNORE_INDEX
+from hwnas.evaluation.metrics import F1_CLASSES, ConfusionMatrix
+from hwnas.evaluation.predict import evaluate_onnx, evaluate_outputs, evaluate_torch, run_onnx
+from hwnas.evaluation.selection import spread_across
+from hwnas.hardware.export import export_onnx
+
+
+def test_confusion_matrix_miou_and_f1_by_hand() -> None:
+    cm = ConfusionMatrix(num_classes=3)
+    target = np.array([[0, 0, 1, 1], [2, 2, IGNORE_INDEX, 1]])
+    pred = np.array([[0, 1, 1, 1], [2, 0, 2, 1]])  # the ignored pixel's prediction must not count
+    cm.update(pred, target)
+    # class 0: tp 1, fp 1 (a 2 predicted as 0), fn 1 -> IoU 1/3; class 1: tp 3, fp 1, fn 0 -> 3/4;
+    # class 2: tp 1, fp 0, fn 1 -> 1/2.
+    assert cm.iou_per_class() == pytest.approx([1 / 3, 3 / 4, 1 / 2])
+    assert cm.miou() == pytest.approx(np.mean([1 / 3, 3 / 4, 1 / 2]))
+    assert cm.f1_per_class() == pytest.approx([2 / 4, 6 / 7, 2 / 3])
+    assert cm.f1(classes=(1, 2)) == pytest.approx(np.mean([6 / 7, 2 / 3]))
+    assert cm.pixel_accuracy() == pytest.approx(5 / 7)
+
+
+def test_dataset_level_matrix_is_not_a_mean_of_per_image_scores() -> None:
+    big, small = ConfusionMatrix(num_classes=2), ConfusionMatrix(num_classes=2)
+    whole = ConfusionMatrix(num_classes=2)
+    a_t, a_p = np.ones(100, int), np.ones(100, int)  # image A: 100 pixels of class 1, all right
+    b_t, b_p = np.array([1, 0]), np.array([0, 0])  # image B: its one class-1 pixel missed
+    big.update(a_p, a_t)
+    small.update(b_p, b_t)
+    whole.update(a_p, a_t)
+    whole.update(b_p, b_t)
+    assert whole.iou_per_class()[1] == pytest.approx(100 / 101)  # pixels summed over the split first
+    assert whole.iou_per_class()[1] != pytest.approx((big.iou_per_class()[1] + small.iou_per_class()[1]) / 2)
+
+
+def test_absent_classes_are_left_out_and_f1_skips_background_and_facewear() -> None:
+    cm = ConfusionMatrix()  # 19 classes
+    target = np.array([0, 0, 1, 1, 18, 18])
+    cm.update(target.copy(), target)
+    assert np.isnan(cm.iou_per_class()[5]) and cm.miou() == 1.0
+    assert F1_CLASSES == tuple(range(1, 18))
+    wrong_bg = np.array([1, 1, 1, 1, 0, 0])  # background and facewear all wrong, class 1 half right
+    cm2 = ConfusionMatrix()
+    cm2.update(wrong_bg, target)
+    assert cm2.f1() == pytest.approx(2 * 2 / (2 * 2 + 2 + 0))  # only class 1 is scored
+    with pytest.raises(ValueError, match="labels outside"):
+        cm2.update(np.array([19]), np.array([1]))
+
+
+def test_spread_across_keeps_the_extremes_and_spreads_in_log_latency() -> None:
+    front = pd.DataFrame({"arch": list("abcdefg"), "lat": [1.0, 1.1, 1.2, 2.0, 3.0, 7.9, 8.0]})
+    picked = spread_across(front, 3, latency="lat")
+    assert list(picked["arch"]) == ["a", "e", "g"]  # 1, the geometric middle 2.83 -> 3.0, 8
+    assert list(spread_across(front, 10, latency="lat")["arch"]) == list("abcdefg")
+    assert len(spread_across(front, 5, latency="lat")) == 5
+
+
+def test_onnx_runner_pads_the_last_chunk_of_a_static_batch_and_matches_torch(tmp_path) -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 3, 1)).eval()
+    path = export_onnx(model, (2, 3, 8, 8), tmp_path / "m.onnx")  # static batch of 2
+    x = np.random.default_rng(0).standard_normal((5, 3, 8, 8)).astype(np.float32)
+    from hwnas.evaluation.predict import onnx_session
+
+    out = run_onnx(onnx_session(path), x)
+    with torch.no_grad():
+        ref = model(torch.from_numpy(x)).numpy()
+    assert out.shape == ref.shape and np.abs(out - ref).max() < 1e-4
+    y = ref.argmax(axis=1)
+    batches = [(x, y)]
+    assert evaluate_torch(model, batches, num_classes=3).miou() == 1.0
+    assert evaluate_onnx(path, batches, num_classes=3).miou() == 1.0
+    # Device outputs come back channels-last (TFLite): scored the same.
+    nhwc = [np.moveaxis(ref[i : i + 1], 1, -1) for i in range(5)]
+    assert evaluate_outputs(nhwc, [y[i : i + 1] for i in range(5)], num_classes=3).miou() == 1.0
