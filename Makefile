@@ -26,6 +26,9 @@ install: $(VENV)/.installed ## Create .venv and install hwnas with dev extras (t
 search: install ## Run the main job: a small hardware-aware Pareto search on synthetic faces
 	$(PY) src/search.py $(ARGS)
 
+final: install ## Final stage alone on a finished search: make final RUN=outputs/search/<run> [ARGS="final.top_k=5"]
+	$(PY) src/final.py run=$(RUN) $(ARGS)
+
 train: install ## Train the baseline architecture at mini scale, export ONNX
 	$(PY) src/train.py $(ARGS)
 
@@ -44,6 +47,9 @@ test-full: install ## Every test, including slow end-to-end searches
 bench-profile: install ## Benchmark profilers: repeatability, time per candidate, estimate-vs-measured rank agreement
 	$(PY) bench/bench_profile.py $(ARGS)
 
+bench-proxy: install ## Benchmark the search's accuracy proxy against full training (Kendall tau, Spearman rho, front kept)
+	$(PY) bench/bench_proxy.py $(ARGS)
+
 bench-search: install ## Benchmark strategies on NAS-Bench-201 ground truth (HV ratio, IGD+, front recall)
 	$(PY) bench/bench_search.py $(ARGS)
 
@@ -58,4 +64,4 @@ format: install ## ruff format + autofix
 clean: ## Remove run outputs and caches (keeps .venv)
 	rm -rf outputs multirun .pytest_cache .ruff_cache lightning_logs
 
-.PHONY: help install search train profile latency-table test test-full bench-profile bench-search lint format clean
+.PHONY: help install search final train profile latency-table test test-full bench-profile bench-proxy bench-search lint format clean

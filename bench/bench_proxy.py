@@ -15,8 +15,6 @@ A proxy is ``e<epochs>b<batches>`` with optional ``@key=value`` overrides of the
 from __future__ import annotations
 
 import argparse
-import faulthandler
-import signal
 import re
 import time
 from pathlib import Path
@@ -83,11 +81,12 @@ def front_retention(proxy: np.ndarray, final: np.ndarray, latency: np.ndarray) -
 
 
 def main() -> None:
-    faulthandler.register(signal.SIGUSR1, all_threads=True)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=14, help="architectures sampled uniformly from the space")
     ap.add_argument("--seed", type=int, default=0, help="seed of the architecture sample")
-    ap.add_argument("--proxies", default=None, help="comma-separated proxy settings (default: the search's own)")
+    ap.add_argument(
+        "--proxies", default=None, help="comma-separated proxy settings (default: the search's own)"
+    )
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "proxy")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides of the search config (data, final.*, ...)")
     args = ap.parse_args()

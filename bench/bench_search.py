@@ -47,7 +47,9 @@ ALL_STRATEGIES = (
     "surrogate_pareto",
 )
 # Overrides per strategy (printed in results.md); empty: every strategy runs as shipped in conf/search/.
-DEFAULT_OVERRIDES: dict[str, list[str]] = {}  # every strategy runs with its conf/search/<name>.yaml as shipped
+DEFAULT_OVERRIDES: dict[
+    str, list[str]
+] = {}  # every strategy runs with its conf/search/<name>.yaml as shipped
 # The figures (median of 20 seeds, HV ratio, CIFAR-10 x Pixel 3).
 TO_BEAT = [
     ("random", "0.892", "0.929", ""),

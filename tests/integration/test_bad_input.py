@@ -24,6 +24,13 @@ CASES = {
     "unknown group option": ("search", ["search=foo"], ["Could not find 'search/foo'", "evolution_pareto"]),
     "mistyped key": ("search", ["search.n_trail=3"], ["search.n_trail"]),
     "zero budget": ("search", ["search.n_trials=0"], ["[search.n_trials]", "Fix:"]),
+    "final stage: zero models": ("search", ["final.top_k=0"], ["[final.top_k]", "Fix:"]),
+    "final stage: no test split": (
+        "search",
+        ["dataset.dataset.num_test=0"],
+        ["[dataset.dataset.num_test]", "held-out test split", "Fix:"],
+    ),
+    "final stage: not a run dir": ("final", ["run={tmp}/empty"], ["[run]", "not a finished search run", "Fix:"]),
     "negative budget": ("search", ["search.n_trials=-5"], ["[search.n_trials]", "Fix:"]),
     "corrupt arch JSON": ("train", ["arch={tmp}/bad.json"], ["[arch]", "corrupt", "Fix:"]),
     "missing arch JSON": ("train", ["arch={tmp}/none.json"], ["[arch]", "not found", "Fix:"]),

@@ -50,7 +50,9 @@ def test_search_ends_with_a_trained_int8_checked_gallery(make_cfg, tmp_path: Pat
     # ONNX fp32 scores like torch; int8 is a real, different model that still runs.
     assert np.allclose(df["onnx_miou_fp32"], df["full_miou_fp32"], atol=0.02)
     assert np.allclose(df["int8_drop"], 100 * (df["full_miou_fp32"] - df["int8_miou"]))
-    for path in df["file_onnx_int8"]:
+    for rel in df["file_onnx_int8"]:
+        assert not Path(rel).is_absolute()  # the run dir can be moved or shared
+        path = str(run_dir / rel)
         sess = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
         assert any("QuantizeLinear" in n.op_type for n in __import__("onnx").load(path).graph.node)
         assert sess.run(None, {"input": np.zeros((1, 3, 64, 64), np.float32)})[0].shape == (1, 19, 64, 64)
@@ -95,7 +97,9 @@ def test_an_interrupted_training_resumes_from_its_last_epoch(make_cfg, tmp_path:
         if len(epochs_run) == 2 and trainer.current_epoch == 1:
             raise RuntimeError("simulated crash in epoch 1")
 
-    monkeypatch.setattr(progress_mod._EpochTick, "on_train_epoch_start", crash_in_the_second_epoch, raising=False)
+    monkeypatch.setattr(
+        progress_mod._EpochTick, "on_train_epoch_start", crash_in_the_second_epoch, raising=False
+    )
     with pytest.raises(RuntimeError, match="simulated crash"):
         train_full(ctx, spec, out, progress_mod.StageProgress(3))
     assert (out / "resume" / "last.ckpt").is_file() and not (out / "weights.pt").exists()
@@ -165,3 +169,27 @@ def test_bad_final_settings_are_refused_before_any_training(make_cfg, tmp_path: 
         cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert r.returncode == 2 and "[run]" in r.stderr and "Fix:" in r.stderr
+
+
+@pytest.mark.integration
+def test_device_outputs_are_scored_on_the_host_and_labelled_with_the_device(make_cfg, tmp_path: Path) -> None:
+    """The phone's outputs (here: the same int8 file run by onnxruntime, returned channels-last the way
+    TFLite returns them) are scored like host int8 and labelled with the device, not host-int8."""
+    from hwnas.evaluation.gallery import build_model, evaluate
+    from hwnas.evaluation.predict import onnx_session, run_onnx
+    from hwnas.tasks.final import build_context
+
+    ctx = build_context(make_cfg("search", SEARCH))
+    sent: list[int] = []
+
+    def fake_device(onnx: Path, images: list[np.ndarray]) -> tuple[list[np.ndarray], dict]:
+        sess = onnx_session(onnx)
+        sent.append(len(images))
+        return [np.moveaxis(run_onnx(sess, x), 1, -1) for x in images], {"inference_jobs": ["j1"]}
+
+    ctx.device, ctx.device_name = fake_device, "Samsung Galaxy S21"
+    out = evaluate(ctx, build_model(ctx, ctx.space.baseline()), tmp_path / "m")
+    assert sent == [24] and out["f1_source"] == "device (Samsung Galaxy S21)"
+    assert out["f1"] == pytest.approx(out["int8/f1"]) and out["device/miou"] == pytest.approx(
+        out["int8/miou"]
+    )

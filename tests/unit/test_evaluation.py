@@ -47,7 +47,7 @@ def test_absent_classes_are_left_out_and_f1_skips_background_and_facewear() -> N
     target = np.array([0, 0, 1, 1, 18, 18])
     cm.update(target.copy(), target)
     assert np.isnan(cm.iou_per_class()[5]) and cm.miou() == 1.0
-    assert F1_CLASSES == tuple(range(1, 18))
+    assert tuple(range(1, 18)) == F1_CLASSES
     wrong_bg = np.array([1, 1, 1, 1, 0, 0])  # background and facewear all wrong, class 1 half right
     cm2 = ConfusionMatrix()
     cm2.update(wrong_bg, target)

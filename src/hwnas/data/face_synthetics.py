@@ -80,7 +80,9 @@ class FaceSynthetics(Dataset):
         for key, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
             if not 0.0 <= float(frac) < 1.0:
                 raise DataError(
-                    f"{key} must be in [0, 1), got {frac}", key=f"dataset.dataset.{key}", fix="set it to e.g. 0.1"
+                    f"{key} must be in [0, 1), got {frac}",
+                    key=f"dataset.dataset.{key}",
+                    fix="set it to e.g. 0.1",
                 )
         if float(val_fraction) + float(test_fraction) >= 1.0:
             raise DataError(

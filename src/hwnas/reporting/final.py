@@ -250,6 +250,8 @@ def write_final_outputs(
     out_dir = run_dir / "final"
     out_dir.mkdir(parents=True, exist_ok=True)
     df = final_frame(rows)
+    for col in [c for c in df.columns if c.startswith("file_")]:  # relative: the run dir can move
+        df[col] = [_rel(v, run_dir) if isinstance(v, str) else v for v in df[col]]
     write_atomic(out_dir / "final.csv", df.to_csv(index=False))
     front = df[df["on_final_front"].astype(bool)]
     write_atomic(out_dir / "final_front.csv", front.to_csv(index=False))

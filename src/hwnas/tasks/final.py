@@ -133,17 +133,25 @@ def _result_key(ctx: GalleryContext, spec: ArchSpec) -> str:
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def build_context(cfg: DictConfig) -> GalleryContext:
-    """Everything the stage's models share: data (with its test split), the target's profiler, int8
-    calibration images from the training split, the device runner. Checks the preconditions up front."""
+def preflight(cfg: DictConfig, datamodule: Any | None = None) -> FinalSettings:
+    """Check the final stage's settings and data before a search spends anything (start-up errors)."""
     settings = FinalSettings.from_cfg(cfg.final)
-    dm = build_datamodule(cfg)
+    dm = datamodule if datamodule is not None else build_datamodule(cfg)
     if not dm.has_split("test"):
         raise ConfigError(
             "the dataset has no held-out test split; the final stage never scores on selection data",
             key="dataset.dataset.num_test",
-            fix="set dataset.dataset.num_test=512 (synthetic faces) or dataset.dataset.test_fraction=0.1",
+            fix="set dataset.dataset.num_test=512 (synthetic faces) or dataset.dataset.test_fraction=0.1, "
+            "or final.enabled=false",
         )
+    return settings
+
+
+def build_context(cfg: DictConfig) -> GalleryContext:
+    """Everything the stage's models share: data (with its test split), the target's profiler, int8
+    calibration images from the training split, the device runner. Checks the preconditions up front."""
+    dm = build_datamodule(cfg)
+    settings = preflight(cfg, dm)
     profiler = build_profiler(cfg.hardware, cache_dir=None)  # re-measured, never from (or into) the cache
     profiler.check()
     device, device_name = _device_runner(settings, profiler)

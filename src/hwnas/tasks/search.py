@@ -56,6 +56,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     objectives = parse_objectives(cfg.search.objectives, available=evaluator.metrics)
     constraints = parse_constraints(cfg.search.get("constraints"), available=evaluator.metrics)
     evaluator.setup(cfg=cfg, space=space, run_dir=run_dir)
+    if _final_enabled(cfg, evaluator):  # refuse a bad final stage now, not after the search
+        final.preflight(cfg, getattr(evaluator, "datamodule", None))
     sampler = build(cfg.search.sampler, "search.sampler")
     url = storage_url(cfg.search.get("storage"), run_dir)
     heartbeat_s, grace_s = heartbeat_settings(cfg)
