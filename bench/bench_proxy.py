@@ -9,7 +9,8 @@ on the front after full training. Figures, never assertions. Trained models and 
 under ``--out`` and reused on the next run, so adding a proxy variant costs only its own training.
 
 A proxy is ``e<epochs>b<batches>`` with optional ``@key=value`` overrides of the search config, e.g.
-``e2b24@optim.lr=0.008`` or ``e1b48@tricks.schedule.warmup_frac=0.2``.
+``e2b24@optim.lr=0.008``, ``e3b32@evaluator.image_size=32`` (the default: the search's own proxy) or
+``e1b48@tricks.schedule.warmup_frac=0.2``.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from hwnas.reporting.pareto import pareto_mask  # noqa: E402
 from hwnas.search.train_evaluator import TrainingEvaluator  # noqa: E402
 from hwnas.tasks.final import build_context  # noqa: E402
 from hwnas.utils.cli import quiet_third_party  # noqa: E402
+from hwnas.utils.config import build  # noqa: E402
 from hwnas.utils.io import read_json, write_json  # noqa: E402
 
 PROXY = re.compile(r"^e(\d+)b(\d+)((?:@[^@]+)*)$")
@@ -103,6 +105,8 @@ def main() -> None:
             seen.add(s.key)
             specs.append(s)
     default_proxy = f"e{int(cfg.evaluator.max_epochs)}b{int(cfg.evaluator.limit_train_batches)}"
+    if cfg.evaluator.get("image_size"):
+        default_proxy += f"@evaluator.image_size={cfg.evaluator.image_size}"
     proxies = args.proxies.split(",") if args.proxies else [default_proxy]
     epochs = int(ctx.settings.trainer.get("max_epochs", 1))
     print(
@@ -147,8 +151,11 @@ def main() -> None:
     rows = []
     for proxy in proxies:
         ep, nb, extra = parse_proxy(proxy)
-        pcfg = compose_cfg([*args.overrides, *extra], args.out)
-        ev = TrainingEvaluator(max_epochs=ep, limit_train_batches=nb)
+        pcfg = compose_cfg(
+            [*args.overrides, f"evaluator.max_epochs={ep}", f"evaluator.limit_train_batches={nb}", *extra],
+            args.out,
+        )
+        ev = build(pcfg.evaluator, "evaluator")  # the search's own evaluator, at this proxy setting
         ev.setup(cfg=pcfg, space=space, run_dir=args.out / "proxy_runs")
         scores, psecs = [], []
         for spec in specs:

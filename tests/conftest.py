@@ -25,6 +25,7 @@ TINY_SEARCH = [
     "evaluator.max_epochs=1",
     "evaluator.limit_train_batches=2",
     "evaluator.limit_val_batches=1",
+    "evaluator.image_size=null",  # the proxy at the data size (its own 32x32 default: test_deploy_resolution)
     "hardware.repeats=3",
     "hardware.warmup=1",
     "search_space.base_channels=[8,12]",

@@ -30,7 +30,11 @@ CASES = {
         ["dataset.dataset.num_test=0"],
         ["[dataset.dataset.num_test]", "held-out test split", "Fix:"],
     ),
-    "final stage: not a run dir": ("final", ["run={tmp}/empty"], ["[run]", "not a finished search run", "Fix:"]),
+    "final stage: not a run dir": (
+        "final",
+        ["run={tmp}/empty"],
+        ["[run]", "not a finished search run", "Fix:"],
+    ),
     "negative budget": ("search", ["search.n_trials=-5"], ["[search.n_trials]", "Fix:"]),
     "corrupt arch JSON": ("train", ["arch={tmp}/bad.json"], ["[arch]", "corrupt", "Fix:"]),
     "missing arch JSON": ("train", ["arch={tmp}/none.json"], ["[arch]", "not found", "Fix:"]),

@@ -1,4 +1,5 @@
-"""Train at the dataset's (mini) size, measure latency at the deployment resolution, record both."""
+"""Train the proxy small (32x32), the final models at the dataset's size, measure latency at the deployment
+resolution (256x256 for the Snapdragon 888), and record the sizes."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def _evaluator(cfg) -> TrainingEvaluator:
 
 
 @pytest.mark.integration
-def test_snapdragon888_trains_at_the_data_size_and_profiles_at_256(make_cfg, monkeypatch) -> None:
+def test_snapdragon888_trains_the_proxy_at_32_and_profiles_at_256(make_cfg, monkeypatch) -> None:
     import hwnas.search.train_evaluator as te
 
     seen: set[tuple[int, ...]] = set()
@@ -43,20 +44,26 @@ def test_snapdragon888_trains_at_the_data_size_and_profiles_at_256(make_cfg, mon
         return original(model, *args, **kwargs)
 
     monkeypatch.setattr(te, "fit_candidate", spy)
-    cfg = make_cfg("search", [*TINY_SD888, "search.n_trials=3", "search.sampler.population_size=2"])
+    overrides = [
+        *TINY_SD888,
+        "search.n_trials=3",
+        "search.sampler.population_size=2",
+        "evaluator.image_size=32",
+    ]
+    cfg = make_cfg("search", overrides)
     assert cfg.hardware.input_size == 256 and cfg.dataset.image_size == 64  # the shipped defaults
     summary = search.run(cfg)
 
-    assert seen == {(64, 64)}  # every training/validation batch at the dataset's size
+    assert seen == {(32, 32)}  # every proxy training/validation batch at the proxy's size
     trials = pd.read_csv(f"{cfg.run_dir}/trials.csv")
     done = trials[(trials["state"] == "COMPLETE") & ~trials["duplicate"]]
     assert len(done) == 3
-    assert set(done["train_image_size"]) == {"64x64"}
+    assert set(done["train_image_size"]) == {"32x32"}
     assert set(done["hw/input_shape"]) == {"1x3x256x256"}
     assert set(done["hw/source"]) <= {"estimated"}
     saved = json.loads(Path(f"{cfg.run_dir}/summary.json").read_text())
     for s in (summary, saved):
-        assert s["train_image_size"] == [64, 64]
+        assert s["train_image_size"] == [32, 32]
         assert s["latency_input_shape"] == [1, 3, 256, 256]
     # The front is exported at the shape its latency refers to.
     key = pd.read_csv(f"{cfg.run_dir}/pareto.csv")["arch_key"].iloc[0]
@@ -65,13 +72,14 @@ def test_snapdragon888_trains_at_the_data_size_and_profiles_at_256(make_cfg, mon
 
 
 @pytest.mark.integration
-def test_a_profiling_size_the_space_rejects_is_refused_before_any_trial(make_cfg, monkeypatch) -> None:
+@pytest.mark.parametrize("key", ["hardware.input_size", "evaluator.image_size"])
+def test_a_size_the_space_rejects_is_refused_before_any_trial(make_cfg, monkeypatch, key: str) -> None:
     calls = []
     monkeypatch.setattr(TrainingEvaluator, "cheap", lambda self, spec: calls.append(spec) or {})
-    cfg = make_cfg("search", [*TINY_SD888, "search.n_trials=2", "hardware.input_size=50"])
+    cfg = make_cfg("search", [*TINY_SD888, "search.n_trials=2", f"{key}=50"])
     with pytest.raises(ConfigError) as info:
         search.run(cfg)
-    assert info.value.key == "hardware.input_size"
+    assert info.value.key == key
     assert "50x50" in info.value.message and "multiple of 32" in str(info.value)
     assert calls == [] and not Path(cfg.run_dir, "trials.csv").exists()
 

@@ -71,7 +71,7 @@ def test_option_composes_and_instantiates(group: str, option: str, tmp_path: Pat
         instantiate(node)
 
 
-@pytest.mark.parametrize("name", ["search", "train", "profile"])
+@pytest.mark.parametrize("name", ["search", "train", "profile", "final"])
 def test_main_configs_compose(name: str, tmp_path: Path) -> None:
     cfg = compose_cfg(name, [], tmp_path)
     assert cfg.task_name == name
@@ -81,3 +81,13 @@ def test_main_configs_compose(name: str, tmp_path: Path) -> None:
 def test_run_dirs_do_not_collide_within_a_second() -> None:
     text = (CONF / "hydra" / "default.yaml").read_text()
     assert "%f" in text, "run dirs must include microseconds so two runs in one second do not collide"
+
+
+@pytest.mark.parametrize("option", _options("final"))
+def test_final_stage_options_parse(option: str, tmp_path: Path) -> None:
+    """Every ``final=`` option is a valid final stage for the search (checked like the search checks it)."""
+    from hwnas.evaluation.gallery import FinalSettings
+
+    cfg = compose_cfg("search", [f"final={option}"], tmp_path)
+    settings = FinalSettings.from_cfg(cfg.final)
+    assert settings.top_k >= 1 and settings.trainer["max_epochs"] >= 1 and settings.optim["lr"] > 0
