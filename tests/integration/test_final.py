@@ -29,14 +29,17 @@ def _mtimes(run_dir: Path) -> dict[str, float]:
 
 
 @pytest.mark.integration
-def test_search_ends_with_a_trained_int8_checked_gallery(make_cfg, tmp_path: Path) -> None:
+def test_search_ends_with_a_trained_int8_checked_gallery(make_cfg, tmp_path: Path, caplog) -> None:
     cfg = make_cfg("search", SEARCH)
-    summary = search.run(cfg)
+    with caplog.at_level("INFO", logger="hwnas.final"):
+        summary = search.run(cfg)
+    progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("final [")]
     run_dir = Path(cfg.run_dir)
     df = pd.read_csv(run_dir / "final" / "final.csv")
     front = pd.read_csv(run_dir / "pareto.csv")
     # Up to top_k front models plus the baseline; every one finished.
     assert 2 <= len(df) <= 3 and df["error"].isna().all()
+    assert len(progress) == len(df) and all("test mIoU fp32" in line for line in progress)  # a line per model
     assert (df["role"].str.contains("baseline")).sum() == 1
     assert set(df.loc[df["role"] != "baseline", "arch_key"]) <= set(front["arch_key"])
     for col in ("proxy_miou", "full_miou_fp32", "int8_miou", "f1", "int8_drop", "latency_ms", "latency_source",

@@ -27,7 +27,7 @@ def _write(root: Path, n: int, size: int = 32) -> None:
 def test_reads_pairs_and_resizes(tmp_path) -> None:
     _write(tmp_path, 10)
     (tmp_path / "000099.png").write_bytes(b"")  # an image without a mask is skipped
-    ds = FaceSynthetics("train", root=tmp_path, image_size=[16, 24], val_fraction=0.2)
+    ds = FaceSynthetics("train", root=tmp_path, image_size=[16, 24], val_fraction=0.2, test_fraction=0.0)
     assert len(ds) == 8
     image, mask = ds.raw(1)
     assert image.shape == (16, 24, 3) and image.dtype == np.uint8
@@ -37,14 +37,17 @@ def test_reads_pairs_and_resizes(tmp_path) -> None:
     assert x.shape == (3, 16, 24) and x.dtype == torch.float32 and y.dtype == torch.int64
 
 
-def test_val_is_the_last_fraction(tmp_path) -> None:
+def test_test_is_the_last_fraction_and_val_the_one_before(tmp_path) -> None:
     _write(tmp_path, 10)
-    tr = FaceSynthetics("train", root=tmp_path, image_size=8, val_fraction=0.2)
-    va = FaceSynthetics("val", root=tmp_path, image_size=8, val_fraction=0.2)
-    assert [p[0].name for p in va.pairs] == ["000008.png", "000009.png"]
-    assert not {p[0] for p in tr.pairs} & {p[0] for p in va.pairs}
+    kw = {"root": tmp_path, "image_size": 8, "val_fraction": 0.2, "test_fraction": 0.1}
+    tr, va, te = (FaceSynthetics(split, **kw) for split in ("train", "val", "test"))
+    assert [p[0].name for p in te.pairs] == ["000009.png"]  # held out for the final stage only
+    assert [p[0].name for p in va.pairs] == ["000007.png", "000008.png"]
+    assert len(tr) == 7 and not {p[0] for p in tr.pairs} & {p[0] for p in va.pairs + te.pairs}
     small = FaceSynthetics("val", root=tmp_path, image_size=8, val_fraction=0.01)
     assert len(small) == 1  # at least one validation sample when val_fraction > 0
+    with pytest.raises(DataError, match="no training data"):
+        FaceSynthetics("train", root=tmp_path, image_size=8, val_fraction=0.5, test_fraction=0.5)
 
 
 def test_same_size_is_read_unchanged(tmp_path) -> None:
