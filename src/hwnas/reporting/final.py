@@ -59,6 +59,19 @@ def _short(key: str) -> str:
     return key.split("-")[-1][:6]
 
 
+def _save(fig: Any, ax: Any, path: Path, *, x: str, y: str, title: str) -> Path:
+    """Label, grid and legend the axes, write the PNG, free the figure."""
+    ax.set_xlabel(x)
+    ax.set_ylabel(y)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def plot_full_training(df: pd.DataFrame, path: Path, *, latency_label: str) -> Path:
     """Proxy (search) and full-training mIoU against target latency, each model's pair joined by a line."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -104,15 +117,8 @@ def plot_full_training(df: pd.DataFrame, path: Path, *, latency_label: str) -> P
             label="baseline (full, test)",
             zorder=4,
         )
-    ax.set_xlabel(f"latency, ms ({latency_label}) ↓")
-    ax.set_ylabel("mIoU ↑")
-    ax.set_title("Full training of the front: proxy vs final accuracy")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path, x=f"latency, ms ({latency_label}) ↓", y="mIoU ↑",
+                 title="Full training of the front: proxy vs final accuracy")  # fmt: skip
 
 
 def plot_final_results(df: pd.DataFrame, path: Path, *, latency_label: str, f1_label: str) -> Path:
@@ -149,15 +155,8 @@ def plot_final_results(df: pd.DataFrame, path: Path, *, latency_label: str, f1_l
             xytext=(4, 3),
             textcoords="offset points",
         )
-    ax.set_xlabel(f"latency, ms ({latency_label}) ↓")
-    ax.set_ylabel(f"F1, classes 1–17 ({f1_label}) ↑")
-    ax.set_title("Final results: F1 on the target vs latency")
-    ax.grid(alpha=0.3)
-    ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(fig, ax, path, x=f"latency, ms ({latency_label}) ↓", y=f"F1, classes 1–17 ({f1_label}) ↑",
+                 title="Final results: F1 on the target vs latency")  # fmt: skip
 
 
 def _rel(path: Any, run_dir: Path) -> str:
