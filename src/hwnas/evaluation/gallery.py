@@ -61,6 +61,11 @@ class FinalSettings:
     max_images: int | None
     budgets: list[float] | None
 
+    @property
+    def epochs(self) -> int:
+        """Full-training epochs per model (``final.trainer.max_epochs``)."""
+        return int(self.trainer.get("max_epochs", 1))
+
     @classmethod
     def from_cfg(cls, node: DictConfig) -> FinalSettings:
         d = OmegaConf.to_container(node, resolve=True)
@@ -184,7 +189,7 @@ def train_full(
     fp = fingerprint(ctx, spec)
     model = build_model(ctx, spec)
     weights, info = out_dir / "weights.pt", read_json(out_dir / "train.json")
-    epochs = int(ctx.settings.trainer.get("max_epochs", 1))
+    epochs = ctx.settings.epochs
     if info and info.get("fingerprint") == fp and weights.is_file():
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         progress.skip(epochs)

@@ -196,7 +196,7 @@ def run_stage(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         sum(r != "baseline" for _, r in picked),
         lat,
         " + baseline" if settings.baseline else "",
-        settings.trainer.get("max_epochs"),
+        settings.epochs,
         len(dm.split("test")),
         profiler.describe(),
         "x".join(map(str, ctx.deploy_shape)),
@@ -207,7 +207,7 @@ def run_stage(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         for s, _ in picked
         if (read_json(final_dir / "models" / s.stem / "result.json") or {}).get("key") != _result_key(ctx, s)
     ]
-    progress = StageProgress(len(todo) * int(settings.trainer.get("max_epochs", 1)))
+    progress = StageProgress(len(todo) * settings.epochs)
     rows: list[dict[str, Any]] = []
     for i, (spec, role) in enumerate(picked, 1):
         rows.append(
@@ -257,7 +257,6 @@ def _one_model(
     key = _result_key(ctx, spec)
     done = read_json(out_dir / "result.json")
     if done and done.get("key") == key:
-        progress.skip(int(ctx.settings.trainer.get("max_epochs", 1)))
         return {**done["row"], "reused": True}
     row: dict[str, Any] = {
         "arch_key": spec.key,
