@@ -111,15 +111,37 @@ def test_an_interrupted_training_resumes_from_its_last_epoch(make_cfg, tmp_path:
     assert (out / "weights.pt").is_file() and not (out / "resume").exists()
 
 
+def _children(pid: int) -> set[int]:
+    kids: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        kids |= {int(c) for c in task.read_text().split()}
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 @pytest.mark.integration
+@pytest.mark.parametrize(
+    ("jobs", "marker"),
+    [(1, "result.json"), (2, "train.json")],  # sequential: after a finished model; parallel: mid-training
+    ids=["sequential", "parallel"],
+)
 def test_kill_9_during_the_final_stage_then_rerun_completes_without_retraining(
-    make_cfg, tmp_path: Path
+    make_cfg, tmp_path: Path, jobs: int, marker: str
 ) -> None:
     cfg = make_cfg("search", [*SEARCH, "final.enabled=false"])
     search.run(cfg)
     run_dir = Path(cfg.run_dir)
     env = {**os.environ, "PYTHONPATH": str(ROOT), "WANDB_MODE": "disabled"}
-    overrides = [o for o in TINY_FINAL if o.startswith("final.")] + ["final.trainer.max_epochs=3"]
+    overrides = [o for o in TINY_FINAL if o.startswith("final.")] + [
+        "final.trainer.max_epochs=3",
+        f"final.jobs={jobs}",
+    ]
     cmd = [
         sys.executable,
         "src/final.py",
@@ -130,20 +152,31 @@ def test_kill_9_during_the_final_stage_then_rerun_completes_without_retraining(
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     models = run_dir / "final" / "models"
     deadline = time.time() + 240
+    workers: set[int] = set()
     try:
-        while time.time() < deadline and not list(models.glob("*/result.json")):
+        while time.time() < deadline and not list(models.glob(f"*/{marker}")):
             assert proc.poll() is None, proc.stderr.read().decode()[-2000:]
+            workers |= _children(proc.pid)
             time.sleep(0.05)
+        workers |= _children(proc.pid)
         os.kill(proc.pid, signal.SIGKILL)  # one model finished, the next one in flight
     finally:
         proc.wait(timeout=30)
+    if jobs > 1:  # the training workers die with the stage: no orphan keeps writing into the run dir
+        assert len(workers) >= 2
+        end = time.time() + 10
+        while time.time() < end and any(_alive(w) for w in workers):
+            time.sleep(0.1)
+        assert not any(_alive(w) for w in workers)
+    trained = {p.parent.name: p.stat().st_mtime_ns for p in models.glob("*/train.json")}
     finished = {p.parent.name: p.stat().st_mtime_ns for p in models.glob("*/result.json")}
     weights = _mtimes(run_dir)
-    assert finished and not (run_dir / "final" / "final.csv").exists()
+    assert trained and not (run_dir / "final" / "final.csv").exists()
     rerun = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     for name, mtime in finished.items():  # finished models were neither retrained nor re-measured
         assert (models / name / "result.json").stat().st_mtime_ns == mtime
+    for name in trained:  # trained models were not trained again
         assert (models / name / "weights.pt").stat().st_mtime_ns == weights[name]
     df = pd.read_csv(run_dir / "final" / "final.csv")
     assert len(df) == 3 and df["error"].isna().all() and df["full_miou_fp32"].notna().all()

@@ -7,7 +7,8 @@ import onnx
 import pytest
 from torch import nn
 
-from hwnas.hardware.onnxruntime import OnnxRuntimeProfiler
+from hwnas.hardware.export import export_onnx
+from hwnas.hardware.onnxruntime import OnnxRuntimeProfiler, quantize_int8, u8s8_saturates
 from hwnas.utils.errors import ConfigError
 
 SHAPE = (1, 3, 16, 16)
@@ -67,3 +68,27 @@ def test_input_size_override():
     prof = OnnxRuntimeProfiler(input_size=[64, 48], batch_size=2)
     assert prof.resolve_input_shape((1, 3, 256, 256)) == (2, 3, 64, 48)
     assert OnnxRuntimeProfiler(input_size=32).resolve_input_shape((3, 8, 8)) == (1, 3, 32, 32)
+
+
+def test_u8s8_saturation_is_detected_from_cpu_flags():
+    assert u8s8_saturates("flags\t\t: fpu sse2 avx avx2 fma\n") is True  # AVX2 without VNNI
+    assert u8s8_saturates("flags\t\t: fpu avx2 avx512f avx512_vnni\n") is False
+    assert u8s8_saturates("flags\t\t: fpu avx2 avx_vnni\n") is False
+    assert u8s8_saturates("Features\t: fp asimd\n") is False  # ARM: no x86 flags line
+
+
+def test_reduce_range_gives_7_bit_weights_and_is_not_served_from_an_8_bit_cache(tmp_path):
+    fp32 = tmp_path / "m.onnx"
+    export_onnx(tiny_net(), SHAPE, fp32)
+
+    def weight_range(path):
+        g = onnx.load(str(path)).graph
+        inits = {i.name: onnx.numpy_helper.to_array(i) for i in g.initializer}
+        deq = [inits.get(n.input[0]) for n in g.node if n.op_type == "DequantizeLinear"]
+        q = [a for a in deq if a is not None and a.dtype == np.int8]
+        return max(int(np.abs(a.astype(np.int32)).max()) for a in q)
+
+    full = quantize_int8(fp32, calib(), input_shape=SHAPE)
+    assert weight_range(full) > 64
+    reduced = quantize_int8(fp32, calib(), input_shape=SHAPE, reduce_range=True)
+    assert reduced == full and weight_range(reduced) <= 64

@@ -2,14 +2,16 @@
 
 On a terminal it is a live ``tqdm`` bar on stderr; in a log file, CI or a Slurm job (stderr not a TTY)
 the bar is off and the caller's one line per finished model is the progress report. ``HWNAS_PROGRESS=1``
-forces the bar on, ``0`` off.
+forces the bar on, ``0`` off. Training in worker processes reports through a :class:`ProgressRelay`
+(the same interface, over a queue) that the parent's :meth:`StageProgress.follow` feeds into the bar.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Any
+import threading
+from typing import Any, Protocol
 
 import pytorch_lightning as pl
 
@@ -19,6 +21,18 @@ def _wanted() -> bool:
     if forced in ("0", "1"):
         return forced == "1"
     return sys.stderr.isatty()
+
+
+class Progress(Protocol):
+    """What a training reports progress to (a :class:`StageProgress` or a :class:`ProgressRelay`)."""
+
+    def advance(self, epochs: int) -> None: ...
+
+    def set_label(self, label: str) -> None: ...
+
+    def callback(self, label: str) -> pl.Callback: ...
+
+    def skip(self, epochs: int) -> None: ...
 
 
 class StageProgress:
@@ -40,23 +54,80 @@ class StageProgress:
         """A callback that advances the bar by one per finished training epoch, showing ``label``."""
         return _EpochTick(self, label)
 
+    def advance(self, epochs: int) -> None:
+        self.bar.update(max(0, int(epochs)))
+
+    def set_label(self, label: str) -> None:
+        self.bar.set_postfix_str(label)
+
     def skip(self, epochs: int) -> None:
         """Advance without training (epochs restored from a checkpoint)."""
-        self.bar.update(max(0, int(epochs)))
+        self.advance(epochs)
+
+    def follow(self, queue: Any) -> threading.Thread:
+        """Feed this bar from the ``queue`` of worker :class:`ProgressRelay` objects until ``None`` arrives."""
+
+        def pump() -> None:
+            while (item := queue.get()) is not None:
+                kind, value = item
+                if kind == "label":
+                    self.set_label(str(value))
+                else:
+                    self.advance(int(value))
+
+        thread = threading.Thread(target=pump, name="hwnas-progress", daemon=True)
+        thread.start()
+        return thread
 
     def close(self) -> None:
         self.bar.close()
 
 
-class _EpochTick(pl.Callback):
-    """Advances a :class:`StageProgress` after every training epoch. Logs nothing itself."""
+class ProgressRelay:
+    """:class:`StageProgress`'s interface inside a worker process: events go to the parent's queue."""
 
-    def __init__(self, progress: StageProgress, label: str) -> None:
+    def __init__(self, queue: Any) -> None:
+        self.queue = queue
+
+    def advance(self, epochs: int) -> None:
+        if epochs > 0:
+            self.queue.put(("advance", int(epochs)))
+
+    def set_label(self, label: str) -> None:
+        self.queue.put(("label", str(label)))
+
+    def callback(self, label: str) -> pl.Callback:
+        return _EpochTick(self, label)
+
+    def skip(self, epochs: int) -> None:
+        self.advance(epochs)
+
+
+class NoProgress:
+    """The progress interface that reports nothing (work already counted elsewhere)."""
+
+    def advance(self, epochs: int) -> None:
+        pass
+
+    def set_label(self, label: str) -> None:
+        pass
+
+    def callback(self, label: str) -> pl.Callback:
+        return _EpochTick(self, label)
+
+    def skip(self, epochs: int) -> None:
+        pass
+
+
+class _EpochTick(pl.Callback):
+    """Advances a progress bar after every training epoch. Logs nothing itself."""
+
+    def __init__(self, progress: Progress, label: str) -> None:
         self.progress, self.label = progress, label
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: Any) -> None:
-        self.progress.bar.set_postfix_str(self.label)
+        self.progress.set_label(self.label)
         self.progress.skip(trainer.current_epoch)  # resumed from a checkpoint: those epochs are done
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: Any) -> None:
-        self.progress.bar.update(1)
+        self.progress.advance(1)

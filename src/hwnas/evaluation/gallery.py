@@ -22,16 +22,17 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from hwnas.callbacks.progress import StageProgress
+from hwnas.callbacks.progress import Progress
 from hwnas.evaluation.metrics import ConfusionMatrix
 from hwnas.evaluation.predict import evaluate_onnx, evaluate_outputs, evaluate_torch, split_batches
 from hwnas.hardware.base import LatencyReport, Profiler
 from hwnas.hardware.cheap import count_params
 from hwnas.hardware.export import export_onnx
-from hwnas.hardware.onnxruntime import CALIBRATION_METHODS, quantize_int8
+from hwnas.hardware.onnxruntime import CALIBRATION_METHODS, quantize_int8, u8s8_saturates
 from hwnas.lit.fit import fit_candidate
 from hwnas.search.train_evaluator import candidate_seed
 from hwnas.search_space.base import ArchSpec, SearchSpace
+from hwnas.utils.config import build_datamodule, build_space
 from hwnas.utils.errors import ConfigError
 from hwnas.utils.io import read_json, write_atomic, write_json
 
@@ -55,8 +56,10 @@ class FinalSettings:
     calibration_batches: int
     calibration_method: str
     per_channel: bool
+    reduce_range: bool
     eval_batch_size: int
     device_enabled: str
+    jobs: int | None
     chunk_size: int
     max_images: int | None
     budgets: list[float] | None
@@ -89,6 +92,11 @@ class FinalSettings:
             raise ConfigError(
                 f"unknown value {method!r}", key="final.int8.calibration_method", choices=CALIBRATION_METHODS
             )
+        reduce_range = str(int8.get("reduce_range", "auto")).lower()
+        if reduce_range not in ("auto", "true", "false"):
+            raise ConfigError(
+                f"unknown value {reduce_range!r}", key="final.int8.reduce_range", choices=("auto", True, False)
+            )
         device = dict(d.get("device") or {})
         enabled = str(device.get("enabled", "auto")).lower()
         if enabled not in ("auto", "true", "false"):
@@ -108,6 +116,11 @@ class FinalSettings:
                     fix="e.g. final.budgets=[1,2,5]",
                 ) from exc
         max_images = device.get("max_images")
+        jobs = d.get("jobs", "auto")
+        if str(jobs).lower() == "auto":
+            jobs = None
+        else:
+            jobs = positive("jobs", jobs)
         return cls(
             top_k=positive("top_k", d.get("top_k", 4)),
             baseline=bool(d.get("baseline", True)),
@@ -118,8 +131,10 @@ class FinalSettings:
             calibration_batches=positive("int8.calibration_batches", int8.get("calibration_batches", 32)),
             calibration_method=method,
             per_channel=bool(int8.get("per_channel", True)),
+            reduce_range=u8s8_saturates() if reduce_range == "auto" else reduce_range == "true",
             eval_batch_size=positive("eval_batch_size", d.get("eval_batch_size", 32)),
             device_enabled=enabled,
+            jobs=jobs,
             chunk_size=positive("device.chunk_size", device.get("chunk_size", 16)),
             max_images=None if max_images is None else positive("device.max_images", max_images),
             budgets=budgets,
@@ -134,16 +149,28 @@ class GalleryContext:
     settings: FinalSettings
     space: SearchSpace
     datamodule: Any
-    profiler: Profiler
-    deploy_shape: tuple[int, ...]
-    calibration: list[np.ndarray]
+    recipe: dict[str, Any]
+    profiler: Profiler | None = None  # None in a training-only worker (evaluation.parallel)
+    deploy_shape: tuple[int, ...] = ()
+    calibration: list[np.ndarray] = field(default_factory=list)
     device: DeviceRunner | None = None
     device_name: str = ""
-    recipe: dict[str, Any] = field(default_factory=dict)
 
     @property
     def eval_shape(self) -> tuple[int, ...]:
         return tuple(int(d) for d in self.datamodule.input_shape(batch_size=1))
+
+
+def training_context(cfg: DictConfig) -> GalleryContext:
+    """The part of the context that full training needs (data, space, recipe): a training worker's."""
+    settings = FinalSettings.from_cfg(cfg.final)
+    return GalleryContext(
+        cfg=cfg,
+        settings=settings,
+        space=build_space(cfg),
+        datamodule=build_datamodule(cfg),
+        recipe=training_recipe(cfg, settings),
+    )
 
 
 def training_recipe(cfg: DictConfig, settings: FinalSettings) -> dict[str, Any]:
@@ -180,8 +207,14 @@ def _save_weights(model: nn.Module, path: Path) -> None:
     write_atomic(path, buf.getvalue())
 
 
+def is_trained(ctx: GalleryContext, spec: ArchSpec, out_dir: Path) -> bool:
+    """Whether ``out_dir`` holds this model's finished training under the current recipe."""
+    info = read_json(out_dir / "train.json") or {}
+    return info.get("fingerprint") == fingerprint(ctx, spec) and (out_dir / "weights.pt").is_file()
+
+
 def train_full(
-    ctx: GalleryContext, spec: ArchSpec, out_dir: Path, progress: StageProgress
+    ctx: GalleryContext, spec: ArchSpec, out_dir: Path, progress: Progress
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Train ``spec`` with the final settings; reuse finished weights, resume an interrupted training."""
     from pytorch_lightning.callbacks import ModelCheckpoint
@@ -190,9 +223,8 @@ def train_full(
     model = build_model(ctx, spec)
     weights, info = out_dir / "weights.pt", read_json(out_dir / "train.json")
     epochs = ctx.settings.epochs
-    if info and info.get("fingerprint") == fp and weights.is_file():
+    if is_trained(ctx, spec, out_dir):
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        progress.skip(epochs)
         return model, {**info, "reused": True}
     resume_dir = out_dir / "resume"
     last = resume_dir / "last.ckpt"
@@ -263,6 +295,7 @@ def export_pair(
         input_shape=shape,
         per_channel=ctx.settings.per_channel,
         calibration_method=ctx.settings.calibration_method,
+        reduce_range=ctx.settings.reduce_range,
     )
     return fp32, int8
 
@@ -304,6 +337,7 @@ def evaluate(ctx: GalleryContext, model: nn.Module, out_dir: Path) -> dict[str, 
 def measure(ctx: GalleryContext, model: nn.Module, files: Mapping[str, str]) -> LatencyReport:
     """Re-measure the trained model on the ``hardware=`` target at the deployment shape (never cached)."""
     onnx = files.get("deploy_onnx_fp32") or files["onnx_fp32"]
+    assert ctx.profiler is not None, "measure() needs the stage's context (tasks.final.build_context)"
     return ctx.profiler.profile(model, ctx.deploy_shape, onnx_path=onnx, calibration=ctx.calibration)
 
 

@@ -58,19 +58,29 @@ def quantize_int8(
     out_path: str | Path | None = None,
     per_channel: bool = True,
     calibration_method: str = "minmax",
+    reduce_range: bool = False,
 ) -> Path:
     """Static QDQ int8 quantisation (uint8 activations, int8 weights, per-channel) of an ONNX file.
 
     U8S8 is the format onnxruntime's x86 kernels and most NPUs run fastest; activation ranges come
-    from the real ``calibration`` batches. The result is cached next to the fp32 file
-    (``<stem>.int8.onnx``) and reused while it is newer than the fp32 file.
+    from the real ``calibration`` batches. ``reduce_range`` stores weights in 7 bits, which keeps
+    onnxruntime's U8S8 kernels exact on x86 CPUs without VNNI (see :func:`u8s8_saturates`). The result
+    is cached next to the fp32 file (``<stem>.int8.onnx``) and reused while it is newer than the fp32
+    file and was made with the same settings.
     """
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     fp32_path = Path(fp32_path)
     out = Path(out_path) if out_path else fp32_path.with_name(f"{fp32_path.stem}.int8.onnx")
-    if out.is_file() and out.stat().st_mtime >= fp32_path.stat().st_mtime:
+    settings = f"{calibration_method} per_channel={per_channel} reduce_range={reduce_range} n={len(calibration)}"
+    stamp = out.with_name(f"{out.name}.settings")
+    if (
+        out.is_file()
+        and out.stat().st_mtime >= fp32_path.stat().st_mtime
+        and stamp.is_file()
+        and stamp.read_text() == settings
+    ):
         return out
     method = {
         "minmax": CalibrationMethod.MinMax,
@@ -100,9 +110,11 @@ def quantize_int8(
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             per_channel=per_channel,
+            reduce_range=reduce_range,
             calibrate_method=method,
         )
         os.replace(tmp, out)
+        stamp.write_text(settings)
     except Exception as exc:
         raise CandidateFailed(f"int8 quantisation failed: {type(exc).__name__}: {exc}") from exc
     finally:
@@ -112,6 +124,27 @@ def quantize_int8(
         for leftover in out.parent.glob(f".{out.stem}.{pid}*"):
             leftover.unlink(missing_ok=True)
     return out
+
+
+def u8s8_saturates(cpuinfo: str | None = None) -> bool:
+    """True on an x86 CPU without VNNI, where onnxruntime's U8S8 kernels (``vpmaddubsw``) sum pairs of
+    u8 x s8 products into saturating int16: full 8-bit weights then lose accuracy that the int8 model
+    does not lose on an NPU or a VNNI CPU. ``reduce_range`` (7-bit weights) avoids it. False elsewhere
+    (ARM, VNNI, or when ``/proc/cpuinfo`` cannot be read)."""
+    import platform
+
+    if cpuinfo is None:
+        if platform.machine().lower() not in {"x86_64", "amd64", "i686", "x86"}:
+            return False
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.startswith("flags"):
+            flags |= set(line.split(":", 1)[-1].split())
+    return bool(flags) and "avx2" in flags and not ({"avx512_vnni", "avx_vnni", "amx_int8"} & flags)
 
 
 class OnnxRuntimeProfiler(Profiler):

@@ -19,17 +19,20 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from hwnas.callbacks.progress import StageProgress
+from hwnas.callbacks.progress import NoProgress, Progress, StageProgress
 from hwnas.evaluation.gallery import (
     FinalSettings,
     GalleryContext,
+    build_model,
     evaluate,
+    is_trained,
     fingerprint,
     measure,
     params_of,
     train_full,
     training_recipe,
 )
+from hwnas.evaluation.parallel import plan_jobs, train_parallel
 from hwnas.evaluation.selection import spread_across
 from hwnas.hardware.build import build_profiler, input_shape_for
 from hwnas.reporting.final import write_final_outputs
@@ -126,7 +129,12 @@ def _result_key(ctx: GalleryContext, spec: ArchSpec) -> str:
         "train": fingerprint(ctx, spec),
         "hardware": ctx.profiler.cache_identity(),
         "deploy_shape": list(ctx.deploy_shape),
-        "int8": [ctx.settings.calibration_batches, ctx.settings.calibration_method, ctx.settings.per_channel],
+        "int8": [
+            ctx.settings.calibration_batches,
+            ctx.settings.calibration_method,
+            ctx.settings.per_channel,
+            ctx.settings.reduce_range,
+        ],
         "device": ctx.device_name,
         "max_images": ctx.settings.max_images,
     }
@@ -202,17 +210,39 @@ def run_stage(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         "x".join(map(str, ctx.deploy_shape)),
         final_dir,
     )
+    if settings.reduce_range:
+        log.info(
+            "final: int8 weights quantised to 7 bits (final.int8.reduce_range): onnxruntime's U8S8 kernels "
+            "saturate with 8-bit weights on this x86 CPU without VNNI; set final.int8.reduce_range=false "
+            "for full 8-bit weights"
+        )
     todo = [
         s
         for s, _ in picked
         if (read_json(final_dir / "models" / s.stem / "result.json") or {}).get("key") != _result_key(ctx, s)
     ]
-    progress = StageProgress(len(todo) * settings.epochs)
+    to_train = [s for s in todo if not is_trained(ctx, s, final_dir / "models" / s.stem)]
+    progress = StageProgress(len(to_train) * settings.epochs)
+    jobs, threads = plan_jobs(settings.jobs, len(to_train))
+    failed: dict[str, str] = {}
+    per_model: Progress = progress
+    if jobs > 1:  # train side by side first; evaluate and time one at a time below, on a quiet machine
+        work = [(s, final_dir / "models" / s.stem, params_of(build_model(ctx, s))) for s in to_train]
+        failed = train_parallel(cfg, work, jobs=jobs, threads=threads, progress=progress)
+        per_model = NoProgress()
     rows: list[dict[str, Any]] = []
     for i, (spec, role) in enumerate(picked, 1):
         rows.append(
             _one_model(
-                ctx, spec, role, final_dir / "models" / spec.stem, progress, acc=acc, lat=lat, trials=trials
+                ctx,
+                spec,
+                role,
+                final_dir / "models" / spec.stem,
+                per_model,
+                acc=acc,
+                lat=lat,
+                trials=trials,
+                failed=failed.get(spec.key),
             )
         )
         r = rows[-1]
@@ -247,13 +277,15 @@ def _one_model(
     spec: ArchSpec,
     role: str,
     out_dir: Path,
-    progress: StageProgress,
+    progress: Progress,
     *,
     acc: str,
     lat: str,
     trials: pd.DataFrame,
+    failed: str | None = None,
 ) -> dict[str, Any]:
-    """One model's row: reused from ``result.json`` when finished before, else trained and measured."""
+    """One model's row: reused from ``result.json`` when finished before, else trained (or its weights
+    from the parallel training reused) and measured; ``failed`` = the reason its training already failed."""
     key = _result_key(ctx, spec)
     done = read_json(out_dir / "result.json")
     if done and done.get("key") == key:
@@ -264,6 +296,8 @@ def _one_model(
         "proxy_miou": _lookup(trials, spec.key, acc),
         "search_latency_ms": _lookup(trials, spec.key, lat),
     }
+    if failed:
+        return {**row, "error": failed}
     try:
         spec.save(out_dir / "arch.json")
         model, info = train_full(ctx, spec, out_dir, progress)
