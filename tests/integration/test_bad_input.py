@@ -35,6 +35,11 @@ CASES = {
         ["run={tmp}/empty"],
         ["[run]", "not a finished search run", "Fix:"],
     ),
+    "unknown memory format": (
+        "search",
+        ["tricks.memory_format=nhwc"],
+        ["[tricks.memory_format]", "channels_last", "Fix:"],
+    ),
     "negative budget": ("search", ["search.n_trials=-5"], ["[search.n_trials]", "Fix:"]),
     "corrupt arch JSON": ("train", ["arch={tmp}/bad.json"], ["[arch]", "corrupt", "Fix:"]),
     "missing arch JSON": ("train", ["arch={tmp}/none.json"], ["[arch]", "not found", "Fix:"]),

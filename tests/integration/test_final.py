@@ -196,6 +196,8 @@ def test_bad_final_settings_are_refused_before_any_training(make_cfg, tmp_path: 
         ("final.int8.calibration_method=magic", "final.int8.calibration_method"),
         ("dataset.dataset.num_test=0", "dataset.dataset.num_test"),
         ("final.device.enabled=true", "final.device.enabled"),
+        ("final.jobs=0", "final.jobs"),
+        ("final.int8.reduce_range=maybe", "final.int8.reduce_range"),
     ):
         with pytest.raises(ConfigError) as err:
             build_context(make_cfg("search", [*SEARCH, override]))

@@ -31,6 +31,7 @@ class CandidateModule(pl.LightningModule):
         weight_decay: AdamW weight decay.
         label_smoothing: Cross-entropy label smoothing (a trick).
         schedule: ``schedule(optimizer, total_steps=...)`` returning a per-step LR scheduler (a trick).
+        channels_last: Train in NHWC memory format (same numbers, faster convolutions on CPU and GPU).
     """
 
     def __init__(
@@ -42,6 +43,7 @@ class CandidateModule(pl.LightningModule):
         weight_decay: float = 1e-4,
         label_smoothing: float = 0.0,
         schedule: Scheduler | None = None,
+        channels_last: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["model", "schedule"])
@@ -64,13 +66,25 @@ class CandidateModule(pl.LightningModule):
             prefix="val/",
         )
         self.nonfinite_loss = False
+        self.channels_last = bool(channels_last)
+
+    def on_fit_start(self) -> None:
+        if self.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+
+    def on_fit_end(self) -> None:
+        if self.channels_last:  # hand back an ordinary (contiguous) model for export and inference
+            self.model.to(memory_format=torch.contiguous_format)
+
+    def _input(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last and x.dim() == 4 else x
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
 
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         x, y = batch
-        loss = self.criterion(self(x), y)
+        loss = self.criterion(self(self._input(x)), y)
         if not torch.isfinite(loss):
             # Stop cleanly; the caller turns this into a FAIL trial with the reason.
             self.nonfinite_loss = True
@@ -81,7 +95,7 @@ class CandidateModule(pl.LightningModule):
 
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
-        logits = self(x)
+        logits = self(self._input(x))
         self.log("val/loss", self.criterion(logits, y), on_epoch=True, batch_size=x.shape[0])
         self.val_metrics.update(logits.argmax(dim=1), y)
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from hwnas.lit.candidate import CandidateModule
 from hwnas.tricks.precision import resolve_precision
-from hwnas.utils.errors import CandidateFailed
+from hwnas.utils.errors import CandidateFailed, ConfigError
 
 
 def instantiate_dict(node: DictConfig | Mapping | None) -> list[Any]:
@@ -32,6 +32,20 @@ def instantiate_dict(node: DictConfig | Mapping | None) -> list[Any]:
         if sub is not None and "_target_" in sub:
             out.append(instantiate(sub))
     return out
+
+
+MEMORY_FORMATS = ("channels_last", "contiguous")
+
+
+def channels_last_of(tricks: DictConfig) -> bool:
+    """``tricks.memory_format`` as a flag; a clear error for an unknown value (checked at start-up too)."""
+    fmt = str(tricks.get("memory_format") or "contiguous")
+    if fmt not in MEMORY_FORMATS:
+        raise ConfigError(
+            f"unknown value {fmt!r}", key="tricks.memory_format", choices=MEMORY_FORMATS,
+            fix="tricks.memory_format=channels_last (faster convolutions) or contiguous",
+        )  # fmt: skip
+    return fmt == "channels_last"
 
 
 def fit_candidate(
@@ -75,6 +89,7 @@ def fit_candidate(
         weight_decay=float(optim["weight_decay"]),
         label_smoothing=float(tricks.get("label_smoothing") or 0.0),
         schedule=schedule,
+        channels_last=channels_last_of(tricks),
     )
     all_callbacks = list(callbacks or []) + instantiate_dict(tricks.get("callbacks"))
     kwargs: dict[str, Any] = {

@@ -15,7 +15,7 @@ from hwnas.data.base import parse_image_size
 from hwnas.hardware.build import build_profiler, calibration_for, input_shape_for
 from hwnas.hardware.cheap import cheap_metrics
 from hwnas.hardware.export import export_onnx
-from hwnas.lit.fit import fit_candidate
+from hwnas.lit.fit import channels_last_of, fit_candidate
 from hwnas.search.evaluator import Evaluator
 from hwnas.search_space.base import ArchSpec, SearchSpace
 from hwnas.utils.config import build_datamodule
@@ -89,6 +89,7 @@ class TrainingEvaluator(Evaluator):
         self.space = space
         self.run_dir = run_dir
         self.weights_dir = run_dir / "weights"
+        channels_last_of(cfg.tricks)  # an unknown memory format would fail every candidate: refuse now
         self.datamodule = build_datamodule(cfg)
         self.train_datamodule = self._proxy_datamodule(cfg)
         cache_dir = Path(cfg.paths.cache_dir) / "latency" if self.latency_cache else None
@@ -174,6 +175,7 @@ class TrainingEvaluator(Evaluator):
             "max_epochs": self.max_epochs,
             "limit_train_batches": self.limit_train_batches,
             "limit_val_batches": self.limit_val_batches,
+            "check_val_every_n_epoch": self.max_epochs,  # only the last validation is used
             "enable_checkpointing": False,
             "enable_progress_bar": False,
             "enable_model_summary": False,

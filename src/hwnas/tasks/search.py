@@ -36,7 +36,7 @@ def _check_budget(cfg: DictConfig) -> tuple[int, int]:
     n = cfg.search.get("n_trials")
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ConfigError(
-            f"must be a positive integer, got {n!r}", key="search.n_trials", fix="e.g. search.n_trials=24"
+            f"must be a positive integer, got {n!r}", key="search.n_trials", fix="e.g. search.n_trials=16"
         )
     factor = cfg.search.get("max_attempts_factor", 20)
     if not isinstance(factor, int | float) or factor < 1:
