@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import open_dict
+from omegaconf import OmegaConf, open_dict
 from scipy.stats import kendalltau, spearmanr
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -155,16 +155,24 @@ def main() -> None:
             [*args.overrides, f"evaluator.max_epochs={ep}", f"evaluator.limit_train_batches={nb}", *extra],
             args.out,
         )
+        recipe = {
+            k: OmegaConf.to_container(pcfg[k], resolve=True)
+            for k in ("evaluator", "tricks", "optim", "trainer")
+        }
+        recipe["dataset"] = {
+            k: v for k, v in OmegaConf.to_container(pcfg.dataset, resolve=True).items() if k != "num_workers"
+        }
+        recipe["seed"] = int(pcfg.seed)
         ev = build(pcfg.evaluator, "evaluator")  # the search's own evaluator, at this proxy setting
         ev.setup(cfg=pcfg, space=space, run_dir=args.out / "proxy_runs")
         scores, psecs = [], []
         for spec in specs:
             path = args.out / "proxy" / proxy / f"{spec.stem}.json"
             rec = read_json(path)
-            if not rec:
+            if not rec or rec.get("recipe") != recipe:  # a cached score of another recipe is not reused
                 t0 = time.perf_counter()
                 m = ev.expensive(spec)
-                rec = {"val_miou": m["val/miou"], "seconds": time.perf_counter() - t0}
+                rec = {"val_miou": m["val/miou"], "seconds": time.perf_counter() - t0, "recipe": recipe}
                 write_json(path, rec)
             scores.append(rec["val_miou"])
             psecs.append(rec["seconds"])
