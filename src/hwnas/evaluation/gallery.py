@@ -95,7 +95,9 @@ class FinalSettings:
         reduce_range = str(int8.get("reduce_range", "auto")).lower()
         if reduce_range not in ("auto", "true", "false"):
             raise ConfigError(
-                f"unknown value {reduce_range!r}", key="final.int8.reduce_range", choices=("auto", True, False)
+                f"unknown value {reduce_range!r}",
+                key="final.int8.reduce_range",
+                choices=("auto", True, False),
             )
         device = dict(d.get("device") or {})
         enabled = str(device.get("enabled", "auto")).lower()
@@ -117,10 +119,7 @@ class FinalSettings:
                 ) from exc
         max_images = device.get("max_images")
         jobs = d.get("jobs", "auto")
-        if str(jobs).lower() == "auto":
-            jobs = None
-        else:
-            jobs = positive("jobs", jobs)
+        jobs = None if str(jobs).lower() == "auto" else positive("jobs", jobs)
         return cls(
             top_k=positive("top_k", d.get("top_k", 4)),
             baseline=bool(d.get("baseline", True)),

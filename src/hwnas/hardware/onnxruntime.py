@@ -73,7 +73,9 @@ def quantize_int8(
 
     fp32_path = Path(fp32_path)
     out = Path(out_path) if out_path else fp32_path.with_name(f"{fp32_path.stem}.int8.onnx")
-    settings = f"{calibration_method} per_channel={per_channel} reduce_range={reduce_range} n={len(calibration)}"
+    settings = (
+        f"{calibration_method} per_channel={per_channel} reduce_range={reduce_range} n={len(calibration)}"
+    )
     stamp = out.with_name(f"{out.name}.settings")
     if (
         out.is_file()
