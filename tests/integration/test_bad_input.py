@@ -35,6 +35,11 @@ CASES = {
         ["run={tmp}/empty"],
         ["[run]", "not a finished search run", "Fix:"],
     ),
+    "image size the space cannot take": (
+        "search",
+        ["dataset.image_size=50"],
+        ["[dataset.image_size]", "not divisible by 32", "Fix:"],
+    ),
     "unknown memory format": (
         "search",
         ["tricks.memory_format=nhwc"],

@@ -98,6 +98,11 @@ class TrainingEvaluator(Evaluator):
         self.train_size = tuple(int(d) for d in self.train_datamodule.image_size)
         self.input_shape = input_shape_for(self.profiler, self.datamodule)
         self._check_size(
+            tuple(self.datamodule.image_size),
+            key="dataset.image_size",
+            fix="e.g. dataset.image_size=64",
+        )
+        self._check_size(
             self.train_size,
             key="evaluator.image_size",
             fix="e.g. evaluator.image_size=32, or null to train at the dataset's size",
@@ -129,8 +134,6 @@ class TrainingEvaluator(Evaluator):
         every trial. A space's size rules do not depend on the architecture, so one valid architecture tells.
         """
         size = (int(size[-2]), int(size[-1]))
-        if size == tuple(self.datamodule.image_size):
-            return  # the dataset's own size: checked per candidate, as ever
         spec = self.space.sample(np.random.default_rng(0))
         try:
             self.space.validate(spec, input_size=size)
