@@ -30,7 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 import hwnas  # noqa: E402,F401
 from hwnas.callbacks.progress import StageProgress  # noqa: E402
-from hwnas.evaluation.gallery import train_full  # noqa: E402
+from hwnas.evaluation.gallery import build_model, params_of, train_full  # noqa: E402
+from hwnas.evaluation.parallel import plan_jobs, train_parallel  # noqa: E402
 from hwnas.evaluation.predict import evaluate_torch, split_batches  # noqa: E402
 from hwnas.reporting.pareto import pareto_mask  # noqa: E402
 from hwnas.search.train_evaluator import TrainingEvaluator  # noqa: E402
@@ -84,7 +85,7 @@ def front_retention(proxy: np.ndarray, final: np.ndarray, latency: np.ndarray) -
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--n", type=int, default=14, help="architectures sampled uniformly from the space")
+    ap.add_argument("--n", type=int, default=12, help="architectures sampled uniformly from the space")
     ap.add_argument("--seed", type=int, default=0, help="seed of the architecture sample")
     ap.add_argument(
         "--proxies", default=None, help="comma-separated proxy settings (default: the search's own)"
@@ -117,7 +118,16 @@ def main() -> None:
     # Latency (the search's cheap stage, on cfg.hardware) and the final-setting test mIoU.
     ev0 = TrainingEvaluator(max_epochs=1, limit_train_batches=1)
     ev0.setup(cfg=cfg, space=space, run_dir=args.out / "proxy_runs")
-    progress = StageProgress(len(specs) * epochs, desc="final setting")
+    todo = [
+        s
+        for s in specs
+        if (read_json(args.out / "final" / s.stem / "bench.json") or {}).get("recipe") != ctx.recipe
+    ]
+    progress = StageProgress(len(todo) * epochs, desc="final setting")
+    jobs, threads = plan_jobs(ctx.settings.jobs, len(todo))
+    if jobs > 1:  # side by side, as the final stage trains (the test scores below reuse the weights)
+        work = [(s, args.out / "final" / s.stem, params_of(build_model(ctx, s))) for s in todo]
+        train_parallel(cfg, work, jobs=jobs, threads=threads, progress=progress)
     final, lat, secs = [], [], []
     for spec in specs:
         d = args.out / "final" / spec.stem
@@ -136,8 +146,6 @@ def main() -> None:
                 "recipe": ctx.recipe,
             }
             write_json(d / "bench.json", rec)
-        else:
-            progress.skip(epochs)
         final.append(rec["test_miou"])
         lat.append(rec["latency_ms"])
         secs.append(rec["train_seconds"])

@@ -112,9 +112,15 @@ def test_an_interrupted_training_resumes_from_its_last_epoch(make_cfg, tmp_path:
 
 
 def _children(pid: int) -> set[int]:
+    """Live child processes of ``pid`` (from each process's parent id in ``/proc/<pid>/stat``)."""
     kids: set[int] = set()
-    for task in Path(f"/proc/{pid}/task").glob("*/children"):
-        kids |= {int(c) for c in task.read_text().split()}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[-1].split()
+        except OSError:
+            continue
+        if len(fields) > 1 and int(fields[1]) == pid:
+            kids.add(int(stat.parent.name))
     return kids
 
 
