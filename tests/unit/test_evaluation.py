@@ -87,8 +87,10 @@ def test_onnx_runner_pads_the_last_chunk_of_a_static_batch_and_matches_torch(tmp
 def test_plan_jobs_gives_one_training_per_cpu_and_splits_threads() -> None:
     from hwnas.evaluation.parallel import plan_jobs
 
-    assert plan_jobs(None, 4, cpus=2) == (2, 1)  # auto: one per CPU
-    assert plan_jobs(None, 1, cpus=8) == (1, 8)  # never more jobs than models; threads go to the one
-    assert plan_jobs(None, 3, cpus=8) == (3, 2)
-    assert plan_jobs(1, 4, cpus=2) == (1, 2)  # final.jobs=1: in process, both threads
-    assert plan_jobs(None, 0, cpus=2) == (1, 2)
+    assert plan_jobs(None, 4, cpus=2, gpu=False) == (2, 1)  # auto: one per CPU
+    assert plan_jobs(None, 1, cpus=8, gpu=False) == (1, 8)  # never more jobs than models
+    assert plan_jobs(None, 3, cpus=8, gpu=False) == (3, 2)
+    assert plan_jobs(1, 4, cpus=2, gpu=False) == (1, 2)  # final.jobs=1: in process, both threads
+    assert plan_jobs(None, 0, cpus=2, gpu=False) == (1, 2)
+    assert plan_jobs(None, 4, cpus=16, gpu=True) == (1, 16)  # a GPU trains one model at a time
+    assert plan_jobs(2, 4, cpus=16, gpu=True) == (2, 8)  # unless asked

@@ -40,12 +40,23 @@ def available_cpus() -> int:
         return max(1, os.cpu_count() or 1)
 
 
-def plan_jobs(jobs: int | None, n_models: int, cpus: int | None = None) -> tuple[int, int]:
-    """``(parallel trainings, torch threads each)``: ``jobs=None`` (auto) = one per CPU, at most one per model."""
+def plan_jobs(
+    jobs: int | None, n_models: int, cpus: int | None = None, *, gpu: bool | None = None
+) -> tuple[int, int]:
+    """``(parallel trainings, torch threads each)``: ``jobs=None`` (auto) = one per CPU, at most one per
+    model, and one at a time when a GPU trains (``gpu=None`` asks torch)."""
     cpus = available_cpus() if cpus is None else max(1, int(cpus))
+    if jobs is None and (gpu if gpu is not None else _gpu_present()):
+        return 1, cpus
     n = min(cpus if jobs is None else int(jobs), max(1, n_models))
     n = max(1, n)
     return n, max(1, cpus // n)
+
+
+def _gpu_present() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
 
 
 def _die_with_parent() -> None:
