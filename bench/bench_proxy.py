@@ -23,14 +23,14 @@ from pathlib import Path
 import numpy as np
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import OmegaConf, open_dict
+from omegaconf import open_dict
 from scipy.stats import kendalltau, spearmanr
 
 ROOT = Path(__file__).resolve().parents[1]
 
 import hwnas  # noqa: E402,F401
 from hwnas.callbacks.progress import StageProgress  # noqa: E402
-from hwnas.evaluation.gallery import build_model, params_of, train_full  # noqa: E402
+from hwnas.evaluation.gallery import build_model, config_recipe, params_of, train_full  # noqa: E402
 from hwnas.evaluation.parallel import plan_jobs, train_parallel  # noqa: E402
 from hwnas.evaluation.predict import evaluate_torch, split_batches  # noqa: E402
 from hwnas.reporting.pareto import pareto_mask  # noqa: E402
@@ -163,14 +163,7 @@ def main() -> None:
             [*args.overrides, f"evaluator.max_epochs={ep}", f"evaluator.limit_train_batches={nb}", *extra],
             args.out,
         )
-        recipe = {
-            k: OmegaConf.to_container(pcfg[k], resolve=True)
-            for k in ("evaluator", "tricks", "optim", "trainer")
-        }
-        recipe["dataset"] = {
-            k: v for k, v in OmegaConf.to_container(pcfg.dataset, resolve=True).items() if k != "num_workers"
-        }
-        recipe["seed"] = int(pcfg.seed)
+        recipe = config_recipe(pcfg, ("evaluator", "tricks", "optim", "trainer", "dataset", "seed"))
         ev = build(pcfg.evaluator, "evaluator")  # the search's own evaluator, at this proxy setting
         ev.setup(cfg=pcfg, space=space, run_dir=args.out / "proxy_runs")
         scores, psecs = [], []

@@ -85,18 +85,15 @@ def _init(container: dict[str, Any], queue: Any, threads: int) -> None:
 
 def _train(spec: dict[str, Any], out_dir: str) -> tuple[str | None, float]:
     """In a worker: train one model; ``(error or None, seconds)``."""
-    from hwnas.evaluation.gallery import train_full
-    from hwnas.utils.errors import CandidateFailed
+    from hwnas.evaluation.gallery import MODEL_ERRORS, failure_reason, train_full
 
     t0 = time.perf_counter()
     arch = ArchSpec.from_dict(spec)
     try:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
         train_full(_worker["ctx"], arch, Path(out_dir), _worker["progress"])
-    except CandidateFailed as exc:
-        return exc.reason, time.perf_counter() - t0
-    except (RuntimeError, ValueError, OSError) as exc:
-        return f"{type(exc).__name__}: {exc}", time.perf_counter() - t0
+    except MODEL_ERRORS as exc:  # the same failures as in the stage's own process
+        return failure_reason(exc), time.perf_counter() - t0
     return None, time.perf_counter() - t0
 
 

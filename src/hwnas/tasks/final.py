@@ -21,10 +21,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hwnas.callbacks.progress import NoProgress, Progress, StageProgress
 from hwnas.evaluation.gallery import (
+    MODEL_ERRORS,
     FinalSettings,
     GalleryContext,
     build_model,
     evaluate,
+    failure_reason,
     fingerprint,
     is_trained,
     measure,
@@ -38,7 +40,7 @@ from hwnas.hardware.build import build_profiler, input_shape_for
 from hwnas.reporting.final import write_final_outputs
 from hwnas.search_space.base import ArchSpec
 from hwnas.utils.config import build_datamodule, build_space
-from hwnas.utils.errors import CandidateFailed, ConfigError, InvalidArchError
+from hwnas.utils.errors import ConfigError, InvalidArchError
 from hwnas.utils.io import read_json, write_json
 
 log = logging.getLogger("hwnas.final")
@@ -303,8 +305,8 @@ def _one_model(
         model, info = train_full(ctx, spec, out_dir, progress)
         ev = evaluate(ctx, model, out_dir)
         report = measure(ctx, model, ev["files"])
-    except (CandidateFailed, RuntimeError, ValueError, OSError) as exc:  # one model never sinks the stage
-        reason = exc.reason if isinstance(exc, CandidateFailed) else f"{type(exc).__name__}: {exc}"
+    except MODEL_ERRORS as exc:  # one model never sinks the stage
+        reason = failure_reason(exc)
         log.warning("final: %s failed: %s", spec.key, reason)
         return {**row, "error": reason}
     row |= {
