@@ -32,7 +32,7 @@ from hwnas.hardware.onnxruntime import CALIBRATION_METHODS, quantize_int8, u8s8_
 from hwnas.lit.fit import fit_candidate
 from hwnas.search.train_evaluator import candidate_seed
 from hwnas.search_space.base import ArchSpec, SearchSpace
-from hwnas.utils.config import build_datamodule, build_space
+from hwnas.utils.config import build_datamodule, build_space, config_recipe
 from hwnas.utils.errors import CandidateFailed, ConfigError
 from hwnas.utils.io import read_json, write_atomic, write_json
 
@@ -179,19 +179,6 @@ MODEL_ERRORS = (CandidateFailed, RuntimeError, ValueError, OSError)
 def failure_reason(exc: BaseException) -> str:
     """The ``error`` text of a model that failed with ``exc``."""
     return exc.reason if isinstance(exc, CandidateFailed) else f"{type(exc).__name__}: {exc}"
-
-
-def config_recipe(cfg: DictConfig, keys: Sequence[str]) -> dict[str, Any]:
-    """Resolved plain copies of the config nodes ``keys`` that decide a training's result (a cache key);
-    ``dataset.num_workers`` is left out: it changes speed, not numbers."""
-    pick = {k: OmegaConf.select(cfg, k) for k in keys}
-    out = {
-        k: OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v
-        for k, v in pick.items()
-    }
-    if "dataset" in out:
-        out["dataset"] = {k: v for k, v in (out.get("dataset") or {}).items() if k != "num_workers"}
-    return out
 
 
 def training_recipe(cfg: DictConfig, settings: FinalSettings) -> dict[str, Any]:

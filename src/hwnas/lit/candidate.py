@@ -21,6 +21,20 @@ from hwnas.data.labels import IGNORE_INDEX
 Scheduler = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 
 
+def segmentation_metrics(num_classes: int, prefix: str = "val/") -> MetricCollection:
+    """``miou`` and ``f1`` (macro over classes present) and ``acc`` (pixels), ignoring ``IGNORE_INDEX``:
+    the one definition every evaluator's ``val/*`` figures use, so they compare across evaluators."""
+    kw: dict[str, Any] = {"num_classes": num_classes, "ignore_index": IGNORE_INDEX, "average": "macro"}
+    return MetricCollection(
+        {
+            "miou": MulticlassJaccardIndex(**kw),
+            "f1": MulticlassF1Score(**kw),
+            "acc": MulticlassAccuracy(num_classes=num_classes, ignore_index=IGNORE_INDEX, average="micro"),
+        },
+        prefix=prefix,
+    )
+
+
 class CandidateModule(pl.LightningModule):
     """Wraps a plain ``nn.Module`` that maps ``(N, C, H, W)`` images to ``(N, K, H, W)`` logits.
 
@@ -50,21 +64,7 @@ class CandidateModule(pl.LightningModule):
         self.model = model
         self.schedule = schedule
         self.criterion = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing)
-        metric_kw: dict[str, Any] = {
-            "num_classes": num_classes,
-            "ignore_index": IGNORE_INDEX,
-            "average": "macro",
-        }
-        self.val_metrics = MetricCollection(
-            {
-                "miou": MulticlassJaccardIndex(**metric_kw),
-                "f1": MulticlassF1Score(**metric_kw),
-                "acc": MulticlassAccuracy(
-                    num_classes=num_classes, ignore_index=IGNORE_INDEX, average="micro"
-                ),
-            },
-            prefix="val/",
-        )
+        self.val_metrics = segmentation_metrics(num_classes)
         self.nonfinite_loss = False
         self.channels_last = bool(channels_last)
 

@@ -17,6 +17,19 @@ from torch import nn
 from hwnas.models.ops import ConvBNReLU, conv_stack
 
 
+def round8(x: float) -> int:
+    """Channels rounded to a multiple of 8 (at least 8): what accelerators' tensor units like."""
+    return max(8, int(round(x / 8.0)) * 8)
+
+
+def level_channels(base_channels: int, expands: list[float], max_channels: int) -> list[int]:
+    """Channels of the stem and of each level: each level expands the one above, rounded, capped."""
+    chans = [int(base_channels)]
+    for e in expands:
+        chans.append(min(int(max_channels), round8(chans[-1] * float(e))))
+    return chans
+
+
 @dataclass(frozen=True)
 class LevelConfig:
     """One level of the hourglass: its channels and the three blocks that touch it."""
@@ -27,6 +40,14 @@ class LevelConfig:
     skip_layers: int
     up_layers: int
     up_kernel: int
+
+
+@dataclass(frozen=True)
+class HourglassConfig:
+    """A whole hourglass network as plain values (what a supernet activates and extracts)."""
+
+    base_channels: int
+    levels: tuple[LevelConfig, ...]
 
 
 class HourglassNet(nn.Module):
@@ -75,3 +96,12 @@ class HourglassNet(nn.Module):
             y = self.up[i](y) + self.skip[i](feats[i])
         y = self.head(y)
         return F.interpolate(y, size=size, mode="bilinear", align_corners=False)
+
+    @classmethod
+    def from_config(cls, config: HourglassConfig, *, num_classes: int, in_channels: int = 3) -> HourglassNet:
+        return cls(
+            base_channels=config.base_channels,
+            levels=list(config.levels),
+            num_classes=num_classes,
+            in_channels=in_channels,
+        )

@@ -10,13 +10,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from hwnas.models.hourglass import HourglassNet, LevelConfig
+from hwnas.models.elastic_hourglass import ElasticHourglass, ElasticRanges
+from hwnas.models.hourglass import HourglassConfig, HourglassNet, LevelConfig, level_channels
 from hwnas.search_space.base import ArchSpec, SearchSpace
 from hwnas.utils.errors import ConfigError, InvalidArchError
-
-
-def _round8(x: float) -> int:
-    return max(8, int(round(x / 8.0)) * 8)
 
 
 class HourglassSpace(SearchSpace):
@@ -86,10 +83,8 @@ class HourglassSpace(SearchSpace):
     def channels(self, spec: ArchSpec) -> list[int]:
         """Channels of the stem and of each level, after expansion and the cap."""
         v = spec.values
-        chans = [int(v["base_channels"])]
-        for i in range(1, self.num_levels + 1):
-            chans.append(min(self.max_channels, _round8(chans[-1] * float(v[f"down{i}_expand"]))))
-        return chans
+        expands = [float(v[f"down{i}_expand"]) for i in range(1, self.num_levels + 1)]
+        return level_channels(int(v["base_channels"]), expands, self.max_channels)
 
     def check(self, spec: ArchSpec, *, input_size: tuple[int, int] | None = None) -> None:
         if input_size is None:
@@ -125,10 +120,16 @@ class HourglassSpace(SearchSpace):
         return self.make(self._baseline)
 
     def build(self, spec: ArchSpec, *, num_classes: int, in_channels: int = 3) -> HourglassNet:
+        return HourglassNet.from_config(
+            self.model_config(spec), num_classes=num_classes, in_channels=in_channels
+        )
+
+    def model_config(self, spec: ArchSpec) -> HourglassConfig:
+        """``spec`` as the plain model description that builds it (and that the supernet activates)."""
         self.validate(spec)
         v = spec.values
         chans = self.channels(spec)
-        levels = [
+        levels = tuple(
             LevelConfig(
                 channels=chans[i],
                 down_layers=int(v[f"down{i}_layers"]),
@@ -138,7 +139,26 @@ class HourglassSpace(SearchSpace):
                 up_kernel=int(v[f"up{i}_kernel"]),
             )
             for i in range(1, self.num_levels + 1)
-        ]
-        return HourglassNet(
-            base_channels=chans[0], levels=levels, num_classes=num_classes, in_channels=in_channels
+        )
+        return HourglassConfig(base_channels=chans[0], levels=levels)
+
+    def ranges(self) -> ElasticRanges:
+        """This space's choices as the ranges a weight-sharing supernet must contain."""
+        c = self._choices
+        return ElasticRanges(
+            num_levels=self.num_levels,
+            base_channels=tuple(c["base_channels"]),
+            layers=tuple(sorted(set(c["down1_layers"]) | set(c["up1_layers"]))),
+            kernels=tuple(sorted(set(c["down1_kernel"]) | set(c["up1_kernel"]))),
+            expand=tuple(c["down1_expand"]),
+            skip_layers=tuple(c["skip1_layers"]),
+            max_channels=self.max_channels,
+        )
+
+    def supernet(
+        self, *, num_classes: int, in_channels: int = 3, kernel_mode: str = "shared"
+    ) -> ElasticHourglass:
+        """The elastic supernet holding every architecture of this space (``evaluator=supernet``)."""
+        return ElasticHourglass(
+            self.ranges(), num_classes=num_classes, in_channels=in_channels, kernel_mode=kernel_mode
         )

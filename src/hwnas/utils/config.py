@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -70,3 +71,16 @@ def resolve_arch(cfg: DictConfig, space: SearchSpace, *, input_size: tuple[int, 
     spec = space.load(arch) if arch else space.baseline()
     space.validate(spec, input_size=input_size)
     return spec
+
+
+def config_recipe(cfg: DictConfig, keys: Sequence[str]) -> dict[str, Any]:
+    """Resolved plain copies of the config nodes ``keys`` that decide a training's result (a cache key);
+    ``dataset.num_workers`` is left out: it changes speed, not numbers."""
+    pick = {k: OmegaConf.select(cfg, k) for k in keys}
+    out = {
+        k: OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v
+        for k, v in pick.items()
+    }
+    if "dataset" in out:
+        out["dataset"] = {k: v for k, v in (out.get("dataset") or {}).items() if k != "num_workers"}
+    return out

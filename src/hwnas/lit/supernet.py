@@ -1,0 +1,187 @@
+"""``SupernetModule``: trains a weight-sharing supernet with the sandwich rule and in-place distillation.
+
+Every step runs the largest sub-network on the labels, then the smallest and ``n_random`` random ones,
+each on the labels plus ``distill`` × the cross-entropy to the largest's (detached) predictions, and
+takes one optimizer step on the summed gradients (BigNAS / Once-for-All). Manual optimisation, so each
+sub-network's graph is freed after its backward pass. Logs ``train/loss_largest`` and
+``train/loss_smallest``; a NaN/inf loss stops training and sets ``nonfinite_loss``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from hwnas.data.labels import IGNORE_INDEX
+from hwnas.lit.fit import channels_last_of, instantiate_dict
+from hwnas.tricks.precision import resolve_precision
+from hwnas.utils.errors import CandidateFailed
+
+Scheduler = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+
+
+def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
+    """Mean over pixels of the cross-entropy to soft targets (KL up to a constant)."""
+    return -(target_probs * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+class SupernetModule(pl.LightningModule):
+    """Wraps a plain supernet with the ``set_active`` / ``sample`` / ``largest`` / ``smallest`` contract.
+
+    Args:
+        supernet: e.g. :class:`hwnas.models.elastic_hourglass.ElasticHourglass`.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        n_random: Random sub-networks per step besides the largest and the smallest.
+        distill: Weight of the in-place distillation loss for the smaller sub-networks (0 = labels only).
+        label_smoothing: Cross-entropy label smoothing (a trick).
+        schedule: ``schedule(optimizer, total_steps=...)``, a per-step LR scheduler (a trick).
+        grad_clip: Gradient-norm clipping (``None`` = off).
+        channels_last: NHWC inputs (faster convolutions on CPU).
+        seed: Seeds the random sub-networks.
+    """
+
+    def __init__(
+        self,
+        supernet: nn.Module,
+        *,
+        lr: float,
+        weight_decay: float,
+        n_random: int = 2,
+        distill: float = 1.0,
+        label_smoothing: float = 0.0,
+        schedule: Scheduler | None = None,
+        grad_clip: float | None = None,
+        channels_last: bool = False,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.supernet = supernet
+        self.lr, self.weight_decay = float(lr), float(weight_decay)
+        self.n_random, self.distill = int(n_random), float(distill)
+        self.schedule, self.grad_clip = schedule, grad_clip
+        self.channels_last = bool(channels_last)
+        self.criterion = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing)
+        self.rng = np.random.default_rng(seed)
+        self.nonfinite_loss = False
+
+    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
+        x, y = batch
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        opt = self.optimizers()
+        opt.zero_grad()
+        net = self.supernet
+        configs = [net.largest(), net.smallest()] + [net.sample(self.rng) for _ in range(self.n_random)]
+        teacher: torch.Tensor | None = None
+        for i, config in enumerate(configs):
+            net.set_active(config)
+            logits = net(x)
+            loss = self.criterion(logits, y)
+            if teacher is None:
+                teacher = logits.detach().softmax(dim=1)
+            elif self.distill:
+                loss = loss + self.distill * soft_cross_entropy(logits, teacher)
+            if not torch.isfinite(loss):
+                self.nonfinite_loss = True
+                self.trainer.should_stop = True
+                return
+            self.manual_backward(loss)
+            if i < 2:
+                name = "largest" if i == 0 else "smallest"
+                self.log(f"train/loss_{name}", loss.detach(), on_step=False, on_epoch=True, batch_size=len(x))
+        if self.grad_clip:
+            self.clip_gradients(opt, gradient_clip_val=float(self.grad_clip), gradient_clip_algorithm="norm")
+        opt.step()
+        sched = self.lr_schedulers()
+        if sched is not None:
+            sched.step()
+        net.set_active(net.largest())
+
+    def configure_optimizers(self) -> Any:
+        opt = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
+        if self.schedule is None:
+            return opt
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        return {
+            "optimizer": opt,
+            "lr_scheduler": {"scheduler": self.schedule(opt, total_steps=total), "interval": "step"},
+        }
+
+
+def fit_supernet(
+    supernet: nn.Module,
+    *,
+    datamodule: pl.LightningDataModule,
+    tricks: DictConfig,
+    trainer_cfg: DictConfig,
+    optim: Mapping[str, Any],
+    run_dir: str,
+    max_epochs: int,
+    limit_train_batches: float | int = 1.0,
+    n_random: int = 2,
+    distill: float = 1.0,
+    seed: int = 0,
+    callbacks: list[Any] | None = None,
+) -> dict[str, float]:
+    """Train ``supernet`` in place with the sandwich rule and the configured tricks; return loss figures.
+
+    The same tricks as a candidate's training (augmentation lives in the datamodule; schedule, label
+    smoothing, clipping, precision, memory format and extra callbacks here).
+
+    Raises:
+        CandidateFailed: NaN/inf loss.
+    """
+    pl.seed_everything(seed, workers=True, verbose=False)
+    channels_last = channels_last_of(tricks)
+    module = SupernetModule(
+        supernet,
+        lr=float(optim["lr"]),
+        weight_decay=float(optim["weight_decay"]),
+        n_random=n_random,
+        distill=distill,
+        label_smoothing=float(tricks.get("label_smoothing") or 0.0),
+        schedule=instantiate(tricks.schedule) if tricks.get("schedule") else None,
+        grad_clip=tricks.get("grad_clip"),
+        channels_last=channels_last,
+        seed=seed,
+    )
+    if channels_last:
+        supernet.to(memory_format=torch.channels_last)
+    trainer_node = OmegaConf.to_container(trainer_cfg, resolve=True)
+    trainer: pl.Trainer = instantiate(
+        trainer_node,
+        logger=False,
+        callbacks=list(callbacks or []) + instantiate_dict(tricks.get("callbacks")),
+        default_root_dir=str(run_dir),
+        precision=resolve_precision(tricks.get("precision", "auto")),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        max_epochs=int(max_epochs),
+        limit_train_batches=limit_train_batches,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
+    t0 = time.perf_counter()
+    trainer.fit(module, train_dataloaders=datamodule.train_dataloader())
+    seconds = time.perf_counter() - t0
+    supernet.to(memory_format=torch.contiguous_format)
+    supernet.cpu()
+    if module.nonfinite_loss:
+        raise CandidateFailed("non-finite loss (NaN/inf) while training the supernet")
+    out = {k: float(v) for k, v in trainer.callback_metrics.items() if torch.is_tensor(v) and v.numel() == 1}
+    if not all(math.isfinite(v) for v in out.values()):
+        raise CandidateFailed("non-finite supernet training loss")
+    return {**out, "train_seconds": seconds, "epochs": float(trainer.current_epoch)}
