@@ -10,7 +10,9 @@ under ``--out`` and reused on the next run, so adding a proxy variant costs only
 
 A proxy is ``e<epochs>b<batches>`` with optional ``@key=value`` overrides of the search config, e.g.
 ``e2b24@optim.lr=0.008``, ``e3b32@evaluator.image_size=32`` (the default: the search's own proxy) or
-``e1b48@tricks.schedule.warmup_frac=0.2``.
+``e1b48@tricks.schedule.warmup_frac=0.2``; or ``supernet`` (``evaluator=supernet``: weights inherited from
+a supernet trained once, its training counted in "set-up s"), e.g. ``supernet@evaluator.kernel_mode=separate``.
+``make bench-supernet`` runs the search's own partial-training proxy and the supernet side by side.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from hwnas.utils.config import build  # noqa: E402
 from hwnas.utils.io import read_json, write_json  # noqa: E402
 
 PROXY = re.compile(r"^e(\d+)b(\d+)((?:@[^@]+)*)$")
+SUPERNET = re.compile(r"^supernet((?:@[^@]+)*)$")
 
 
 def compose_cfg(overrides: list[str], out: Path):
@@ -53,14 +56,26 @@ def compose_cfg(overrides: list[str], out: Path):
     return cfg
 
 
-def parse_proxy(text: str) -> tuple[int, int, list[str]]:
+def parse_proxy(text: str) -> list[str]:
+    """The search-config overrides of a proxy: ``e<epochs>b<batches>[@k=v...]`` (partial training) or
+    ``supernet[@k=v...]`` (inherited weights from ``evaluator=supernet``)."""
+    m = SUPERNET.match(text)
+    if m:
+        return ["evaluator=supernet", *[o for o in m.group(1).split("@") if o]]
     m = PROXY.match(text)
     if not m:
         raise SystemExit(
-            f"bad proxy {text!r}: expected e<epochs>b<batches>[@key=value...], e.g. e2b24@optim.lr=0.008"
+            f"bad proxy {text!r}: expected e<epochs>b<batches>[@key=value...] (e.g. e2b24@optim.lr=0.008) "
+            "or supernet[@key=value...] (e.g. supernet@evaluator.kernel_mode=separate)"
         )
     extra = [o for o in m.group(3).split("@") if o]
-    return int(m.group(1)), int(m.group(2)), extra
+    return [f"evaluator.max_epochs={m.group(1)}", f"evaluator.limit_train_batches={m.group(2)}", *extra]
+
+
+def top_recall(proxy: np.ndarray, final: np.ndarray, share: float = 0.25) -> float:
+    """Share of the truly best ``share`` of architectures that the proxy also puts in its best ``share``."""
+    k = max(1, int(round(share * len(final))))
+    return len(set(np.argsort(-proxy)[:k]) & set(np.argsort(-final)[:k])) / k
 
 
 def bootstrap(a: np.ndarray, b: np.ndarray, fn, n: int = 2000, seed: int = 0) -> tuple[float, float]:
@@ -126,7 +141,7 @@ def main() -> None:
     progress = StageProgress(len(todo) * epochs, desc="final setting")
     jobs, threads = plan_jobs(ctx.settings.jobs, len(todo))
     if jobs > 1:  # side by side, as the final stage trains (the test scores below reuse the weights)
-        work = [(s, args.out / "final" / s.stem, params_of(build_model(ctx, s))) for s in todo]
+        work = [(s, args.out / "final" / s.stem, params_of(build_model(ctx, s)), "scratch") for s in todo]
         train_parallel(cfg, work, jobs=jobs, threads=threads, progress=progress)
     final, lat, secs = [], [], []
     for spec in specs:
@@ -158,14 +173,12 @@ def main() -> None:
 
     rows = []
     for proxy in proxies:
-        ep, nb, extra = parse_proxy(proxy)
-        pcfg = compose_cfg(
-            [*args.overrides, f"evaluator.max_epochs={ep}", f"evaluator.limit_train_batches={nb}", *extra],
-            args.out,
-        )
+        pcfg = compose_cfg([*args.overrides, *parse_proxy(proxy)], args.out)
         recipe = config_recipe(pcfg, ("evaluator", "tricks", "optim", "trainer", "dataset", "seed"))
         ev = build(pcfg.evaluator, "evaluator")  # the search's own evaluator, at this proxy setting
+        t0 = time.perf_counter()
         ev.setup(cfg=pcfg, space=space, run_dir=args.out / "proxy_runs")
+        setup_s = time.perf_counter() - t0
         scores, psecs = [], []
         for spec in specs:
             path = args.out / "proxy" / proxy / f"{spec.stem}.json"
@@ -188,6 +201,8 @@ def main() -> None:
                 "rho": rho,
                 "rho_ci": bootstrap(p, final_a, spearmanr),
                 "front_kept": kept,
+                "top25_recall": top_recall(p, final_a),
+                "setup_s": setup_s,
                 "proxy_front": pf,
                 "proxy_s_per_arch": float(np.mean(psecs)),
                 "proxy_miou_range": [float(p.min()), float(p.max())],
@@ -199,15 +214,16 @@ def main() -> None:
         f"{np.mean(secs):.0f} s per model (mean)"
     )
     print(
-        "| proxy | Kendall tau [95% CI] | Spearman rho [95% CI] | proxy front kept after full training | s / arch |"
+        "| proxy | Kendall tau [95% CI] | Spearman rho [95% CI] | top-25 % recall | proxy front kept after "
+        "full training | s / arch | set-up s |"
     )
-    print("|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(
             f"| {r['proxy']} | {r['tau']:.3f} [{r['tau_ci'][0]:.2f}, {r['tau_ci'][1]:.2f}] | "
-            f"{r['rho']:.3f} [{r['rho_ci'][0]:.2f}, {r['rho_ci'][1]:.2f}] | "
+            f"{r['rho']:.3f} [{r['rho_ci'][0]:.2f}, {r['rho_ci'][1]:.2f}] | {100 * r['top25_recall']:.0f} % | "
             f"{r['front_kept']}/{r['proxy_front']} ({100 * r['front_kept'] / max(1, r['proxy_front']):.0f} %) | "
-            f"{r['proxy_s_per_arch']:.1f} |"
+            f"{r['proxy_s_per_arch']:.2f} | {r['setup_s']:.0f} |"
         )
     write_json(
         args.out / "results.json",

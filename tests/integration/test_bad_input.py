@@ -46,6 +46,22 @@ CASES = {
         ["[tricks.memory_format]", "channels_last", "Fix:"],
     ),
     "negative budget": ("search", ["search.n_trials=-5"], ["[search.n_trials]", "Fix:"]),
+    "supernet on a space without one": (
+        "search",
+        ["evaluator=supernet", "search_space=nb201"],
+        ["[evaluator]", "no weight-sharing supernet", "evaluator=train", "Fix:"],
+    ),
+    "unknown supernet kernel mode": (
+        "search",
+        ["evaluator=supernet", "evaluator.kernel_mode=big"],
+        ["[evaluator.kernel_mode]", "separate", "Fix:"],
+    ),
+    "inherited weights without a supernet": (
+        "search",
+        ["final.init=inherit"],
+        ["[final.init]", "evaluator=supernet", "Fix:"],
+    ),
+    "unknown final init": ("search", ["final.init=warm"], ["[final.init]", "inherit", "Fix:"]),
     "corrupt arch JSON": ("train", ["arch={tmp}/bad.json"], ["[arch]", "corrupt", "Fix:"]),
     "missing arch JSON": ("train", ["arch={tmp}/none.json"], ["[arch]", "not found", "Fix:"]),
     "missing dataset root": (

@@ -38,7 +38,7 @@ from hwnas.utils.io import read_json, write_atomic, write_json
 
 log = logging.getLogger("hwnas.final")
 
-INITS = ("scratch",)
+INITS = ("scratch", "inherit", "both")
 #: ``(int8 ONNX path, images [1, C, H, W]) -> (outputs, info)``: runs the int8 model on the real device.
 DeviceRunner = Callable[[Path, Sequence[np.ndarray]], tuple[list[np.ndarray], dict[str, Any]]]
 
@@ -65,6 +65,11 @@ class FinalSettings:
     budgets: list[float] | None
 
     @property
+    def inits(self) -> tuple[str, ...]:
+        """How each picked model is initialised: ``("scratch",)``, ``("inherit",)`` or both (``final.init``)."""
+        return ("inherit", "scratch") if self.init == "both" else (self.init,)
+
+    @property
     def epochs(self) -> int:
         """Full-training epochs per model (``final.trainer.max_epochs``)."""
         return int(self.trainer.get("max_epochs", 1))
@@ -85,7 +90,10 @@ class FinalSettings:
 
         init = str(d.get("init", "scratch"))
         if init not in INITS:
-            raise ConfigError(f"unknown value {init!r}", key="final.init", choices=INITS)
+            raise ConfigError(
+                f"unknown value {init!r}", key="final.init", choices=INITS,
+                fix="final.init=scratch, or with evaluator=supernet inherit (fine-tune supernet weights) or both",
+            )  # fmt: skip
         int8 = dict(d.get("int8") or {})
         method = str(int8.get("calibration_method", "minmax"))
         if method not in CALIBRATION_METHODS:
@@ -154,6 +162,8 @@ class GalleryContext:
     calibration: list[np.ndarray] = field(default_factory=list)
     device: DeviceRunner | None = None
     device_name: str = ""
+    supernet: nn.Module | None = None  # the search's trained supernet, for final.init=inherit
+    supernet_key: str = ""
 
     @property
     def eval_shape(self) -> tuple[int, ...]:
@@ -163,13 +173,29 @@ class GalleryContext:
 def training_context(cfg: DictConfig) -> GalleryContext:
     """The part of the context that full training needs (data, space, recipe): a training worker's."""
     settings = FinalSettings.from_cfg(cfg.final)
-    return GalleryContext(
+    ctx = GalleryContext(
         cfg=cfg,
         settings=settings,
         space=build_space(cfg),
         datamodule=build_datamodule(cfg),
         recipe=training_recipe(cfg, settings),
     )
+    return attach_supernet(ctx)
+
+
+def attach_supernet(ctx: GalleryContext) -> GalleryContext:
+    """Load the run's supernet into ``ctx`` when ``final.init`` inherits weights (a clear error if none)."""
+    if "inherit" in ctx.settings.inits:
+        from hwnas.search.supernet_evaluator import load_run_supernet
+
+        run_dir = Path(str(ctx.cfg.run_dir))
+        ctx.supernet, ctx.supernet_key = load_run_supernet(run_dir, ctx.space)
+    return ctx
+
+
+def model_dir(final_dir: Path, spec: ArchSpec, init: str) -> Path:
+    """``<final>/models/<stem>`` (from scratch) or ``<stem>-inherit`` (fine-tuned from the supernet)."""
+    return final_dir / "models" / (spec.stem if init == "scratch" else f"{spec.stem}-{init}")
 
 
 #: Errors that fail one final-stage model (its row carries the reason); anything else is a bug.
@@ -192,13 +218,19 @@ def training_recipe(cfg: DictConfig, settings: FinalSettings) -> dict[str, Any]:
     }
 
 
-def fingerprint(ctx: GalleryContext, spec: ArchSpec) -> str:
-    blob = json.dumps({"arch": spec.key, **ctx.recipe}, sort_keys=True, default=str)
+def fingerprint(ctx: GalleryContext, spec: ArchSpec, init: str = "scratch") -> str:
+    extra = {"supernet": ctx.supernet_key} if init == "inherit" else {}
+    blob = json.dumps({"arch": spec.key, **ctx.recipe, "init": init, **extra}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def build_model(ctx: GalleryContext, spec: ArchSpec) -> nn.Module:
+def build_model(ctx: GalleryContext, spec: ArchSpec, init: str = "scratch") -> nn.Module:
+    """``spec`` freshly initialised, or with the weights it inherits from the search's supernet."""
     torch.manual_seed(candidate_seed(ctx.settings.seed, spec.key))
+    if init == "inherit":
+        if ctx.supernet is None:
+            raise ConfigError("no supernet loaded", key="final.init", fix="use final.init=scratch")
+        return ctx.supernet.extract(ctx.space.model_config(spec)).train()
     dm = ctx.datamodule
     return ctx.space.build(spec, num_classes=dm.num_classes, in_channels=dm.in_channels)
 
@@ -209,23 +241,24 @@ def _save_weights(model: nn.Module, path: Path) -> None:
     write_atomic(path, buf.getvalue())
 
 
-def is_trained(ctx: GalleryContext, spec: ArchSpec, out_dir: Path) -> bool:
+def is_trained(ctx: GalleryContext, spec: ArchSpec, out_dir: Path, init: str = "scratch") -> bool:
     """Whether ``out_dir`` holds this model's finished training under the current recipe."""
     info = read_json(out_dir / "train.json") or {}
-    return info.get("fingerprint") == fingerprint(ctx, spec) and (out_dir / "weights.pt").is_file()
+    return info.get("fingerprint") == fingerprint(ctx, spec, init) and (out_dir / "weights.pt").is_file()
 
 
 def train_full(
-    ctx: GalleryContext, spec: ArchSpec, out_dir: Path, progress: Progress
+    ctx: GalleryContext, spec: ArchSpec, out_dir: Path, progress: Progress, init: str = "scratch"
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Train ``spec`` with the final settings; reuse finished weights, resume an interrupted training."""
+    """Train ``spec`` (from scratch or from inherited weights) with the final settings; reuse finished
+    weights, resume an interrupted training."""
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    fp = fingerprint(ctx, spec)
-    model = build_model(ctx, spec)
+    fp = fingerprint(ctx, spec, init)
+    model = build_model(ctx, spec, init)
     weights, info = out_dir / "weights.pt", read_json(out_dir / "train.json")
     epochs = ctx.settings.epochs
-    if is_trained(ctx, spec, out_dir):
+    if is_trained(ctx, spec, out_dir, init):
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         return model, {**info, "reused": True}
     resume_dir = out_dir / "resume"
@@ -262,7 +295,7 @@ def train_full(
             raise
         log.warning("could not resume %s from %s (%s); training from scratch", spec.key, last, exc)
         shutil.rmtree(resume_dir, ignore_errors=True)
-        model = build_model(ctx, spec)
+        model = build_model(ctx, spec, init)
         resumed = False
         module, metrics = fit(None)
     model = module.model.cpu().eval()
@@ -273,6 +306,7 @@ def train_full(
         "val_miou": metrics.get("val/miou"),
         "train_seconds": round(float(metrics.get("train_seconds", float("nan"))), 2),
         "epochs": epochs,
+        "init": init,
         "resumed": resumed,
     }
     write_json(out_dir / "train.json", info)

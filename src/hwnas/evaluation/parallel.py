@@ -83,7 +83,7 @@ def _init(container: dict[str, Any], queue: Any, threads: int) -> None:
     _worker["progress"] = ProgressRelay(queue)
 
 
-def _train(spec: dict[str, Any], out_dir: str) -> tuple[str | None, float]:
+def _train(spec: dict[str, Any], out_dir: str, init: str) -> tuple[str | None, float]:
     """In a worker: train one model; ``(error or None, seconds)``."""
     from hwnas.evaluation.gallery import MODEL_ERRORS, failure_reason, train_full
 
@@ -91,7 +91,7 @@ def _train(spec: dict[str, Any], out_dir: str) -> tuple[str | None, float]:
     arch = ArchSpec.from_dict(spec)
     try:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-        train_full(_worker["ctx"], arch, Path(out_dir), _worker["progress"])
+        train_full(_worker["ctx"], arch, Path(out_dir), _worker["progress"], init)
     except MODEL_ERRORS as exc:  # the same failures as in the stage's own process
         return failure_reason(exc), time.perf_counter() - t0
     return None, time.perf_counter() - t0
@@ -99,15 +99,15 @@ def _train(spec: dict[str, Any], out_dir: str) -> tuple[str | None, float]:
 
 def train_parallel(
     cfg: DictConfig,
-    work: list[tuple[ArchSpec, Path, int]],
+    work: list[tuple[ArchSpec, Path, int, str]],
     *,
     jobs: int,
     threads: int,
     progress: StageProgress,
 ) -> dict[str, str]:
-    """Train ``(spec, out_dir, size)`` items in ``jobs`` worker processes, largest ``size`` first.
+    """Train ``(spec, out_dir, size, init)`` items in ``jobs`` worker processes, largest ``size`` first.
 
-    Returns ``{arch key: error}`` for the trainings that failed (a dead worker fails its model).
+    Returns ``{str(out_dir): error}`` for the trainings that failed (a dead worker fails its model).
     """
     container = OmegaConf.to_container(cfg, resolve=True)
     ctx = mp.get_context("spawn")
@@ -124,18 +124,21 @@ def train_parallel(
         with ProcessPoolExecutor(
             max_workers=jobs, mp_context=ctx, initializer=_init, initargs=(container, queue, threads)
         ) as pool:
-            futures = {pool.submit(_train, spec.to_dict(), str(out)): spec for spec, out, _ in order}
+            futures = {
+                pool.submit(_train, spec.to_dict(), str(out), init): (spec, out)
+                for spec, out, _, init in order
+            }
             for done, fut in enumerate(as_completed(futures), 1):
-                spec = futures[fut]
+                spec, out = futures[fut]
                 try:
                     error, seconds = fut.result()
                 except Exception as exc:  # noqa: BLE001 - a dead worker (OOM kill, segfault) fails its model
                     error, seconds = f"training worker died: {type(exc).__name__}: {exc}", float("nan")
                 if error:
-                    errors[spec.key] = error
+                    errors[str(out)] = error
                     log.warning("final: training %s failed: %s", spec.key, error)
                 else:
-                    log.info("final: trained %s (%d/%d) in %.0fs", spec.key, done, len(order), seconds)
+                    log.info("final: trained %s (%d/%d) in %.0fs", out.name, done, len(order), seconds)
     finally:
         queue.put(None)
         pump.join(timeout=5)

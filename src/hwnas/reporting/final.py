@@ -23,7 +23,7 @@ from hwnas.utils.io import write_atomic  # noqa: E402
 
 #: final.csv columns, in order (files follow as ``file_<kind>`` columns).
 COLUMNS = [
-    "arch_key", "role", "proxy_miou", "full_miou_fp32", "onnx_miou_fp32", "int8_miou", "int8_drop",
+    "arch_key", "role", "init", "proxy_miou", "full_miou_fp32", "onnx_miou_fp32", "int8_miou", "int8_drop",
     "f1_fp32", "f1_int8_host", "f1", "f1_source", "latency_ms", "latency_p10_ms", "latency_p90_ms",
     "latency_source", "latency_input", "train_size", "search_latency_ms", "val_miou", "params",
     "train_seconds", "n_test", "on_final_front", "error",
@@ -53,6 +53,11 @@ def final_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
         .sort_values("latency_ms", kind="stable", na_position="last")
         .reset_index(drop=True)
     )
+
+
+def _init_note(r: Any) -> str:
+    init = r.get("init")
+    return f", {init}" if isinstance(init, str) and init != "scratch" else ""
 
 
 def _short(key: str) -> str:
@@ -201,7 +206,7 @@ def pick_table(df: pd.DataFrame, run_dir: Path, budgets: Sequence[float] | None 
             if isinstance(r.get(col), str)
         )
         lines.append(
-            f"| ≤ {b:.3g} ms | `{r['arch_key']}` ({r['role']}) | {r['f1']:.3f} ({r['f1_source']}) | "
+            f"| ≤ {b:.3g} ms | `{r['arch_key']}` ({r['role']}{_init_note(r)}) | {r['f1']:.3f} ({r['f1_source']}) | "
             f"{r['full_miou_fp32']:.3f} / {r['int8_miou']:.3f} | {r['latency_ms']:.3g} "
             f"({r['latency_p10_ms']:.3g}–{r['latency_p90_ms']:.3g}) | {files} |"
         )

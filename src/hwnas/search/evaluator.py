@@ -23,6 +23,8 @@ class Evaluator(ABC):
     cheap_metrics: tuple[str, ...] = ()
     #: Metric names ``expensive`` produces.
     expensive_metrics: tuple[str, ...] = ()
+    #: Whether candidates inherit weights from a shared supernet (``final.init=inherit`` needs one).
+    shares_weights: bool = False
 
     def setup(self, *, cfg: DictConfig, space: SearchSpace, run_dir: Path) -> None:  # noqa: B027
         """Build what evaluation needs (data, profiler); check preconditions. Called once per process."""

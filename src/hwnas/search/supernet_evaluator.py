@@ -55,8 +55,8 @@ def supernet_of(
     return make(num_classes=num_classes, in_channels=in_channels, kernel_mode=kernel_mode)
 
 
-def load_run_supernet(run_dir: Path, space: SearchSpace) -> torch.nn.Module:
-    """The trained supernet a search run used (``<run dir>/supernet/``), for inherited weights."""
+def load_run_supernet(run_dir: Path, space: SearchSpace) -> tuple[torch.nn.Module, str]:
+    """``(supernet, its key)``: the trained supernet a search run used (``<run dir>/supernet/``)."""
     meta = read_json(run_dir / RUN_SUBDIR / "supernet.json")
     weights = run_dir / RUN_SUBDIR / "supernet.pt"
     if not meta or not weights.is_file():
@@ -72,15 +72,16 @@ def load_run_supernet(run_dir: Path, space: SearchSpace) -> torch.nn.Module:
         kernel_mode=meta["kernel_mode"],
     )
     net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-    return net.eval()
+    return net.eval(), str(meta["key"])
 
 
 class SupernetEvaluator(TrainingEvaluator):
     """Scores candidates with weights inherited from a supernet trained once (Once-for-All, BigNAS).
 
     Args:
-        epochs: Supernet training epochs (each step trains 2 + ``n_random`` sub-networks).
+        max_epochs: Supernet training epochs (each step trains 2 + ``n_random`` sub-networks).
         limit_train_batches: Batches per epoch (int) or a fraction of the training set.
+        limit_val_batches: Validation batches (int, of ``dataset.batch_size``) or fraction scoring a candidate.
         n_random: Random sub-networks per step besides the largest and the smallest (sandwich rule).
         distill: Weight of in-place distillation from the largest sub-network (0 = labels only).
         kernel_mode: ``shared`` (smaller kernels are centres of the largest) or ``separate`` weights.
@@ -95,12 +96,14 @@ class SupernetEvaluator(TrainingEvaluator):
     """
 
     expensive_metrics = ("val/miou", "val/f1", "val/acc", "val/loss", "score_seconds")
+    shares_weights = True
 
     def __init__(
         self,
         *,
-        epochs: int = 12,
+        max_epochs: int = 8,
         limit_train_batches: float | int = 1.0,
+        limit_val_batches: float | int = 1.0,
         n_random: int = 2,
         distill: float = 1.0,
         kernel_mode: str = "shared",
@@ -113,16 +116,18 @@ class SupernetEvaluator(TrainingEvaluator):
         cache: bool = True,
     ) -> None:
         super().__init__(
-            max_epochs=epochs,
+            max_epochs=max_epochs,
             limit_train_batches=limit_train_batches,
+            limit_val_batches=limit_val_batches,
             keep_weights=keep_weights,
             latency_cache=latency_cache,
             image_size=image_size,
         )
         if kernel_mode not in KERNEL_MODES:
             raise ConfigError(
-                f"unknown value {kernel_mode!r}", key="evaluator.kernel_mode", choices=KERNEL_MODES
-            )
+                f"unknown value {kernel_mode!r}", key="evaluator.kernel_mode", choices=KERNEL_MODES,
+                fix="evaluator.kernel_mode=shared (smaller kernels are centres of the largest) or separate",
+            )  # fmt: skip
         for key, value in (("n_random", n_random), ("calibration_batches", calibration_batches)):
             if int(value) < 0:
                 raise ConfigError(f"must be >= 0, got {value}", key=f"evaluator.{key}")
@@ -140,6 +145,9 @@ class SupernetEvaluator(TrainingEvaluator):
 
     # -- set-up: train the supernet once, or load it ----------------------------------------------
     def setup(self, *, cfg: DictConfig, space: SearchSpace, run_dir: Path) -> None:
+        supernet_of(
+            space, num_classes=1, in_channels=3, kernel_mode=self.kernel_mode
+        )  # a space without one: now
         super().setup(cfg=cfg, space=space, run_dir=run_dir)
         dm = self.train_datamodule
         self.supernet = supernet_of(
@@ -155,7 +163,13 @@ class SupernetEvaluator(TrainingEvaluator):
             )
         ]
         val = dm.split("val")
-        pairs = [val.raw(i) for i in range(len(val))]
+        n_val = len(val)
+        lim = self.limit_val_batches
+        if isinstance(lim, int) and not isinstance(lim, bool):
+            n_val = min(n_val, lim * int(dm.batch_size))
+        else:
+            n_val = max(1, int(round(float(lim) * n_val)))
+        pairs = [val.raw(i) for i in range(n_val)]
         self._val_x = normalize_batch(np.stack([p[0] for p in pairs]))
         self._val_y = torch.from_numpy(np.stack([p[1] for p in pairs]).astype(np.int64))
         self.channels_last = channels_last_of(cfg.tricks)

@@ -21,15 +21,18 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hwnas.callbacks.progress import NoProgress, Progress, StageProgress
 from hwnas.evaluation.gallery import (
+    INITS,
     MODEL_ERRORS,
     FinalSettings,
     GalleryContext,
+    attach_supernet,
     build_model,
     evaluate,
     failure_reason,
     fingerprint,
     is_trained,
     measure,
+    model_dir,
     params_of,
     train_full,
     training_recipe,
@@ -126,9 +129,9 @@ def _baseline(space: Any) -> ArchSpec | None:
         return None
 
 
-def _result_key(ctx: GalleryContext, spec: ArchSpec) -> str:
+def _result_key(ctx: GalleryContext, spec: ArchSpec, init: str) -> str:
     blob = {
-        "train": fingerprint(ctx, spec),
+        "train": fingerprint(ctx, spec, init),
         "hardware": ctx.profiler.cache_identity(),
         "deploy_shape": list(ctx.deploy_shape),
         "int8": [
@@ -141,6 +144,20 @@ def _result_key(ctx: GalleryContext, spec: ArchSpec) -> str:
         "max_images": ctx.settings.max_images,
     }
     return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def check_settings(cfg: DictConfig, evaluator: Any) -> FinalSettings:
+    """The final stage's settings, checked against the search's evaluator (no data needed: runs first)."""
+    settings = FinalSettings.from_cfg(cfg.final)
+    if "inherit" in settings.inits and not getattr(evaluator, "shares_weights", False):
+        raise ConfigError(
+            f"final.init={settings.init} fine-tunes weights inherited from a supernet, but "
+            f"{type(evaluator).__name__} trains none",
+            key="final.init",
+            choices=INITS,
+            fix="search with evaluator=supernet, or set final.init=scratch",
+        )
+    return settings
 
 
 def preflight(cfg: DictConfig, datamodule: Any | None = None) -> FinalSettings:
@@ -165,7 +182,7 @@ def build_context(cfg: DictConfig) -> GalleryContext:
     profiler = build_profiler(cfg.hardware, cache_dir=None)  # re-measured, never from (or into) the cache
     profiler.check()
     device, device_name = _device_runner(settings, profiler)
-    return GalleryContext(
+    ctx = GalleryContext(
         cfg=cfg,
         settings=settings,
         space=build_space(cfg),
@@ -177,11 +194,14 @@ def build_context(cfg: DictConfig) -> GalleryContext:
         device_name=device_name,
         recipe=training_recipe(cfg, settings),
     )
+    return attach_supernet(ctx)
 
 
 def run_stage(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Run (or resume) the final stage on the search outputs in ``run_dir``; return its summary."""
     t0 = time.perf_counter()
+    with open_dict(cfg):  # the stage (and its training workers) read the run's files, e.g. its supernet
+        cfg.run_dir = str(run_dir)
     summary = read_json(run_dir / "summary.json") or {}
     acc, lat = _objective_names(summary)
     trials = pd.read_csv(run_dir / "trials.csv") if (run_dir / "trials.csv").is_file() else pd.DataFrame()
@@ -200,13 +220,16 @@ def run_stage(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             picked.append((base, "baseline"))
     final_dir = run_dir / "final"
     log.info(
-        "final: %d model(s) (%d front, spread across %s%s), %s epochs each, test split of %d images; "
+        "final: %d model(s) (%d front, spread across %s%s), %s epochs each %s, test split of %d images; "
         "latency on %s at %s -> %s",
-        len(picked),
+        len(picked) * len(settings.inits),
         sum(r != "baseline" for _, r in picked),
         lat,
         " + baseline" if settings.baseline else "",
         settings.epochs,
+        " and ".join(
+            {"scratch": "from scratch", "inherit": "from supernet weights"}[i] for i in settings.inits
+        ),
         len(dm.split("test")),
         profiler.describe(),
         "x".join(map(str, ctx.deploy_shape)),
@@ -218,42 +241,45 @@ def run_stage(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             "saturate with 8-bit weights on this x86 CPU without VNNI; set final.int8.reduce_range=false "
             "for full 8-bit weights"
         )
+    models = [(s, r, init, model_dir(final_dir, s, init)) for s, r in picked for init in settings.inits]
     todo = [
-        s
-        for s, _ in picked
-        if (read_json(final_dir / "models" / s.stem / "result.json") or {}).get("key") != _result_key(ctx, s)
+        (s, init, d)
+        for s, _, init, d in models
+        if (read_json(d / "result.json") or {}).get("key") != _result_key(ctx, s, init)
     ]
-    to_train = [s for s in todo if not is_trained(ctx, s, final_dir / "models" / s.stem)]
+    to_train = [(s, init, d) for s, init, d in todo if not is_trained(ctx, s, d, init)]
     progress = StageProgress(len(to_train) * settings.epochs)
     jobs, threads = plan_jobs(settings.jobs, len(to_train))
     failed: dict[str, str] = {}
     per_model: Progress = progress
     if jobs > 1:  # train side by side first; evaluate and time one at a time below, on a quiet machine
-        work = [(s, final_dir / "models" / s.stem, params_of(build_model(ctx, s))) for s in to_train]
+        work = [(s, d, params_of(build_model(ctx, s)), init) for s, init, d in to_train]
         failed = train_parallel(cfg, work, jobs=jobs, threads=threads, progress=progress)
         per_model = NoProgress()
     rows: list[dict[str, Any]] = []
-    for i, (spec, role) in enumerate(picked, 1):
+    for i, (spec, role, init, out_dir) in enumerate(models, 1):
         rows.append(
             _one_model(
                 ctx,
                 spec,
                 role,
-                final_dir / "models" / spec.stem,
+                out_dir,
                 per_model,
+                init=init,
                 acc=acc,
                 lat=lat,
                 trials=trials,
-                failed=failed.get(spec.key),
+                failed=failed.get(str(out_dir)),
             )
         )
         r = rows[-1]
         log.info(
-            "final [%d/%d] %-22s %-14s %s",
+            "final [%d/%d] %-22s %-14s %-7s %s",
             i,
-            len(picked),
+            len(models),
             spec.key,
             role,
+            init,
             r["error"]
             if r.get("error")
             else (
@@ -281,6 +307,7 @@ def _one_model(
     out_dir: Path,
     progress: Progress,
     *,
+    init: str = "scratch",
     acc: str,
     lat: str,
     trials: pd.DataFrame,
@@ -288,13 +315,14 @@ def _one_model(
 ) -> dict[str, Any]:
     """One model's row: reused from ``result.json`` when finished before, else trained (or its weights
     from the parallel training reused) and measured; ``failed`` = the reason its training already failed."""
-    key = _result_key(ctx, spec)
+    key = _result_key(ctx, spec, init)
     done = read_json(out_dir / "result.json")
     if done and done.get("key") == key:
         return {**done["row"], "reused": True}
     row: dict[str, Any] = {
         "arch_key": spec.key,
         "role": role,
+        "init": init,
         "proxy_miou": _lookup(trials, spec.key, acc),
         "search_latency_ms": _lookup(trials, spec.key, lat),
     }
@@ -302,7 +330,7 @@ def _one_model(
         return {**row, "error": failed}
     try:
         spec.save(out_dir / "arch.json")
-        model, info = train_full(ctx, spec, out_dir, progress)
+        model, info = train_full(ctx, spec, out_dir, progress, init)
         ev = evaluate(ctx, model, out_dir)
         report = measure(ctx, model, ev["files"])
     except MODEL_ERRORS as exc:  # one model never sinks the stage

@@ -55,9 +55,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     evaluator: Evaluator = build(cfg.evaluator, "evaluator")
     objectives = parse_objectives(cfg.search.objectives, available=evaluator.metrics)
     constraints = parse_constraints(cfg.search.get("constraints"), available=evaluator.metrics)
-    evaluator.setup(cfg=cfg, space=space, run_dir=run_dir)
-    if _final_enabled(cfg, evaluator):  # refuse a bad final stage now, not after the search
-        final.preflight(cfg, getattr(evaluator, "datamodule", None))
+    final_on = _final_enabled(cfg, evaluator)
+    if final_on:  # refuse a bad final stage now, not after the search (or a supernet's training)
+        final.check_settings(cfg, evaluator)
     sampler = build(cfg.search.sampler, "search.sampler")
     url = storage_url(cfg.search.get("storage"), run_dir)
     heartbeat_s, grace_s = heartbeat_settings(cfg)
@@ -69,6 +69,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         heartbeat_s=heartbeat_s,
         grace_s=grace_s,
     )
+    evaluator.setup(cfg=cfg, space=space, run_dir=run_dir)  # may take minutes (a supernet): checks first
+    if final_on:
+        final.preflight(cfg, getattr(evaluator, "datamodule", None))
     main = is_main_worker(cfg)
     # Private run-dir storage, before our workers start: every RUNNING trial is a dead process's.
     recovered = recover_stale_trials(study, single_worker=main and not cfg.search.get("storage"))
