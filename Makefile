@@ -50,6 +50,9 @@ bench-profile: install ## Benchmark profilers: repeatability, time per candidate
 bench-proxy: install ## Benchmark the search's accuracy proxy against full training (Kendall tau, Spearman rho, front kept)
 	$(PY) bench/bench_proxy.py $(ARGS)
 
+bench-supernet: install ## Benchmark weight sharing (evaluator=supernet) against full training, beside the partial-training proxy
+	$(PY) bench/bench_proxy.py --proxies default,supernet,supernet@evaluator.kernel_mode=separate $(ARGS)
+
 bench-search: install ## Benchmark strategies on NAS-Bench-201 ground truth (HV ratio, IGD+, front recall)
 	$(PY) bench/bench_search.py $(ARGS)
 
@@ -64,4 +67,4 @@ format: install ## ruff format + autofix
 clean: ## Remove run outputs and caches (keeps .venv)
 	rm -rf outputs multirun .pytest_cache .ruff_cache lightning_logs
 
-.PHONY: help install search final train profile latency-table test test-full bench-profile bench-proxy bench-search lint format clean
+.PHONY: help install search final train profile latency-table test test-full bench-profile bench-proxy bench-supernet bench-search lint format clean

@@ -103,7 +103,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=12, help="architectures sampled uniformly from the space")
     ap.add_argument("--seed", type=int, default=0, help="seed of the architecture sample")
     ap.add_argument(
-        "--proxies", default=None, help="comma-separated proxy settings (default: the search's own)"
+        "--proxies", default=None, help="comma-separated proxy settings; 'default' = the search's own (the default)"
     )
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "proxy")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides of the search config (data, final.*, ...)")
@@ -123,7 +123,7 @@ def main() -> None:
     default_proxy = f"e{int(cfg.evaluator.max_epochs)}b{int(cfg.evaluator.limit_train_batches)}"
     if cfg.evaluator.get("image_size"):
         default_proxy += f"@evaluator.image_size={cfg.evaluator.image_size}"
-    proxies = args.proxies.split(",") if args.proxies else [default_proxy]
+    proxies = [default_proxy if p == "default" else p for p in (args.proxies or "default").split(",")]
     epochs = int(ctx.settings.trainer.get("max_epochs", 1))
     print(
         f"bench-proxy: {len(specs)} architectures, final setting {epochs} epochs, proxies {proxies}",
