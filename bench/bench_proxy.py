@@ -18,6 +18,7 @@ a supernet trained once, its training counted in "set-up s"), e.g. ``supernet@ev
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import time
 from pathlib import Path
@@ -98,14 +99,50 @@ def front_retention(proxy: np.ndarray, final: np.ndarray, latency: np.ndarray) -
     return int((pf & ff).sum()), int(pf.sum())
 
 
+def finetune(ctx, ev, specs, final_a, lat_a, k: int, out: Path) -> None:
+    """Fine-tune ``k`` architectures (spread across latency) from the supernet; print inherit vs scratch."""
+    ictx = dataclasses.replace(ctx, supernet=ev.supernet, supernet_key=ev.key)
+    order = np.argsort(lat_a)
+    picks = sorted({int(order[int(round(i))]) for i in np.linspace(0, len(order) - 1, k)})
+    progress = StageProgress(len(picks) * ictx.settings.epochs_for("inherit"), desc="fine-tune")
+    print(
+        f"\nfine-tuning inherited weights: {ictx.settings.epochs_for('inherit')} epochs, "
+        f"lr {ictx.settings.optim_for('inherit')['lr']} (scratch: {ictx.settings.epochs} epochs, "
+        f"lr {ictx.settings.optim['lr']})"
+    )
+    print("| architecture | latency ms | scratch test mIoU | fine-tuned test mIoU | fine-tune s |")
+    print("|---|---|---|---|---|")
+    for i in picks:
+        spec = specs[i]
+        model, info = train_full(ictx, spec, out / spec.stem, progress, "inherit")
+        cm = evaluate_torch(
+            model, split_batches(ictx.datamodule, "test"), num_classes=ictx.datamodule.num_classes
+        )
+        print(
+            f"| {spec.key} | {lat_a[i]:.3g} | {final_a[i]:.3f} | {cm.miou():.3f} | "
+            f"{info.get('train_seconds', float('nan')):.0f} |",
+            flush=True,
+        )
+    progress.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=12, help="architectures sampled uniformly from the space")
     ap.add_argument("--seed", type=int, default=0, help="seed of the architecture sample")
     ap.add_argument(
-        "--proxies", default=None, help="comma-separated proxy settings; 'default' = the search's own (the default)"
+        "--proxies",
+        default=None,
+        help="comma-separated proxy settings; 'default' = the search's own (the default)",
     )
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "proxy")
+    ap.add_argument(
+        "--finetune",
+        type=int,
+        default=0,
+        help="for supernet proxies: also fine-tune this many architectures (spread across latency) from "
+        "their inherited weights with final.inherit.* and compare test mIoU with training from scratch",
+    )
     ap.add_argument("overrides", nargs="*", help="Hydra overrides of the search config (data, final.*, ...)")
     args = ap.parse_args()
     quiet_third_party()
@@ -190,6 +227,8 @@ def main() -> None:
                 write_json(path, rec)
             scores.append(rec["val_miou"])
             psecs.append(rec["seconds"])
+        if args.finetune and getattr(ev, "shares_weights", False):
+            finetune(ctx, ev, specs, final_a, lat_a, args.finetune, args.out / "finetune" / proxy)
         p = np.array(scores)
         tau, rho = kendalltau(p, final_a)[0], spearmanr(p, final_a)[0]
         kept, pf = front_retention(p, final_a, lat_a)

@@ -53,6 +53,7 @@ class FinalSettings:
     seed: int
     trainer: dict[str, Any]
     optim: dict[str, Any]
+    inherit: dict[str, Any]
     calibration_batches: int
     calibration_method: str
     per_channel: bool
@@ -71,8 +72,30 @@ class FinalSettings:
 
     @property
     def epochs(self) -> int:
-        """Full-training epochs per model (``final.trainer.max_epochs``)."""
+        """Full-training epochs per model from scratch (``final.trainer.max_epochs``)."""
         return int(self.trainer.get("max_epochs", 1))
+
+    def trainer_for(self, init: str) -> dict[str, Any]:
+        """Trainer overrides of a model trained ``init``-wise (``final.inherit.max_epochs`` fine-tunes)."""
+        if init != "inherit" or "max_epochs" not in self.inherit:
+            return dict(self.trainer)
+        epochs = int(self.inherit["max_epochs"])
+        out = dict(self.trainer, max_epochs=epochs)
+        if "check_val_every_n_epoch" in out:
+            out["check_val_every_n_epoch"] = epochs
+        return out
+
+    def optim_for(self, init: str) -> dict[str, Any]:
+        """Optimizer settings of a model trained ``init``-wise (``final.inherit.lr`` fine-tunes)."""
+        extra = (
+            {k: v for k, v in self.inherit.items() if k in ("lr", "weight_decay")}
+            if init == "inherit"
+            else {}
+        )
+        return {**self.optim, **extra}
+
+    def epochs_for(self, init: str) -> int:
+        return int(self.trainer_for(init).get("max_epochs", 1))
 
     @classmethod
     def from_cfg(cls, node: DictConfig) -> FinalSettings:
@@ -115,6 +138,15 @@ class FinalSettings:
             )
         trainer = dict(d.get("trainer") or {})
         positive("trainer.max_epochs", trainer.get("max_epochs", 1))
+        inherit = dict(d.get("inherit") or {})
+        unknown = sorted(set(inherit) - {"max_epochs", "lr", "weight_decay"})
+        if unknown:
+            raise ConfigError(
+                f"unknown key(s) {unknown}", key="final.inherit", choices=("max_epochs", "lr", "weight_decay"),
+                fix="e.g. final.inherit.max_epochs=4 final.inherit.lr=0.01",
+            )  # fmt: skip
+        if "max_epochs" in inherit:
+            positive("inherit.max_epochs", inherit["max_epochs"])
         budgets = d.get("budgets")
         if budgets is not None:
             try:
@@ -135,6 +167,7 @@ class FinalSettings:
             seed=int(d.get("seed", 0)),
             trainer=trainer,
             optim=dict(d.get("optim") or {}),
+            inherit=inherit,
             calibration_batches=positive("int8.calibration_batches", int8.get("calibration_batches", 32)),
             calibration_method=method,
             per_channel=bool(int8.get("per_channel", True)),
@@ -219,7 +252,7 @@ def training_recipe(cfg: DictConfig, settings: FinalSettings) -> dict[str, Any]:
 
 
 def fingerprint(ctx: GalleryContext, spec: ArchSpec, init: str = "scratch") -> str:
-    extra = {"supernet": ctx.supernet_key} if init == "inherit" else {}
+    extra = {"supernet": ctx.supernet_key, "final.inherit": ctx.settings.inherit} if init == "inherit" else {}
     blob = json.dumps({"arch": spec.key, **ctx.recipe, "init": init, **extra}, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -257,7 +290,7 @@ def train_full(
     fp = fingerprint(ctx, spec, init)
     model = build_model(ctx, spec, init)
     weights, info = out_dir / "weights.pt", read_json(out_dir / "train.json")
-    epochs = ctx.settings.epochs
+    epochs = ctx.settings.epochs_for(init)
     if is_trained(ctx, spec, out_dir, init):
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         return model, {**info, "reused": True}
@@ -266,7 +299,11 @@ def train_full(
     if read_json(out_dir / "resume.json") != {"fingerprint": fp}:  # a checkpoint of another recipe
         shutil.rmtree(resume_dir, ignore_errors=True)
     write_json(out_dir / "resume.json", {"fingerprint": fp})
-    overrides = {**ctx.settings.trainer, "enable_progress_bar": False, "enable_model_summary": False}
+    overrides = {
+        **ctx.settings.trainer_for(init),
+        "enable_progress_bar": False,
+        "enable_model_summary": False,
+    }
 
     def fit(ckpt: Path | None) -> tuple[Any, dict[str, float]]:
         saver = ModelCheckpoint(
@@ -278,7 +315,7 @@ def train_full(
             datamodule=ctx.datamodule,
             tricks=ctx.cfg.tricks,
             trainer_cfg=ctx.cfg.trainer,
-            optim=ctx.settings.optim,
+            optim=ctx.settings.optim_for(init),
             run_dir=out_dir / "lightning",
             loggers=False,
             callbacks=[saver, progress.callback(spec.key)],

@@ -220,15 +220,15 @@ def run_stage(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             picked.append((base, "baseline"))
     final_dir = run_dir / "final"
     log.info(
-        "final: %d model(s) (%d front, spread across %s%s), %s epochs each %s, test split of %d images; "
+        "final: %d model(s) (%d front, spread across %s%s), %s, test split of %d images; "
         "latency on %s at %s -> %s",
         len(picked) * len(settings.inits),
         sum(r != "baseline" for _, r in picked),
         lat,
         " + baseline" if settings.baseline else "",
-        settings.epochs,
         " and ".join(
-            {"scratch": "from scratch", "inherit": "from supernet weights"}[i] for i in settings.inits
+            f"{settings.epochs_for(i)} epochs {'from scratch' if i == 'scratch' else 'fine-tuning supernet weights'}"
+            for i in settings.inits
         ),
         len(dm.split("test")),
         profiler.describe(),
@@ -248,7 +248,7 @@ def run_stage(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if (read_json(d / "result.json") or {}).get("key") != _result_key(ctx, s, init)
     ]
     to_train = [(s, init, d) for s, init, d in todo if not is_trained(ctx, s, d, init)]
-    progress = StageProgress(len(to_train) * settings.epochs)
+    progress = StageProgress(sum(settings.epochs_for(init) for _, init, _ in to_train))
     jobs, threads = plan_jobs(settings.jobs, len(to_train))
     failed: dict[str, str] = {}
     per_model: Progress = progress
