@@ -87,14 +87,18 @@ def plot_evolution(
     step: int,
     title: str,
     source: str | None = None,
+    max_frames: int = 40,
 ) -> Path:
-    """An animated GIF: the front after every ``step`` unique evaluations (a generation)."""
+    """An animated GIF: the front after every ``step`` unique evaluations (a generation); with more than
+    ``max_frames`` generations, after every k-th one (a 500-trial search stays a few seconds of drawing)."""
     xo, yo = _axes(objectives)
     real = df[~df["duplicate"].astype(bool)].sort_values("number").reset_index(drop=True)
     xlim = _limits(real[xo.name])
     ylim = _limits(real[yo.name])
     frames: list[Image.Image] = []
-    cuts = list(range(step, len(real) + 1, max(1, step)))
+    step = max(1, step)
+    step *= max(1, -(-len(real) // (step * max(1, max_frames))))  # whole generations per frame
+    cuts = list(range(step, len(real) + 1, step))
     if not cuts or cuts[-1] != len(real):
         cuts.append(len(real))
     for gen, n in enumerate(cuts, start=1):
