@@ -25,6 +25,7 @@ from omegaconf import DictConfig
 
 from hwnas.data.base import normalize_batch
 from hwnas.data.labels import IGNORE_INDEX
+from hwnas.hardware.export import export_onnx
 from hwnas.lit.candidate import segmentation_metrics
 from hwnas.lit.fit import channels_last_of
 from hwnas.lit.supernet import fit_supernet
@@ -287,12 +288,26 @@ class SupernetEvaluator(TrainingEvaluator):
         if not np.isfinite(out["val/miou"]):
             raise CandidateFailed("inherited weights gave a non-finite val/miou")
         out["val/loss"] = sum(losses) / len(self._val_x)
+        if self.keep_weights:  # else only the front's, written by export() (re-extraction is exact)
+            self._save(model, spec)
+        out["score_seconds"] = time.perf_counter() - t0
+        return out
+
+    def _save(self, model: torch.nn.Module, spec: ArchSpec) -> Path:
         self.weights_dir.mkdir(parents=True, exist_ok=True)
         buf = io.BytesIO()
         torch.save(model.state_dict(), buf)
-        write_atomic(self.weights_dir / f"{spec.stem}.pt", buf.getvalue())
-        out["score_seconds"] = time.perf_counter() - t0
-        return out
+        path = self.weights_dir / f"{spec.stem}.pt"
+        write_atomic(path, buf.getvalue())
+        return path
+
+    def export(self, spec: ArchSpec, out_dir: Path) -> dict[str, str]:
+        """The inherited sub-network (BatchNorm re-estimated, as scored) as weights and ONNX."""
+        with torch.no_grad():
+            model = self.subnet(spec).to(memory_format=torch.contiguous_format)
+        weights = self._save(model, spec)
+        onnx_path = export_onnx(model.eval(), self.input_shape, out_dir / f"{spec.stem}.onnx")
+        return {"onnx": str(onnx_path), "weights": str(weights)}
 
     def prune_weights(self, keep: set[str]) -> None:
         super().prune_weights(keep)
