@@ -91,3 +91,13 @@ def test_final_stage_options_parse(option: str, tmp_path: Path) -> None:
     cfg = compose_cfg("search", [f"final={option}"], tmp_path)
     settings = FinalSettings.from_cfg(cfg.final)
     assert settings.top_k >= 1 and settings.trainer["max_epochs"] >= 1 and settings.optim["lr"] > 0
+
+
+def test_supernet_evaluator_brings_its_budget_and_final_init(tmp_path: Path) -> None:
+    cfg = compose_cfg("search", ["evaluator=supernet"], tmp_path)
+    assert cfg.search.n_trials == 500 and cfg.final.init == "inherit"
+    assert cfg.final.inherit.max_epochs < cfg.final.trainer.max_epochs
+    cfg = compose_cfg("search", ["evaluator=supernet", "search.n_trials=40", "final.init=both"], tmp_path)
+    assert cfg.search.n_trials == 40 and cfg.final.init == "both"  # the command line still wins
+    plain = compose_cfg("search", [], tmp_path)
+    assert plain.final.init == "scratch" and plain.final.inherit.max_epochs == plain.final.trainer.max_epochs

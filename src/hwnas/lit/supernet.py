@@ -9,6 +9,7 @@ sub-network's graph is freed after its backward pass. Logs ``train/loss_largest`
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Mapping
@@ -28,6 +29,7 @@ from hwnas.tricks.precision import resolve_precision
 from hwnas.utils.errors import CandidateFailed
 
 Scheduler = Callable[..., torch.optim.lr_scheduler.LRScheduler]
+log = logging.getLogger("hwnas.supernet")
 
 
 def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
@@ -120,6 +122,25 @@ class SupernetModule(pl.LightningModule):
         }
 
 
+class EpochLog(pl.Callback):
+    """One log line per supernet epoch (its training takes minutes; a log file should show it moving)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = int(total)
+        self.t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        m = trainer.callback_metrics
+        big, small = m.get("train/loss_largest"), m.get("train/loss_smallest")
+        log.info(
+            "supernet epoch %d/%d: loss largest %.3f, smallest %.3f (%.0fs)",
+            trainer.current_epoch + 1, self.total,
+            float(big) if big is not None else float("nan"),
+            float(small) if small is not None else float("nan"),
+            time.perf_counter() - self.t0,
+        )  # fmt: skip
+
+
 def fit_supernet(
     supernet: nn.Module,
     *,
@@ -163,7 +184,7 @@ def fit_supernet(
     trainer: pl.Trainer = instantiate(
         trainer_node,
         logger=False,
-        callbacks=list(callbacks or []) + instantiate_dict(tricks.get("callbacks")),
+        callbacks=[EpochLog(max_epochs), *(callbacks or []), *instantiate_dict(tricks.get("callbacks"))],
         default_root_dir=str(run_dir),
         precision=resolve_precision(tricks.get("precision", "auto")),
         enable_checkpointing=False,
