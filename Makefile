@@ -51,7 +51,7 @@ bench-proxy: install ## Benchmark the search's accuracy proxy against full train
 	$(PY) bench/bench_proxy.py $(ARGS)
 
 bench-supernet: install ## Benchmark weight sharing (evaluator=supernet) against full training, beside the partial-training proxy
-	$(PY) bench/bench_proxy.py --proxies default,supernet,supernet@evaluator.kernel_mode=separate $(ARGS)
+	$(PY) bench/bench_proxy.py --proxies default,supernet,supernet@evaluator.kernel_mode=separate --finetune 3 $(ARGS)
 
 bench-search: install ## Benchmark strategies on NAS-Bench-201 ground truth (HV ratio, IGD+, front recall)
 	$(PY) bench/bench_search.py $(ARGS)

@@ -33,7 +33,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 import hwnas  # noqa: E402,F401
 from hwnas.callbacks.progress import StageProgress  # noqa: E402
-from hwnas.evaluation.gallery import build_model, config_recipe, params_of, train_full  # noqa: E402
+from hwnas.evaluation.gallery import (  # noqa: E402
+    FinalSettings,
+    build_model,
+    config_recipe,
+    params_of,
+    train_full,
+)
 from hwnas.evaluation.parallel import plan_jobs, train_parallel  # noqa: E402
 from hwnas.evaluation.predict import evaluate_torch, split_batches  # noqa: E402
 from hwnas.reporting.pareto import pareto_mask  # noqa: E402
@@ -228,7 +234,10 @@ def main() -> None:
             scores.append(rec["val_miou"])
             psecs.append(rec["seconds"])
         if args.finetune and getattr(ev, "shares_weights", False):
-            finetune(ctx, ev, specs, final_a, lat_a, args.finetune, args.out / "finetune" / proxy)
+            fctx = dataclasses.replace(
+                ctx, settings=FinalSettings.from_cfg(pcfg.final)
+            )  # e.g. final.inherit.*
+            finetune(fctx, ev, specs, final_a, lat_a, args.finetune, args.out / "finetune" / proxy)
         p = np.array(scores)
         tau, rho = kendalltau(p, final_a)[0], spearmanr(p, final_a)[0]
         kept, pf = front_retention(p, final_a, lat_a)
