@@ -6,6 +6,7 @@ table evaluator keeps each trial in flight for a moment so the kill lands inside
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -28,19 +29,21 @@ SLOW = "tests.integration.test_resume.SlowTable"
 
 
 class SlowTable(TableEvaluator):
-    """The NB201 table look-up, but each expensive step takes ``delay_s`` (stands in for training)."""
+    """The NB201 table look-up, but each expensive step takes ``$HWNAS_TEST_DELAY_S`` seconds (stands in
+    for training). From the environment, not the config: a test's pace is not part of the experiment, so
+    a resume at another pace is the same search."""
 
-    def __init__(self, *, delay_s: float = 0.0, **kwargs: Any) -> None:
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.delay_s = float(delay_s)
+        self.delay_s = float(os.environ.get("HWNAS_TEST_DELAY_S", "0") or 0)
 
     def expensive(self, spec: ArchSpec) -> dict[str, Any]:
         time.sleep(self.delay_s)
         return super().expensive(spec)
 
 
-def search_cmd(run_dir: Path, *extra: str, delay_s: float = 0.0, n_trials: int = 10) -> list[str]:
-    """The real CLI on the NB201 table, optionally slowed, writing into ``run_dir``."""
+def search_cmd(run_dir: Path, *extra: str, n_trials: int = 10) -> list[str]:
+    """The real CLI on the NB201 table (slowed by ``env(delay_s=...)``), writing into ``run_dir``."""
     return [
         sys.executable,
         "src/search.py",
@@ -48,16 +51,16 @@ def search_cmd(run_dir: Path, *extra: str, delay_s: float = 0.0, n_trials: int =
         f"search.n_trials={n_trials}",
         "search.sampler.population_size=4",
         f"evaluator._target_={SLOW}",
-        f"++evaluator.delay_s={delay_s}",
         f"paths.root_dir={ROOT}",
         f"hydra.run.dir={run_dir}",
         *extra,
     ]
 
 
-def env() -> dict[str, str]:
+def env(delay_s: float = 0.0) -> dict[str, str]:
     return {
         **os.environ,
+        "HWNAS_TEST_DELAY_S": str(delay_s),
         "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
         "WANDB_MODE": "disabled",
     }
@@ -97,9 +100,9 @@ def wait_for(predicate, timeout_s: float, proc: subprocess.Popen | None = None) 
 def test_sigkilled_search_resumes_in_the_same_run_dir(tmp_path: Path, nb201_path: Path) -> None:
     run_dir, budget = tmp_path / "run", 10
     proc = subprocess.Popen(
-        search_cmd(run_dir, delay_s=1.0, n_trials=budget),
+        search_cmd(run_dir, n_trials=budget),
         cwd=ROOT,
-        env=env(),
+        env=env(delay_s=1.0),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -132,7 +135,7 @@ def test_sigkilled_search_resumes_in_the_same_run_dir(tmp_path: Path, nb201_path
 
     # Same hydra.run.dir: finds study.db and continues.
     out = subprocess.run(
-        search_cmd(run_dir, delay_s=0.0, n_trials=budget),
+        search_cmd(run_dir, n_trials=budget),
         cwd=ROOT,
         env=env(),
         capture_output=True,
@@ -225,3 +228,44 @@ def test_tiny_training_search_is_reproducible(make_cfg, tmp_path: Path) -> None:
         search.run(cfg)
         runs.append(tmp_path / name)
     _same_trials(*runs, ["val/miou", "hw/latency_ms"])
+
+
+@pytest.mark.integration
+def test_resume_with_other_settings_is_refused_or_forced_and_recorded(
+    make_cfg, nb201_path: Path, tmp_path: Path
+) -> None:
+    from hwnas.tasks import search
+    from hwnas.utils.errors import ConfigError
+
+    base = ["experiment=nb201", "search.n_trials=4", "search.sampler.population_size=2"]
+    cfg = make_cfg("search", base)
+    cfg.run_dir = str(tmp_path / "run")
+    search.run(cfg)
+    before = pd.read_csv(tmp_path / "run" / "trials.csv")
+    # Same settings, bigger budget: fine. Other hardware column and another seed: refused, every key named.
+    same = make_cfg("search", [*base, "search.n_trials=5", f"search.resume={tmp_path / 'run'}"])
+    search.run(same)
+    changed = [*base, f"search.resume={tmp_path / 'run'}", "seed=3", "hardware.precision=int8"]
+    with pytest.raises(ConfigError) as err:
+        search.run(make_cfg("search", changed))
+    msg = str(err.value)
+    assert "hardware.precision" in msg and "seed" in msg and "resume_force" in msg
+    assert '"fp32" -> "int8"' in msg
+    after = pd.read_csv(tmp_path / "run" / "trials.csv")
+    assert len(after) >= len(before)  # refused before any trial: nothing lost, nothing added
+    assert len(load(tmp_path / "run").get_trials()) == len(after)
+    # The CLI: exit 2 and one clear line.
+    out = subprocess.run(
+        search_cmd(tmp_path / "cli", f"search.resume={tmp_path / 'run'}", "seed=3", n_trials=5),
+        cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert (
+        out.returncode == 2 and "[" in out.stderr and "seed" in out.stderr and "Traceback" not in out.stderr
+    )
+    # Forced: continues, and summary.json says what was overridden.
+    summary = search.run(make_cfg("search", [*changed, "search.n_trials=6", "search.resume_force=true"]))
+    forced = summary["resume_forced"]
+    assert forced[-1]["keys"] == ["hardware.precision", "seed"]
+    assert forced[-1]["old"]["seed"] == 0 and forced[-1]["new"]["seed"] == 3
+    saved = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert saved["resume_forced"] == forced

@@ -21,9 +21,9 @@ def test_three_local_workers_share_the_budget_exactly(tmp_path: Path, nb201_path
     run_dir, budget = tmp_path / "run", 15
     # Slow enough trials that the spawned workers (a few seconds to start) join in.
     out = subprocess.run(
-        search_cmd(run_dir, "search.n_workers=3", delay_s=1.5, n_trials=budget),
+        search_cmd(run_dir, "search.n_workers=3", n_trials=budget),
         cwd=ROOT,
-        env=env(),
+        env=env(delay_s=1.5),
         capture_output=True,
         text=True,
         timeout=300,
@@ -49,9 +49,9 @@ def test_a_killed_worker_is_detected_by_heartbeat_and_its_trial_requeued(
     storage, budget = f"sqlite:///{tmp_path / 'shared.db'}", 6
     shared = [f"search.storage={storage}", "++search.heartbeat_s=1", "++search.grace_s=3"]
     proc = subprocess.Popen(
-        search_cmd(tmp_path / "a", *shared, delay_s=3.0, n_trials=budget),
+        search_cmd(tmp_path / "a", *shared, n_trials=budget),
         cwd=ROOT,
-        env=env(),
+        env=env(delay_s=3.0),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
@@ -80,9 +80,9 @@ def test_a_killed_worker_is_detected_by_heartbeat_and_its_trial_requeued(
     assert len(dead) == 1
     # A second launch on the same shared storage (as on another machine) finishes the study.
     out = subprocess.run(
-        search_cmd(tmp_path / "b", *shared, delay_s=0.0, n_trials=budget),
+        search_cmd(tmp_path / "b", *shared, n_trials=budget),
         cwd=ROOT,
-        env=env(),
+        env=env(delay_s=0.0),
         capture_output=True,
         text=True,
         timeout=300,

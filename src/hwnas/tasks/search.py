@@ -20,6 +20,7 @@ from hwnas.search.evaluator import Evaluator
 from hwnas.search.loop import read_state, run_loop
 from hwnas.search.objectives import parse_constraints, parse_objectives
 from hwnas.search.resume import recover_stale_trials, resolve_run_dir
+from hwnas.search.run_identity import check_resume
 from hwnas.search.study import open_study, redact, storage_url
 from hwnas.search.train_evaluator import TrainingEvaluator
 from hwnas.search.workers import heartbeat_settings, is_main_worker, start_workers
@@ -27,6 +28,7 @@ from hwnas.search_space.base import file_stem
 from hwnas.tasks import final
 from hwnas.utils.config import build, build_space
 from hwnas.utils.errors import ConfigError
+from hwnas.utils.io import write_json
 from hwnas.utils.secrets import redact_config, scrub_hydra_outputs
 
 log = logging.getLogger("hwnas.search")
@@ -69,6 +71,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         heartbeat_s=heartbeat_s,
         grace_s=grace_s,
     )
+    forced = check_resume(study, cfg, force=bool(cfg.search.get("resume_force", False)))
     evaluator.setup(cfg=cfg, space=space, run_dir=run_dir)  # may take minutes (a supernet): checks first
     if final_on:
         final.preflight(cfg, getattr(evaluator, "datamodule", None))
@@ -123,6 +126,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         storage=redact(url),
         recovered=recovered,
     )
+    if forced:  # search.resume_force=true continued with other settings: say so where results are read
+        summary["resume_forced"] = forced
+        write_json(run_dir / "summary.json", summary)
     if _final_enabled(cfg, evaluator):
         summary["final"] = final.run_stage(cfg, run_dir)
     return summary
