@@ -21,6 +21,20 @@ from hwnas.data.labels import IGNORE_INDEX
 Scheduler = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 
 
+def adamw_with_schedule(
+    module: pl.LightningModule, *, lr: float, weight_decay: float, schedule: Scheduler | None
+) -> Any:
+    """AdamW over ``module``'s parameters with the tricks' per-step schedule (what configure_optimizers returns)."""
+    opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay)
+    if schedule is None:
+        return opt
+    total = max(1, int(module.trainer.estimated_stepping_batches))
+    return {
+        "optimizer": opt,
+        "lr_scheduler": {"scheduler": schedule(opt, total_steps=total), "interval": "step"},
+    }
+
+
 def segmentation_metrics(num_classes: int, prefix: str = "val/") -> MetricCollection:
     """``miou`` and ``f1`` (macro over classes present) and ``acc`` (pixels), ignoring ``IGNORE_INDEX``:
     the one definition every evaluator's ``val/*`` figures use, so they compare across evaluators."""
@@ -104,11 +118,6 @@ class CandidateModule(pl.LightningModule):
         self.val_metrics.reset()
 
     def configure_optimizers(self) -> Any:
-        opt = torch.optim.AdamW(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
-        if self.schedule is None:
-            return opt
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        return {
-            "optimizer": opt,
-            "lr_scheduler": {"scheduler": self.schedule(opt, total_steps=total), "interval": "step"},
-        }
+        return adamw_with_schedule(
+            self, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay, schedule=self.schedule
+        )

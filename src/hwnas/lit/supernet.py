@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -24,11 +24,11 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from hwnas.data.labels import IGNORE_INDEX
+from hwnas.lit.candidate import Scheduler, adamw_with_schedule
 from hwnas.lit.fit import channels_last_of, instantiate_dict
 from hwnas.tricks.precision import resolve_precision
 from hwnas.utils.errors import CandidateFailed
 
-Scheduler = Callable[..., torch.optim.lr_scheduler.LRScheduler]
 log = logging.getLogger("hwnas.supernet")
 
 
@@ -112,14 +112,7 @@ class SupernetModule(pl.LightningModule):
         net.set_active(net.largest())
 
     def configure_optimizers(self) -> Any:
-        opt = torch.optim.AdamW(self.parameters(), lr=self.lr, weight_decay=self.weight_decay)
-        if self.schedule is None:
-            return opt
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        return {
-            "optimizer": opt,
-            "lr_scheduler": {"scheduler": self.schedule(opt, total_steps=total), "interval": "step"},
-        }
+        return adamw_with_schedule(self, lr=self.lr, weight_decay=self.weight_decay, schedule=self.schedule)
 
 
 class EpochLog(pl.Callback):
