@@ -8,7 +8,6 @@ reuses trained weights, and resumes an interrupted training from its last epoch.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import logging
 import shutil
@@ -34,7 +33,7 @@ from hwnas.search.train_evaluator import candidate_seed
 from hwnas.search_space.base import ArchSpec, SearchSpace
 from hwnas.utils.config import build_datamodule, build_space, config_recipe
 from hwnas.utils.errors import CandidateFailed, ConfigError
-from hwnas.utils.io import read_json, write_atomic, write_json
+from hwnas.utils.io import read_json, save_state_dict, write_json
 
 log = logging.getLogger("hwnas.final")
 
@@ -268,12 +267,6 @@ def build_model(ctx: GalleryContext, spec: ArchSpec, init: str = "scratch") -> n
     return ctx.space.build(spec, num_classes=dm.num_classes, in_channels=dm.in_channels)
 
 
-def _save_weights(model: nn.Module, path: Path) -> None:
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    write_atomic(path, buf.getvalue())
-
-
 def is_trained(ctx: GalleryContext, spec: ArchSpec, out_dir: Path, init: str = "scratch") -> bool:
     """Whether ``out_dir`` holds this model's finished training under the current recipe."""
     info = read_json(out_dir / "train.json") or {}
@@ -336,7 +329,7 @@ def train_full(
         resumed = False
         module, metrics = fit(None)
     model = module.model.cpu().eval()
-    _save_weights(model, weights)
+    save_state_dict(model, weights)
     info = {
         "fingerprint": fp,
         "arch_key": spec.key,

@@ -181,6 +181,8 @@ class ElasticHourglass(nn.Module):
         self.head = ElasticConvBNReLU(chans[0], chans[0], (3,), kernel_mode=kernel_mode)
         classifier = nn.Conv2d(chans[0], num_classes, 1)
         self.classifier_weight, self.classifier_bias = classifier.weight, classifier.bias
+        # The extremes are asked for on every training step: computed once.
+        self._largest, self._smallest = big, ranges.extreme(min)
         self.active: HourglassConfig = big
 
     # -- the supernet contract -------------------------------------------------------------------
@@ -193,10 +195,10 @@ class ElasticHourglass(nn.Module):
         return self.ranges.sample(rng)
 
     def largest(self) -> HourglassConfig:
-        return self.ranges.extreme(max)
+        return self._largest
 
     def smallest(self) -> HourglassConfig:
-        return self.ranges.extreme(min)
+        return self._smallest
 
     @torch.no_grad()
     def extract(self, config: HourglassConfig | None = None) -> HourglassNet:
@@ -246,7 +248,7 @@ class ElasticHourglass(nn.Module):
         return F.interpolate(y, size=size, mode="bilinear", align_corners=False)
 
     def _check(self, cfg: HourglassConfig) -> None:
-        big = self.ranges.extreme(max)
+        big = self._largest
         ok = len(cfg.levels) == len(big.levels) and cfg.base_channels <= big.base_channels
         for lv, top in zip(cfg.levels, big.levels, strict=False):
             ok = ok and lv.channels <= top.channels and lv.down_layers <= top.down_layers

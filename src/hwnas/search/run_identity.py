@@ -16,6 +16,7 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
+from hwnas.utils.config import config_recipe
 from hwnas.utils.errors import ConfigError
 
 log = logging.getLogger("hwnas.search")
@@ -52,9 +53,7 @@ def run_identity(cfg: DictConfig) -> dict[str, Any]:
     else:
         nodes = tuple(n for n in NODES if n != "benchmark") + TRAINING_NODES
     out: dict[str, Any] = {}
-    for key in nodes:
-        node = OmegaConf.select(cfg, key, default=None)
-        value = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+    for key, value in config_recipe(cfg, nodes).items():
         _flatten(key, value, out)
     return json.loads(json.dumps(out, default=str))  # the values as the study will give them back
 

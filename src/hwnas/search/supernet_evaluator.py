@@ -10,8 +10,8 @@ batches and scores it on the validation split: a fraction of a second instead of
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import io
 import json
 import logging
 import shutil
@@ -34,7 +34,7 @@ from hwnas.search.train_evaluator import TrainingEvaluator
 from hwnas.search_space.base import ArchSpec, SearchSpace
 from hwnas.utils.config import config_recipe
 from hwnas.utils.errors import CandidateFailed, ConfigError
-from hwnas.utils.io import read_json, write_atomic, write_json
+from hwnas.utils.io import read_json, save_state_dict, write_json
 
 log = logging.getLogger("hwnas.search")
 
@@ -42,10 +42,8 @@ log = logging.getLogger("hwnas.search")
 RUN_SUBDIR = "supernet"
 
 
-def supernet_of(
-    space: SearchSpace, *, num_classes: int, in_channels: int, kernel_mode: str
-) -> torch.nn.Module:
-    """The space's untrained supernet; a clear error for a space that has none."""
+def _supernet_factory(space: SearchSpace) -> Any:
+    """``space.supernet``; a clear error for a space that has none."""
     make = getattr(space, "supernet", None)
     if make is None:
         raise ConfigError(
@@ -53,7 +51,14 @@ def supernet_of(
             key="evaluator",
             fix="use evaluator=train (partial training) with this space, or search_space=hourglass",
         )
-    return make(num_classes=num_classes, in_channels=in_channels, kernel_mode=kernel_mode)
+    return make
+
+
+def supernet_of(
+    space: SearchSpace, *, num_classes: int, in_channels: int, kernel_mode: str
+) -> torch.nn.Module:
+    """The space's untrained supernet; a clear error for a space that has none."""
+    return _supernet_factory(space)(num_classes=num_classes, in_channels=in_channels, kernel_mode=kernel_mode)
 
 
 def load_run_supernet(run_dir: Path, space: SearchSpace) -> tuple[torch.nn.Module, str]:
@@ -146,15 +151,16 @@ class SupernetEvaluator(TrainingEvaluator):
 
     # -- set-up: train the supernet once, or load it ----------------------------------------------
     def setup(self, *, cfg: DictConfig, space: SearchSpace, run_dir: Path) -> None:
-        supernet_of(
-            space, num_classes=1, in_channels=3, kernel_mode=self.kernel_mode
-        )  # a space without one: now
+        _supernet_factory(space)  # a space without one is refused before the data is drawn
         super().setup(cfg=cfg, space=space, run_dir=run_dir)
         dm = self.train_datamodule
         self.supernet = supernet_of(
             space, num_classes=dm.num_classes, in_channels=dm.in_channels, kernel_mode=self.kernel_mode
         )
-        self.key = self._cache_key(cfg)
+        self.recipe = self._recipe(cfg)
+        self.key = hashlib.sha256(json.dumps(self.recipe, sort_keys=True, default=str).encode()).hexdigest()[
+            :16
+        ]
         self._load_or_train(cfg, run_dir)
         self.supernet.eval()
         self._calib = [
@@ -180,7 +186,7 @@ class SupernetEvaluator(TrainingEvaluator):
 
     def _recipe(self, cfg: DictConfig) -> dict[str, Any]:
         return {
-            "space": {k: v for k, v in vars(self.space.ranges()).items()},
+            "space": dataclasses.asdict(self.space.ranges()),
             "classes": [int(self.train_datamodule.num_classes), int(self.train_datamodule.in_channels)],
             **config_recipe(cfg, ("dataset", "tricks", "trainer", "seed")),
             "train_size": list(self.train_size),
@@ -195,10 +201,6 @@ class SupernetEvaluator(TrainingEvaluator):
             },
             "torch": torch.__version__.split("+")[0],
         }
-
-    def _cache_key(self, cfg: DictConfig) -> str:
-        blob = json.dumps(self._recipe(cfg), sort_keys=True, default=str)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     def _load_or_train(self, cfg: DictConfig, run_dir: Path) -> None:
         here = run_dir / RUN_SUBDIR
@@ -243,7 +245,7 @@ class SupernetEvaluator(TrainingEvaluator):
             "train_seconds": round(stats["train_seconds"], 1),
             "loss_largest": stats.get("train/loss_largest"),
             "loss_smallest": stats.get("train/loss_smallest"),
-            "recipe": self._recipe(cfg),
+            "recipe": self.recipe,
         }
         log.info(
             "supernet trained in %.0fs: loss largest %.3f, smallest %.3f",
@@ -255,10 +257,7 @@ class SupernetEvaluator(TrainingEvaluator):
 
     def _store(self, place: Path, meta: dict[str, Any]) -> None:
         """Weights first, then the JSON that says they are complete (a kill in between leaves no key)."""
-        place.mkdir(parents=True, exist_ok=True)
-        buf = io.BytesIO()
-        torch.save(self.supernet.state_dict(), buf)
-        write_atomic(place / "supernet.pt", buf.getvalue())
+        save_state_dict(self.supernet, place / "supernet.pt")
         write_json(place / "supernet.json", meta)
 
     # -- scoring ----------------------------------------------------------------------------------
@@ -294,12 +293,7 @@ class SupernetEvaluator(TrainingEvaluator):
         return out
 
     def _save(self, model: torch.nn.Module, spec: ArchSpec) -> Path:
-        self.weights_dir.mkdir(parents=True, exist_ok=True)
-        buf = io.BytesIO()
-        torch.save(model.state_dict(), buf)
-        path = self.weights_dir / f"{spec.stem}.pt"
-        write_atomic(path, buf.getvalue())
-        return path
+        return save_state_dict(model, self.weights_dir / f"{spec.stem}.pt")
 
     def export(self, spec: ArchSpec, out_dir: Path) -> dict[str, str]:
         """The inherited sub-network (BatchNorm re-estimated, as scored) as weights and ONNX."""

@@ -28,7 +28,6 @@ from hwnas.search_space.base import file_stem
 from hwnas.tasks import final
 from hwnas.utils.config import build, build_space
 from hwnas.utils.errors import ConfigError
-from hwnas.utils.io import write_json
 from hwnas.utils.secrets import redact_config, scrub_hydra_outputs
 
 log = logging.getLogger("hwnas.search")
@@ -125,10 +124,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         slog=slog,
         storage=redact(url),
         recovered=recovered,
+        resume_forced=forced,
     )
-    if forced:  # search.resume_force=true continued with other settings: say so where results are read
-        summary["resume_forced"] = forced
-        write_json(run_dir / "summary.json", summary)
     if _final_enabled(cfg, evaluator):
         summary["final"] = final.run_stage(cfg, run_dir)
     return summary
@@ -164,6 +161,7 @@ def finalize(
     slog: SearchLogger | None = None,
     storage: str = "",
     recovered: int = 0,
+    resume_forced: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Write every output once, at the end (plots are never redrawn per trial)."""
     df = trials_frame(study, objectives)
@@ -217,6 +215,8 @@ def finalize(
         "latency_source": source,
         **evaluator.sizes(),  # train_image_size, latency_input_shape (none for evaluator=table)
         "recovered_stale_trials": recovered,
+        # search.resume_force=true continued with other settings: said where results are read
+        **({"resume_forced": resume_forced} if resume_forced else {}),
         "wall_seconds": round(wall_s, 2),
         "front": [
             {

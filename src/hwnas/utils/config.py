@@ -78,8 +78,7 @@ def config_recipe(cfg: DictConfig, keys: Sequence[str]) -> dict[str, Any]:
     ``dataset.num_workers`` is left out: it changes speed, not numbers."""
     pick = {k: OmegaConf.select(cfg, k) for k in keys}
     out = {
-        k: OmegaConf.to_container(v, resolve=True) if isinstance(v, DictConfig) else v
-        for k, v in pick.items()
+        k: OmegaConf.to_container(v, resolve=True) if OmegaConf.is_config(v) else v for k, v in pick.items()
     }
     if "dataset" in out:
         out["dataset"] = {k: v for k, v in (out.get("dataset") or {}).items() if k != "num_workers"}

@@ -27,6 +27,17 @@ def write_atomic(path: str | Path, data: bytes | str) -> Path:
     return path
 
 
+def save_state_dict(module: Any, path: str | Path) -> Path:
+    """``write_atomic`` of a torch module's ``state_dict()`` (a kill never leaves half a weights file)."""
+    import io
+
+    import torch
+
+    buf = io.BytesIO()
+    torch.save(module.state_dict(), buf)
+    return write_atomic(path, buf.getvalue())
+
+
 def write_json(path: str | Path, data: Any) -> Path:
     """``write_atomic`` of ``data`` as indented JSON (NaN written as ``NaN``, which Python reads back)."""
     return write_atomic(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
