@@ -33,6 +33,9 @@ CLASS_NAMES: tuple[str, ...] = (
 NUM_CLASSES: int = len(CLASS_NAMES)
 IGNORE_INDEX: int = 255
 
+#: Classes the reference face-segmentation F1 averages over: 1..17 (no background 0, no facewear 18).
+F1_CLASSES: tuple[int, ...] = tuple(range(1, 18))
+
 # Class ids by name, for readable drawing code and tests (``LABEL["left_eye"] == 4``).
 LABEL: dict[str, int] = {name: i for i, name in enumerate(CLASS_NAMES)}
 

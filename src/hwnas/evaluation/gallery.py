@@ -367,13 +367,15 @@ def export_pair(
 
 
 def evaluate(ctx: GalleryContext, model: nn.Module, out_dir: Path) -> dict[str, Any]:
-    """Test-split mIoU / F1 for torch fp32, ONNX fp32 and ONNX int8 (and the device, when there is one)."""
+    """Test-split mIoU / F1 / accuracy for torch fp32, ONNX fp32 and ONNX int8 (and the device, when there
+    is one). F1 averages over the datamodule's ``f1_classes`` (faces: 1-17; classification: every class)."""
     dm, k, bs = ctx.datamodule, int(ctx.datamodule.num_classes), ctx.settings.eval_batch_size
+    kw: dict[str, Any] = {"num_classes": k, "f1_classes": getattr(dm, "f1_classes", None)}
     fp32, int8 = export_pair(ctx, model, out_dir, ctx.eval_shape)
     cms: dict[str, ConfusionMatrix] = {
-        "torch": evaluate_torch(model, split_batches(dm, "test", batch_size=bs), num_classes=k),
-        "onnx_fp32": evaluate_onnx(fp32, split_batches(dm, "test", batch_size=bs), num_classes=k),
-        "int8": evaluate_onnx(int8, split_batches(dm, "test", batch_size=bs), num_classes=k),
+        "torch": evaluate_torch(model, split_batches(dm, "test", batch_size=bs), **kw),
+        "onnx_fp32": evaluate_onnx(fp32, split_batches(dm, "test", batch_size=bs), **kw),
+        "int8": evaluate_onnx(int8, split_batches(dm, "test", batch_size=bs), **kw),
     }
     out: dict[str, Any] = {"n_test": int(len(dm.split("test")))}
     for name, cm in cms.items():
@@ -388,7 +390,7 @@ def evaluate(ctx: GalleryContext, model: nn.Module, out_dir: Path) -> dict[str, 
         if ctx.settings.max_images:
             images, targets = images[: ctx.settings.max_images], targets[: ctx.settings.max_images]
         outputs, info = ctx.device(int8, images)
-        cm = evaluate_outputs(outputs, targets, num_classes=k)
+        cm = evaluate_outputs(outputs, targets, **kw)
         out |= cm.summary(prefix="device/")
         out |= {"f1": out["device/f1"], "f1_source": f"device ({ctx.device_name})", "device_jobs": info}
     files = {"onnx_fp32": fp32, "onnx_int8": int8}

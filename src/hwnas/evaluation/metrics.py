@@ -1,4 +1,4 @@
-"""Dataset-level segmentation metrics from one confusion matrix (plain numpy).
+"""Dataset-level segmentation (and classification) metrics from one confusion matrix (plain numpy).
 
 Why one matrix for the whole split: a per-image mean over-weights small faces and images where a
 class is a handful of pixels; summing pixel counts over the split first, then dividing, is what the
@@ -10,6 +10,9 @@ reference face-segmentation workflow and most segmentation benchmarks report.
 - **F1** (the reference device metric): ``F1_c = 2 TP_c / (2 TP_c + FP_c + FN_c)`` for the face classes
   1–17 (background 0 and facewear 18 left out), unweighted mean over those classes (macro F1).
   Pixels labelled ``ignore_index`` are counted nowhere.
+
+Classification is the same matrix with one "pixel" per image: ``acc`` is then top-1 accuracy, and F1
+averages over every class (``f1_classes``, which the datamodule supplies).
 """
 
 from __future__ import annotations
@@ -19,10 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hwnas.data.labels import IGNORE_INDEX, NUM_CLASSES
+from hwnas.data.labels import F1_CLASSES, IGNORE_INDEX, NUM_CLASSES
 
-#: Classes the reference F1 averages over: 1..17 (no background, no facewear).
-F1_CLASSES: tuple[int, ...] = tuple(range(1, 18))
+__all__ = ["F1_CLASSES", "ConfusionMatrix"]
 
 
 @dataclass
@@ -32,17 +34,19 @@ class ConfusionMatrix:
     Args:
         num_classes: ``K``.
         ignore_index: Ground-truth value that is skipped.
+        f1_classes: Classes :meth:`f1` and :meth:`summary` average over (default: the face classes 1-17).
     """
 
     num_classes: int = NUM_CLASSES
     ignore_index: int = IGNORE_INDEX
+    f1_classes: Sequence[int] = F1_CLASSES
     counts: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
         self.counts = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
 
     def update(self, pred: np.ndarray, target: np.ndarray) -> None:
-        """Add a batch: ``pred`` and ``target`` are integer label maps of the same shape."""
+        """Add a batch: ``pred`` and ``target`` are integer label maps (or class ids) of the same shape."""
         pred = np.asarray(pred).reshape(-1).astype(np.int64, copy=False)
         target = np.asarray(target).reshape(-1).astype(np.int64, copy=False)
         if pred.shape != target.shape:
@@ -79,8 +83,9 @@ class ConfusionMatrix:
         iou = self.iou_per_class()
         return float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan")
 
-    def f1(self, classes: Sequence[int] = F1_CLASSES) -> float:
-        """Macro F1 over ``classes`` (default 1–17); a class absent from the split counts as missing."""
+    def f1(self, classes: Sequence[int] | None = None) -> float:
+        """Macro F1 over ``classes`` (default ``f1_classes``); a class absent from the split counts as missing."""
+        classes = self.f1_classes if classes is None else classes
         f1 = self.f1_per_class()[[c for c in classes if c < self.num_classes]]
         return float(np.nanmean(f1)) if np.isfinite(f1).any() else float("nan")
 

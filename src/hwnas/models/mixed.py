@@ -135,9 +135,7 @@ class DifferentiableSupernet(nn.Module, ABC):
         input is ``input_shape`` (``(1, C, H, W)``); names are stable across processes (they key a cache)."""
 
     @abstractmethod
-    def expected_latency(
-        self, probs: Mapping[str, torch.Tensor], table: Mapping[str, float]
-    ) -> torch.Tensor:
+    def expected_latency(self, probs: Mapping[str, torch.Tensor], table: Mapping[str, float]) -> torch.Tensor:
         """``E[latency]`` in ms under the choice probabilities ``probs``: differentiable in ``probs``."""
 
     def skip_count(self, params: Mapping[str, Any]) -> int | None:

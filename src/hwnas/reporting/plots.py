@@ -58,6 +58,7 @@ def _draw(
         lw=1.5,
         label=f"Pareto front ({len(front)})",
     )
+    _draw_strategies(ax, df, xo.name, yo.name)
     if len(failed):
         ax.plot([], [], " ", label=f"failed: {len(failed)}")
     ax.set_xlabel(_label(xo, source))
@@ -65,6 +66,30 @@ def _draw(
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
+
+
+_STRATEGY_STYLES = (("*", "tab:green"), ("P", "tab:purple"), ("D", "tab:brown"), ("^", "tab:pink"))
+
+
+def _draw_strategies(ax: plt.Axes, df: pd.DataFrame, x: str, y: str) -> None:
+    """When one study holds several strategies, mark every strategy but the most frequent one (e.g. a
+    gradient search's few architectures among an evolutionary run's trials), duplicates included: an
+    architecture a second strategy found again is still its result. Sweep points are labelled."""
+    if "strategy" not in df.columns or df["strategy"].dropna().nunique() < 2:
+        return
+    counts = df["strategy"].dropna().value_counts()
+    done = df[(df["state"] == "COMPLETE") & df[[x, y]].notna().all(axis=1)]
+    for (marker, color), name in zip(_STRATEGY_STYLES, list(counts.index[1:]), strict=False):
+        part = done[done["strategy"] == name]
+        if part.empty:
+            continue
+        ax.scatter(part[x], part[y], s=140, marker=marker, c=color, edgecolors="black", linewidths=0.6,
+                   zorder=5, label=f"{name} ({len(part)})")  # fmt: skip
+        if "latency_target" in part.columns:
+            for _, r in part.iterrows():
+                if pd.notna(r.get("latency_target")):
+                    ax.annotate(f"t={float(r['latency_target']):g}", (r[x], r[y]), textcoords="offset points",
+                                xytext=(6, 6), fontsize=7, color=color)  # fmt: skip
 
 
 def plot_front(

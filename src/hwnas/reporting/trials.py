@@ -13,6 +13,10 @@ import pandas as pd
 from hwnas.reporting.pareto import pareto_mask
 from hwnas.search.objectives import Objective
 
+#: Trial attributes of a proposed architecture (a gradient search's sweep point), as columns when present.
+PROPOSAL_COLUMNS = ("latency_target", "latency_target_ms", "latency_lambda", "expected_latency_ms",
+                    "dnas_epochs", "dnas_seconds", "dnas_stopped_early")  # fmt: skip
+
 #: Columns every trials.csv starts with (then objectives, constraints, other metrics).
 BASE_COLUMNS = [
     "number",
@@ -25,6 +29,7 @@ BASE_COLUMNS = [
     "fail_reason",
     "generation",
     "worker",
+    "strategy",
     "seconds",
     "seconds_cheap",
     "seconds_expensive",
@@ -61,6 +66,7 @@ def trials_frame(study: optuna.Study, objectives: Sequence[Objective]) -> pd.Dat
             "fail_reason": ua.get("fail_reason", ""),
             "generation": generation_of(t),
             "worker": ua.get("worker"),
+            "strategy": ua.get("strategy"),
             "seconds": ua.get("seconds"),
             "seconds_cheap": ua.get("seconds_cheap"),
             "seconds_expensive": ua.get("seconds_expensive"),
@@ -74,6 +80,9 @@ def trials_frame(study: optuna.Study, objectives: Sequence[Objective]) -> pd.Dat
                 idx = list(objectives).index(obj)
                 v = t.values[idx] if np.isfinite(t.values[idx]) else None
             row[obj.name] = np.nan if v is None else float(v)
+        for name in PROPOSAL_COLUMNS:
+            if name in ua:
+                row[name] = ua[name]
         for name, value in t.constraints.items():
             row[f"constraint:{name}"] = value
         for k, v in metrics.items():

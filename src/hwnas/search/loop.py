@@ -90,8 +90,12 @@ def run_loop(
     max_attempts: int,
     on_trial: OnTrial | None = None,
     worker: str = "0",
+    strategy: str | None = None,
 ) -> int:
-    """Evaluate architectures until the study holds ``n_trials`` unique ones; return trials asked here."""
+    """Evaluate architectures until the study holds ``n_trials`` unique ones; return trials asked here.
+
+    ``strategy`` is recorded with every trial (the ``strategy`` column), so one study can hold the
+    architectures of several strategies side by side."""
     asked = 0
     while asked < max_attempts:
         fail_stale(study)  # trials of dead workers: FAIL + re-queue (needs storage heartbeats)
@@ -110,6 +114,8 @@ def run_loop(
             trial.set_user_attr("fail_reason", "surplus: the budget was filled by other workers meanwhile")
             study.tell(trial, state=TrialState.FAIL)
             continue
+        if strategy:
+            trial.set_user_attr("strategy", strategy)
         with heartbeat(study, trial):
             info = _run_one(
                 study,
@@ -129,6 +135,58 @@ def run_loop(
             asked,
         )
     return asked
+
+
+def evaluate_proposals(
+    study: optuna.Study,
+    proposals: Sequence[Any],
+    *,
+    space: SearchSpace,
+    evaluator: Evaluator,
+    objectives: Sequence[Objective],
+    constraints: Sequence[Constraint],
+    on_trial: OnTrial | None = None,
+    worker: str = "0",
+) -> int:
+    """Evaluate architectures a strategy proposed (``.spec``, ``.attrs``) as trials of ``study``.
+
+    Each becomes an enqueued trial carrying its attributes (``strategy``, the latency target, ...), then
+    goes through the same evaluation as a sampled one: deduplication (an architecture another strategy
+    already evaluated is a ``duplicate`` row that reuses the result), cheap before expensive, fault
+    isolation. A proposal already stored with the same attributes (a resumed run) is not added again.
+    Returns the number of trials evaluated here.
+    """
+    stored = {
+        (t.user_attrs.get(KEY_ATTR), _attrs_id(t.user_attrs))
+        for t in study.get_trials(deepcopy=False)
+        if t.state.is_finished() and t.user_attrs.get("strategy")
+    }
+    for p in proposals:
+        if (p.spec.key, _attrs_id(p.attrs)) not in stored:
+            study.enqueue_trial(dict(p.spec.values), user_attrs=dict(p.attrs))
+    n = 0
+    while study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+        trial = study.ask()
+        n += 1
+        with heartbeat(study, trial):
+            info = _run_one(
+                study,
+                trial,
+                space=space,
+                evaluator=evaluator,
+                objectives=objectives,
+                constraints=constraints,
+                worker=worker,
+            )
+        if on_trial is not None:
+            on_trial(study.get_trials(deepcopy=False)[trial.number], info)
+    return n
+
+
+def _attrs_id(attrs: dict[str, Any]) -> str:
+    """The identity of a proposal: its strategy and sweep point (not timings)."""
+    keys = ("strategy", "latency_target", "latency_lambda")
+    return repr(tuple(attrs.get(k) for k in keys))
 
 
 def _run_one(

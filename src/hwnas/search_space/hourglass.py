@@ -12,6 +12,7 @@ from typing import Any
 
 from hwnas.models.elastic_hourglass import ElasticHourglass, ElasticRanges
 from hwnas.models.hourglass import HourglassConfig, HourglassNet, LevelConfig, level_channels
+from hwnas.models.mixed_hourglass import MixedHourglass
 from hwnas.search_space.base import ArchSpec, SearchSpace
 from hwnas.utils.errors import ConfigError, InvalidArchError
 
@@ -161,4 +162,42 @@ class HourglassSpace(SearchSpace):
         """The elastic supernet holding every architecture of this space (``evaluator=supernet``)."""
         return ElasticHourglass(
             self.ranges(), num_classes=num_classes, in_channels=in_channels, kernel_mode=kernel_mode
+        )
+
+    def mixed_supernet(
+        self, *, num_classes: int, in_channels: int = 3, fixed: Mapping[str, Any] | None = None
+    ) -> MixedHourglass:
+        """The mixed network gradient-based strategies search (DARTS, GDAS): kernels and depths are mixed.
+
+        Widths are not searched by gradient: ``base_channels`` and every ``down{i}_expand`` come from
+        ``fixed``, else from ``baseline()``. Any other parameter named in ``fixed`` is narrowed to that
+        one value (its group keeps a single choice). ``finalize`` returns a full parameter set of this
+        space.
+
+        Args:
+            num_classes: Output classes.
+            in_channels: Input image channels.
+            fixed: ``{param name: value}`` for the widths (and any choice to keep out of the search).
+        """
+        fixed = dict(fixed or {})
+        unknown = sorted(set(fixed) - set(self._choices))
+        if unknown:
+            raise ConfigError(
+                f"unknown parameters {unknown} in fixed", key="fixed", choices=list(self._choices)
+            )
+        spec = self.make(self.baseline().values | fixed)  # validates every fixed value
+        # The space's own value (2.0, not 2), so finalized parameters key like sampled ones.
+        pinned = {name: self._choices[name][self._choices[name].index(spec[name])] for name in spec.values}
+        widths = ["base_channels"] + [f"down{i}_expand" for i in range(1, self.num_levels + 1)]
+        searched = {
+            name: [pinned[name]] if name in fixed else list(values)
+            for name, values in self._choices.items()
+            if name not in widths
+        }
+        return MixedHourglass(
+            choices=searched,
+            channels=self.channels(spec),
+            fixed={name: pinned[name] for name in widths},
+            num_classes=num_classes,
+            in_channels=in_channels,
         )

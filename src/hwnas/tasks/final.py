@@ -284,7 +284,8 @@ def run_stage(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             if r.get("error")
             else (
                 f"test mIoU fp32 {r['full_miou_fp32']:.3f} int8 {r['int8_miou']:.3f} F1 {r['f1']:.3f} ({r['f1_source']}) "
-                f"latency {r['latency_ms']:.3g} ms ({r['latency_source']}) {r['train_seconds']:.0f}s"
+                + (f"acc fp32 {r['acc_fp32']:.3f} int8 {r['int8_acc']:.3f} " if "acc_fp32" in r else "")
+                + f"latency {r['latency_ms']:.3g} ms ({r['latency_source']}) {r['train_seconds']:.0f}s"
                 + (" [reused]" if r.get("reused") else "")
             ),
         )
@@ -358,5 +359,7 @@ def _one_model(
         "n_test": ev["n_test"],
         "files": {**ev["files"], "weights": str(out_dir / "weights.pt"), "arch": str(out_dir / "arch.json")},
     }
+    if getattr(ctx.datamodule, "task", "") == "classification":  # top-1 accuracy: the figure classifiers quote
+        row |= {"acc_fp32": ev["torch/acc"], "int8_acc": ev["int8/acc"]}
     write_json(out_dir / "result.json", {"key": key, "row": row})
     return {**row, "reused": bool(info.get("reused"))}

@@ -17,7 +17,8 @@ from hwnas.reporting.plots import plot_evolution, plot_front
 from hwnas.reporting.report import write_report
 from hwnas.reporting.trials import pareto_frame, trials_frame
 from hwnas.search.evaluator import Evaluator
-from hwnas.search.loop import read_state, run_loop
+from hwnas.search.gradient import GradientSearch
+from hwnas.search.loop import evaluate_proposals, read_state, run_loop
 from hwnas.search.objectives import parse_constraints, parse_objectives
 from hwnas.search.resume import recover_stale_trials, resolve_run_dir
 from hwnas.search.run_identity import check_resume
@@ -49,11 +50,20 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Run (or resume) the search and write trials.csv, pareto.csv, plots, the front's models, summary.json."""
     scrub_hydra_outputs()  # first: even a run that fails at start-up leaves .hydra/config.yaml behind
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    n_trials, max_attempts = _check_budget(cfg)
+    gradient = _gradient_strategy(cfg)
+    n_trials, max_attempts = _check_budget(cfg) if gradient is None else (0, 0)
     run_dir = resolve_run_dir(cfg)
     _save_config(cfg, run_dir)
     space = build_space(cfg)
     evaluator: Evaluator = build(cfg.evaluator, "evaluator")
+    if gradient is not None:
+        gradient.check(space, cfg)
+        if not isinstance(evaluator, TrainingEvaluator):
+            raise ConfigError(
+                f"a gradient search trains on images; evaluator {type(evaluator).__name__} has none",
+                key="evaluator",
+                fix="use evaluator=train or evaluator=supernet with search=darts / search=gdas",
+            )
     objectives = parse_objectives(cfg.search.objectives, available=evaluator.metrics)
     constraints = parse_constraints(cfg.search.get("constraints"), available=evaluator.metrics)
     final_on = _final_enabled(cfg, evaluator)
@@ -77,13 +87,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     main = is_main_worker(cfg)
     # Private run-dir storage, before our workers start: every RUNNING trial is a dead process's.
     recovered = recover_stale_trials(study, single_worker=main and not cfg.search.get("storage"))
-    pool = start_workers(cfg, run_dir=run_dir, url=url)
+    pool = start_workers(cfg, run_dir=run_dir, url=url) if gradient is None else None
     before = read_state(study).unique
     log.info(
-        "search: %s over %s, %d unique architectures (%d done already), objectives %s, storage %s, run dir %s",
-        type(sampler).__name__,
+        "search: %s over %s, %s (%d done already), objectives %s, storage %s, run dir %s",
+        gradient.describe() if gradient is not None else type(sampler).__name__,
         space.name,
-        n_trials,
+        "one architecture per sweep point" if gradient is not None else f"{n_trials} unique architectures",
         before,
         ", ".join(f"{o.direction[:3]} {o.name}" for o in objectives),
         redact(url),
@@ -91,21 +101,38 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     )
     log.info("evaluator: %s", evaluator.describe())
     loggers = instantiate_dict(cfg.get("logger"))
-    slog = SearchLogger(loggers, objectives, n_trials)
-    slog.set_unique(before)
+    worker = str(cfg.search.get("worker_id", "0"))
     t0 = time.perf_counter()
-    run_loop(
-        study,
-        space=space,
-        evaluator=evaluator,
-        objectives=objectives,
-        constraints=constraints,
-        n_trials=n_trials,
-        max_attempts=max_attempts,
-        on_trial=slog,
-        worker=str(cfg.search.get("worker_id", "0")),
-    )
-    pool.join()
+    if gradient is not None:
+        proposals = gradient.propose(space=space, evaluator=evaluator, cfg=cfg, run_dir=run_dir)
+        slog = SearchLogger(loggers, objectives, before + len(proposals))
+        slog.set_unique(before)
+        evaluate_proposals(
+            study,
+            proposals,
+            space=space,
+            evaluator=evaluator,
+            objectives=objectives,
+            constraints=constraints,
+            on_trial=slog,
+            worker=worker,
+        )
+    else:
+        slog = SearchLogger(loggers, objectives, n_trials)
+        slog.set_unique(before)
+        run_loop(
+            study,
+            space=space,
+            evaluator=evaluator,
+            objectives=objectives,
+            constraints=constraints,
+            n_trials=n_trials,
+            max_attempts=max_attempts,
+            on_trial=slog,
+            worker=worker,
+            strategy=strategy_name(cfg),
+        )
+        pool.join()
     wall = time.perf_counter() - t0
     if not main:  # a helper worker: the main process writes the outputs
         return {
@@ -129,6 +156,29 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if _final_enabled(cfg, evaluator):
         summary["final"] = final.run_stage(cfg, run_dir)
     return summary
+
+
+def _gradient_strategy(cfg: DictConfig) -> GradientSearch | None:
+    """``search.gradient`` (search=darts / gdas) built and checked, or None for a sampler-driven search."""
+    node = cfg.search.get("gradient")
+    if not node:
+        return None
+    strategy = build(node, "search.gradient")
+    if not isinstance(strategy, GradientSearch):
+        raise ConfigError(
+            f"_target_ built a {type(strategy).__name__}, not a hwnas.search.gradient.GradientSearch",
+            key="search.gradient._target_",
+        )
+    return strategy
+
+
+def strategy_name(cfg: DictConfig) -> str:
+    """What the ``strategy`` column says for trials of this search (``search.name``, else the sampler)."""
+    name = cfg.search.get("name")
+    if name:
+        return str(name)
+    target = str(OmegaConf.select(cfg, "search.sampler._target_", default="") or "")
+    return target.rsplit(".", 1)[-1] or "unknown"
 
 
 def _save_config(cfg: DictConfig, run_dir: Path) -> None:
@@ -205,8 +255,11 @@ def finalize(
         "storage": storage,
         "search_space": space.name,
         "sampler": str(OmegaConf.select(cfg, "search.sampler._target_")),
+        "strategies": {str(k): int(v) for k, v in real["strategy"].value_counts().items()}
+        if "strategy" in real.columns
+        else {},
         "objectives": [{"name": o.name, "direction": o.direction} for o in objectives],
-        "n_trials_budget": int(cfg.search.n_trials),
+        "n_trials_budget": None if cfg.search.get("gradient") else int(cfg.search.n_trials),
         "unique_evaluated": len(done),
         "duplicates": int(df["duplicate"].sum()),
         "failed": sum(t.state.name == "FAIL" for t in done.values()),

@@ -1,9 +1,12 @@
-"""Paired augmentations for segmentation: each transforms an image and its label mask together.
+"""Paired augmentations: each transforms an image and, for segmentation, its label mask together.
 
-Every transform is a small callable ``t(image, mask, rng) -> (image, mask)`` on ``uint8 [H, W, 3]`` images
-and ``uint8 [H, W]`` masks, drawing all randomness from the ``numpy`` generator it is given, so the
-datamodule can make augmentation reproducible per ``(seed, epoch, index)``. Transforms never write into
-their inputs (datasets may hand out read-only views of a cache) and keep the image size unchanged.
+Every transform is a small callable ``t(image, mask, rng) -> (image, mask)`` on ``uint8 [H, W, C]`` images
+(``C`` 3, or 1 for grayscale) and ``uint8 [H, W]`` masks, drawing all randomness from the ``numpy``
+generator it is given, so the datamodule can make augmentation reproducible per ``(seed, epoch, index)``.
+Classification passes ``mask=None`` (:func:`apply_image`): the image is transformed exactly as it would be
+with a mask, and the class id is untouched. Transforms never write into their inputs (datasets may hand
+out read-only views of a cache) and keep the image size unchanged. Transforms that mirror the image say
+so with ``mirrors = True``, so a dataset whose classes are not mirror-symmetric (digits) can leave them out.
 """
 
 from __future__ import annotations
@@ -14,37 +17,106 @@ import numpy as np
 
 from hwnas.data.labels import FLIP_SWAP, IGNORE_INDEX
 
-Pair = tuple[np.ndarray, np.ndarray]
+Pair = tuple[np.ndarray, np.ndarray | None]
 
-__all__ = ["ColorJitter", "Cutout", "HFlipSwap", "ScaleCropJitter", "apply_paired"]
+__all__ = [
+    "ColorJitter",
+    "Cutout",
+    "HFlip",
+    "HFlipSwap",
+    "RandomCrop",
+    "ScaleCropJitter",
+    "apply_image",
+    "apply_paired",
+]
 
 
 def apply_paired(
-    transforms: Sequence, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Apply ``transforms`` in order to one ``(image, mask)`` pair."""
+    transforms: Sequence, image: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator
+) -> Pair:
+    """Apply ``transforms`` in order to one ``(image, mask)`` pair (``mask=None``: the image alone)."""
     for t in transforms:
         image, mask = t(image, mask, rng)
     return image, mask
 
 
-class HFlipSwap:
-    """Mirror left-right with probability ``p``, swapping left/right eye, brow and ear labels.
+def apply_image(transforms: Sequence, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Apply ``transforms`` in order to an image without a mask (classification: labels never change)."""
+    return apply_paired(transforms, image, None, rng)[0]
 
-    A plain flip would teach the net that a left eye may sit on the image's left; swapping through
-    :data:`~hwnas.data.labels.FLIP_SWAP` keeps labels consistent with the mirrored anatomy.
+
+class HFlip:
+    """Mirror left-right with probability ``p`` (image and mask alike, labels unchanged).
+
+    For data whose classes look the same mirrored (CIFAR-10's animals and vehicles); faces need
+    :class:`HFlipSwap`, and digits no flip at all.
     """
+
+    mirrors = True
 
     def __init__(self, p: float = 0.5) -> None:
         self.p = float(p)
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> Pair:
+    def _flip_mask(self, mask: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(mask[:, ::-1])
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator) -> Pair:
         if rng.random() >= self.p:
             return image, mask
-        return np.ascontiguousarray(image[:, ::-1]), FLIP_SWAP[mask[:, ::-1]]
+        return np.ascontiguousarray(image[:, ::-1]), None if mask is None else self._flip_mask(mask)
 
     def __repr__(self) -> str:
-        return f"HFlipSwap(p={self.p})"
+        return f"{type(self).__name__}(p={self.p})"
+
+
+class HFlipSwap(HFlip):
+    """Mirror left-right with probability ``p``, swapping left/right eye, brow and ear labels.
+
+    A plain flip would teach the net that a left eye may sit on the image's left; swapping through
+    :data:`~hwnas.data.labels.FLIP_SWAP` keeps labels consistent with the mirrored anatomy. Without a
+    mask (classification) it is a plain :class:`HFlip`.
+    """
+
+    def _flip_mask(self, mask: np.ndarray) -> np.ndarray:
+        return FLIP_SWAP[mask[:, ::-1]]
+
+
+class RandomCrop:
+    """Pad ``padding`` pixels on every side, then crop back to the original size at a random offset.
+
+    The standard CIFAR augmentation (4-pixel padding). Padded pixels get ``fill`` in the image (128: about
+    zero after normalisation, i.e. the mean) and ``IGNORE_INDEX`` in a mask.
+
+    Args:
+        padding: Pixels added on each side; the crop moves by up to ``2 * padding`` in each direction.
+        p: Probability of applying the transform at all.
+        fill: Image value for padded pixels.
+    """
+
+    def __init__(self, padding: int = 4, p: float = 1.0, fill: int = 128) -> None:
+        self.padding, self.p, self.fill = int(padding), float(p), int(fill)
+
+    def __call__(self, image: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator) -> Pair:
+        if rng.random() >= self.p or self.padding <= 0:
+            return image, mask
+        pad = self.padding
+        H, W = image.shape[:2]
+        oy, ox = int(rng.integers(0, 2 * pad + 1)), int(rng.integers(0, 2 * pad + 1))
+        # Output pixel (y, x) shows padded pixel (y + oy, x + ox), i.e. source (y + oy - pad, x + ox - pad).
+        src_y = slice(max(0, oy - pad), min(H, H + oy - pad))
+        src_x = slice(max(0, ox - pad), min(W, W + ox - pad))
+        dst_y = slice(max(0, pad - oy), max(0, pad - oy) + (src_y.stop - src_y.start))
+        dst_x = slice(max(0, pad - ox), max(0, pad - ox) + (src_x.stop - src_x.start))
+        out_img = np.full_like(image, self.fill)
+        out_img[dst_y, dst_x] = image[src_y, src_x]
+        if mask is None:
+            return out_img, None
+        out_msk = np.full_like(mask, IGNORE_INDEX)
+        out_msk[dst_y, dst_x] = mask[src_y, src_x]
+        return out_img, out_msk
+
+    def __repr__(self) -> str:
+        return f"RandomCrop(padding={self.padding}, p={self.p})"
 
 
 def _axis_map(size: int, zoomed: int, offset: int) -> tuple[slice, np.ndarray]:
@@ -81,10 +153,10 @@ class ScaleCropJitter:
         self.p = float(p)
         self.fill = int(fill)
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> Pair:
+    def __call__(self, image: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator) -> Pair:
         if rng.random() >= self.p:
             return image, mask
-        H, W = mask.shape
+        H, W = image.shape[:2]
         f = rng.uniform(*self.scale)
         h, w = max(1, round(H * f)), max(1, round(W * f))
         if (h, w) == (H, W):
@@ -100,8 +172,10 @@ class ScaleCropJitter:
         rows = top + (np.take(img, y1, axis=0) - top) * wy[:, None, None]
         left = np.take(rows, x0, axis=1)
         res = left + (np.take(rows, x1, axis=1) - left) * wx[None, :, None]
-        out_img = np.full((H, W, 3), self.fill, dtype=np.uint8)
+        out_img = np.full((H, W, image.shape[2]), self.fill, dtype=np.uint8)
         out_img[dst_y, dst_x] = (res + 0.5).astype(np.uint8)
+        if mask is None:
+            return out_img, None
         ny = np.minimum(np.floor(sy + 0.5).astype(np.int64), H - 1)
         nx = np.minimum(np.floor(sx + 0.5).astype(np.int64), W - 1)
         out_msk = np.full((H, W), IGNORE_INDEX, dtype=np.uint8)
@@ -115,7 +189,8 @@ class ScaleCropJitter:
 class ColorJitter:
     """Random brightness, contrast and saturation changes; the mask is untouched.
 
-    Each factor is drawn uniformly from ``[1 - x, 1 + x]``; ``0`` disables that change.
+    Each factor is drawn uniformly from ``[1 - x, 1 + x]``; ``0`` disables that change. On grayscale
+    images saturation has nothing to change (the factor is still drawn, so the random stream is the same).
     """
 
     def __init__(
@@ -128,15 +203,17 @@ class ColorJitter:
         )
         self.p = float(p)
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> Pair:
+    def __call__(self, image: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator) -> Pair:
         if rng.random() >= self.p:
             return image, mask
         b, c, s = (rng.uniform(1 - x, 1 + x) for x in (self.brightness, self.contrast, self.saturation))
         # All three are affine in RGB: saturation blends with grey, contrast with the mean grey (which
-        # brightness scales and saturation keeps), so one 3x3 matrix and an offset do everything.
-        luma = np.array([0.299, 0.587, 0.114], dtype=np.float32)
-        sat = s * np.eye(3, dtype=np.float32) + (1 - s) * np.outer(np.ones(3, dtype=np.float32), luma)
-        x = image.reshape(-1, 3).astype(np.float32)
+        # brightness scales and saturation keeps), so one 3x3 matrix and an offset do everything. A
+        # grayscale image is its own grey: the same formula, 1x1, with a "luma" of 1.
+        ch = image.shape[-1]
+        luma = np.array([0.299, 0.587, 0.114], dtype=np.float32) if ch == 3 else np.full(ch, 1 / ch, np.float32)
+        sat = s * np.eye(ch, dtype=np.float32) + (1 - s) * np.outer(np.ones(ch, dtype=np.float32), luma)
+        x = image.reshape(-1, ch).astype(np.float32)
         mean_grey = float((x @ luma).mean()) * b
         out = x @ (b * c * sat).T + ((1 - c) * mean_grey + 0.5)
         return np.clip(out, 0, 255).astype(np.uint8).reshape(image.shape), mask
@@ -158,10 +235,10 @@ class Cutout:
     ) -> None:
         self.p, self.size_frac, self.fill, self.ignore = float(p), float(size_frac), int(fill), bool(ignore)
 
-    def __call__(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator) -> Pair:
+    def __call__(self, image: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator) -> Pair:
         if rng.random() >= self.p:
             return image, mask
-        H, W = mask.shape
+        H, W = image.shape[:2]
         k = max(1, round(self.size_frac * min(H, W)))
         cy, cx = int(rng.integers(0, H)), int(rng.integers(0, W))  # centre anywhere: patches may clip
         ys, xs = (
@@ -170,7 +247,7 @@ class Cutout:
         )
         image = image.copy()
         image[ys, xs] = self.fill
-        if self.ignore:
+        if self.ignore and mask is not None:
             mask = mask.copy()
             mask[ys, xs] = IGNORE_INDEX
         return image, mask

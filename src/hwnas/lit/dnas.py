@@ -1,0 +1,264 @@
+"""``DnasModule``: bilevel differentiable NAS (DARTS first/second order, GDAS) on any mixed-op supernet.
+
+Manual optimisation, one step per (training batch, validation batch) pair:
+
+1. **architecture step** (skipped during warm-up): the validation objective — cross-entropy of the
+   network under the mixing weights, times or plus the latency term, plus the α regulariser — is
+   differentiated with respect to ``α`` (first order: directly; second order: through one virtual
+   weight step, :mod:`hwnas.lit.hypergradient`) and Adam updates ``α``;
+2. **weight step**: SGD with momentum on the training batch under the mixing weights of the current
+   (detached) ``α``, gradient clipping, cosine learning rate.
+
+The two optimizers hold disjoint parameters by construction: the weight optimizer is built from
+``net.parameters()`` and ``α`` lives in a separate :class:`~hwnas.models.mixed.ArchParameters`.
+Mixing: ``softmax`` (DARTS) or ``gumbel`` (GDAS: a hard Gumbel-softmax sample with a straight-through
+gradient, temperature annealed linearly from ``tau_max`` to ``tau_min``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.func import functional_call
+
+from hwnas.data.labels import IGNORE_INDEX
+from hwnas.lit.hypergradient import unrolled_hypergradient
+from hwnas.models.mixed import ArchParameters, DifferentiableSupernet
+
+log = logging.getLogger("hwnas.dnas")
+
+MIXINGS = ("softmax", "gumbel")
+LATENCY_LOSSES = ("none", "mul", "add")
+ALPHA_REGS = ("none", "l1", "entropy")
+
+
+@dataclass(frozen=True)
+class LatencyTerm:
+    """ProxylessNAS's latency-aware losses (linear forms), on the differentiable expected latency ``E``.
+
+    * ``mul``: ``CE · (E / target) ** beta`` — a soft constraint that scales the loss;
+    * ``add``: ``CE + lam · (E − target) / target`` — additive, against the target.
+
+    Attributes:
+        table: ``{op name: ms}`` from :func:`hwnas.hardware.op_table.op_latency_table`.
+        form: ``mul`` or ``add``.
+        target_ms: The latency target on the table's scale.
+        beta: Exponent of the multiplicative form.
+        lam: Weight of the additive form.
+    """
+
+    table: Mapping[str, float]
+    form: str
+    target_ms: float
+    beta: float = 0.6
+    lam: float = 1.0
+
+    def apply(self, ce: torch.Tensor, expected_ms: torch.Tensor) -> torch.Tensor:
+        ratio = expected_ms / self.target_ms
+        if self.form == "mul":
+            return ce * ratio.clamp_min(1e-6) ** self.beta
+        return ce + self.lam * (ratio - 1.0)
+
+
+def alpha_regulariser(kind: str, weight: float, arch: ArchParameters) -> torch.Tensor | None:
+    """``l1``: ``weight · Σ|α|`` (keeps logits small, delaying premature commitment); ``entropy``:
+    ``weight · mean H(softmax α)`` (pushes each choice towards one op, shrinking the discretisation gap)."""
+    if kind == "none" or not weight:
+        return None
+    if kind == "l1":
+        return weight * sum(a.abs().sum() for a in arch.alphas.values())
+    ents = [-(p * p.clamp_min(1e-12).log()).sum(dim=-1).mean() for p in arch.probs().values()]
+    return weight * torch.stack(ents).mean()
+
+
+def mixing_weights(mixing: str, alphas: Mapping[str, torch.Tensor], tau: float) -> dict[str, torch.Tensor]:
+    """The network's mixing weights from ``α``: a softmax, or a hard Gumbel sample whose one-hot value
+    carries the soft sample's gradient (``F.gumbel_softmax(hard=True)``: ``y_hard − y_soft.detach() + y_soft``),
+    so every ``α`` of a used choice receives a gradient although one op runs."""
+    if mixing == "softmax":
+        return {k: a.softmax(dim=-1) for k, a in alphas.items()}
+    return {k: F.gumbel_softmax(a, tau=tau, hard=True, dim=-1) for k, a in alphas.items()}
+
+
+class DnasModule(pl.LightningModule):
+    """Searches ``α`` of ``net`` (see the module docstring). Batches are ``{"train": (x, y), "val": (x, y)}``.
+
+    Args:
+        net: The mixed-op supernet.
+        arch: Its architecture parameters (never inside ``net``).
+        mixing: ``softmax`` (DARTS) or ``gumbel`` (GDAS).
+        order: 1 or 2 (second order: softmax mixing only).
+        search_arch: False = warm-up (weights only, α frozen at its initial near-uniform value).
+        w_lr, w_lr_min, w_momentum, w_weight_decay, grad_clip: The weight optimizer (SGD, cosine).
+        a_lr, a_betas, a_weight_decay: The architecture optimizer (Adam).
+        tau_max, tau_min: GDAS temperature schedule.
+        latency: The latency term (``None`` = accuracy only).
+        alpha_reg, alpha_reg_weight: The α regulariser (``none`` | ``l1`` | ``entropy``).
+        aux_skip: DARTS−'s auxiliary skip weight at the start, decayed linearly to 0 (0 = off).
+        label_smoothing: Cross-entropy label smoothing (a trick).
+        channels_last: NHWC inputs.
+    """
+
+    def __init__(
+        self,
+        net: DifferentiableSupernet,
+        arch: ArchParameters,
+        *,
+        mixing: str = "softmax",
+        order: int = 1,
+        search_arch: bool = True,
+        w_lr: float = 0.025,
+        w_lr_min: float = 0.001,
+        w_momentum: float = 0.9,
+        w_weight_decay: float = 3e-4,
+        grad_clip: float | None = 5.0,
+        a_lr: float = 3e-4,
+        a_betas: tuple[float, float] = (0.5, 0.999),
+        a_weight_decay: float = 1e-3,
+        tau_max: float = 10.0,
+        tau_min: float = 0.1,
+        latency: LatencyTerm | None = None,
+        alpha_reg: str = "none",
+        alpha_reg_weight: float = 0.0,
+        aux_skip: float = 0.0,
+        label_smoothing: float = 0.0,
+        channels_last: bool = False,
+    ) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+        self.net, self.arch = net, arch
+        self.mixing, self.order, self.search_arch = mixing, int(order), bool(search_arch)
+        self.w_lr, self.w_lr_min, self.w_momentum = float(w_lr), float(w_lr_min), float(w_momentum)
+        self.w_weight_decay, self.grad_clip = float(w_weight_decay), grad_clip
+        self.a_lr, self.a_betas, self.a_weight_decay = float(a_lr), tuple(a_betas), float(a_weight_decay)
+        self.tau_max, self.tau_min = float(tau_max), float(tau_min)
+        self.latency, self.alpha_reg, self.alpha_reg_weight = latency, alpha_reg, float(alpha_reg_weight)
+        self.aux_skip0 = float(aux_skip)
+        self.channels_last = bool(channels_last)
+        self.criterion = nn.CrossEntropyLoss(ignore_index=IGNORE_INDEX, label_smoothing=label_smoothing)
+        self.tau = self.tau_max
+        self.nonfinite_loss = False
+        self.last: dict[str, float] = {}
+
+    # ----- schedules ------------------------------------------------------------------------------
+    def _progress(self) -> float:
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        return min(1.0, self.global_step / total)
+
+    def _update_schedules(self) -> None:
+        p = self._progress()
+        self.tau = self.tau_max - (self.tau_max - self.tau_min) * p
+        self.net.aux_skip = self.aux_skip0 * (1.0 - p)
+
+    # ----- objectives -----------------------------------------------------------------------------
+    def _x(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def expected_latency(self) -> torch.Tensor | None:
+        if self.latency is None:
+            return None
+        return self.net.expected_latency(self.arch.probs(), self.latency.table)
+
+    def arch_objective(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The validation objective ``α`` descends: CE with the latency term and the α regulariser."""
+        loss = self.criterion(logits, y)
+        self.last["val_ce"] = float(loss.detach())
+        expected = self.expected_latency()
+        if expected is not None:
+            self.last["expected_latency_ms"] = float(expected.detach())
+            loss = self.latency.apply(loss, expected)
+        reg = alpha_regulariser(self.alpha_reg, self.alpha_reg_weight, self.arch)
+        return loss if reg is None else loss + reg
+
+    def weight_loss_fn(self, batch: tuple[torch.Tensor, torch.Tensor]) -> Callable[[Mapping[str, torch.Tensor]], torch.Tensor]:
+        """``L_train(w, α)`` as a function of explicit weights (for the second-order hypergradient)."""
+        x, y = self._x(batch[0]), batch[1]
+        buffers = {n: b.clone() for n, b in self.net.named_buffers()}  # virtual passes leave BN stats alone
+
+        def loss(w: Mapping[str, torch.Tensor]) -> torch.Tensor:
+            weights = mixing_weights(self.mixing, self.arch.as_dict(), self.tau)
+            return self.criterion(functional_call(self.net, {**w, **buffers}, (x, weights)), y)
+
+        return loss
+
+    def _arch_step(self, train: Any, val: Any, a_opt: Any, w_opt: Any) -> None:
+        a_opt.zero_grad()
+        xv, yv = self._x(val[0]), val[1]
+        if self.order == 2:
+            params = dict(self.net.named_parameters())
+            buffers = {n: b.clone() for n, b in self.net.named_buffers()}
+
+            def val_objective(w: Mapping[str, torch.Tensor]) -> torch.Tensor:
+                weights = mixing_weights(self.mixing, self.arch.as_dict(), self.tau)
+                return self.arch_objective(functional_call(self.net, {**w, **buffers}, (xv, weights)), yv)
+
+            momentum = {}
+            opt = w_opt.optimizer if hasattr(w_opt, "optimizer") else w_opt
+            for name, p in params.items():
+                buf = opt.state.get(p, {}).get("momentum_buffer")
+                if buf is not None:
+                    momentum[name] = self.w_momentum * buf
+            lr = opt.param_groups[0]["lr"]
+            alphas = list(self.arch.alphas.values())
+            grads = unrolled_hypergradient(
+                params, alphas, train_loss=self.weight_loss_fn(train), val_objective=val_objective,
+                xi=lr, weight_decay=self.w_weight_decay, momentum=momentum,
+            )  # fmt: skip
+            for a, g in zip(alphas, grads, strict=True):
+                a.grad = g
+            loss_value = self.last.get("val_ce", float("nan"))
+        else:
+            weights = mixing_weights(self.mixing, self.arch.as_dict(), self.tau)
+            loss = self.arch_objective(self.net(xv, weights), yv)
+            if not torch.isfinite(loss):
+                self._stop_nonfinite()
+                return
+            self.manual_backward(loss)
+            loss_value = float(loss.detach())
+        a_opt.step()
+        self.log("search/arch_loss", loss_value, on_step=False, on_epoch=True, batch_size=len(xv))
+
+    def _stop_nonfinite(self) -> None:
+        self.nonfinite_loss = True
+        self.trainer.should_stop = True
+
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> None:
+        w_opt, a_opt = self.optimizers()
+        self._update_schedules()
+        train, val = batch["train"], batch["val"]
+        if self.search_arch:
+            self._arch_step(train, val, a_opt, w_opt)
+            if self.nonfinite_loss:
+                return
+        w_opt.zero_grad()
+        alphas = {k: a.detach() for k, a in self.arch.as_dict().items()}
+        x, y = self._x(train[0]), train[1]
+        loss = self.criterion(self.net(x, mixing_weights(self.mixing, alphas, self.tau)), y)
+        if not torch.isfinite(loss):
+            self._stop_nonfinite()
+            return
+        self.manual_backward(loss)
+        if self.grad_clip:
+            self.clip_gradients(w_opt, gradient_clip_val=float(self.grad_clip), gradient_clip_algorithm="norm")
+        w_opt.step()
+        self.lr_schedulers().step()
+        self.log("search/weight_loss", loss.detach(), on_step=False, on_epoch=True, batch_size=len(x))
+
+    def configure_optimizers(self) -> Any:
+        w_opt = torch.optim.SGD(
+            self.net.parameters(), lr=self.w_lr, momentum=self.w_momentum, weight_decay=self.w_weight_decay
+        )
+        a_opt = torch.optim.Adam(
+            self.arch.parameters(), lr=self.a_lr, betas=self.a_betas, weight_decay=self.a_weight_decay
+        )
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=total, eta_min=self.w_lr_min)
+        return [w_opt, a_opt], [{"scheduler": sched, "interval": "step"}]
+

@@ -1,0 +1,320 @@
+"""``search=darts`` / ``search=gdas``: gradient-based search whose architectures join the one study.
+
+The strategy trains the search space's mixed-op supernet (``space.mixed_supernet``) with bilevel
+optimisation (:class:`hwnas.lit.dnas.DnasModule`), finalizes ``α`` into an ``ArchSpec`` and hands it back;
+the search task then evaluates every such architecture with the configured evaluator and stores it as
+a trial of the same Optuna study an evolutionary search writes (``strategy`` column), so trials.csv,
+pareto.csv, the plots and the final stage treat gradient-found and evolution-found architectures alike.
+
+A sweep yields one architecture per point: ``search.latency_targets`` (a list, or one value per Hydra
+multirun job) × ``search.latency_lambda`` (a list for the additive form). The weights are warmed up once
+(α frozen, ``warmup_epochs``) and every point searches from a copy of that warm supernet.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+
+from hwnas.hardware.op_table import describe_table, op_latency_table
+from hwnas.lit.dnas import ALPHA_REGS, LATENCY_LOSSES, MIXINGS, DnasModule, LatencyTerm
+from hwnas.lit.dnas_fit import fit_dnas
+from hwnas.lit.fit import channels_last_of
+from hwnas.models.mixed import ArchParameters, DifferentiableSupernet
+from hwnas.search_space.base import ArchSpec, SearchSpace
+from hwnas.utils.errors import ConfigError
+from hwnas.utils.io import read_json, write_json
+
+log = logging.getLogger("hwnas.search")
+
+UNITS = ("relative", "ms")
+#: Where a run keeps each sweep point's result (a resumed search does not search a point twice).
+RUN_SUBDIR = "dnas"
+
+
+@dataclass(frozen=True)
+class Proposal:
+    """One architecture found by a gradient search and the trial attributes that say how."""
+
+    spec: ArchSpec
+    attrs: dict[str, Any] = field(default_factory=dict)
+
+
+def _as_list(value: Any, key: str) -> list[Any]:
+    if value is None:
+        return [None]
+    if OmegaConf.is_list(value) or isinstance(value, list | tuple):
+        items = list(value)
+        if not items:
+            raise ConfigError("must list at least one value", key=key, fix=f"e.g. {key}=[0.2,0.5,0.8]")
+        return items
+    return [value]
+
+
+class GradientSearch:
+    """Differentiable NAS over the space's mixed-op supernet (see the module docstring).
+
+    Args:
+        name: The ``strategy`` recorded with every trial (``darts``, ``gdas``).
+        mixing: ``softmax`` (DARTS) or ``gumbel`` (GDAS).
+        order: DARTS order (1, or 2 = the unrolled hypergradient; softmax mixing only).
+        epochs: Bilevel epochs per sweep point.
+        warmup_epochs: Weight-only epochs, once, before the points (α frozen near uniform).
+        limit_train_batches: Batches per epoch (int) or fraction.
+        network: Keyword arguments of ``space.mixed_supernet`` (e.g. ``channels``/``layers`` of a DARTS
+            search network, ``fixed`` widths of the hourglass).
+        latency_loss: ``none``, ``mul`` or ``add`` (:class:`hwnas.lit.dnas.LatencyTerm`).
+        latency_targets: Target(s); one architecture per target.
+        latency_unit: ``relative`` (0 = the table's fastest architecture, 1 = its slowest) or ``ms``.
+        latency_lambda: Weight(s) of the additive form; a list sweeps it.
+        latency_beta: Exponent of the multiplicative form.
+        alpha_reg, alpha_reg_weight: α regulariser (``none`` | ``l1`` | ``entropy``) for every strategy.
+        max_normal_skips: Collapse guard: stop when the normal cell holds more skips (``None`` = off).
+        aux_skip: DARTS−'s auxiliary skip weight (decays to 0; 0 = off).
+        optim: Weight/architecture optimizer settings (``w_lr``, ``w_lr_min``, ``w_momentum``,
+            ``w_weight_decay``, ``grad_clip``, ``a_lr``, ``a_betas``, ``a_weight_decay``, ``tau_max``,
+            ``tau_min``, ``alpha_init_scale``).
+        seed: Seeds α's initial values and the data order.
+    """
+
+    def __init__(
+        self,
+        *,
+        name: str = "darts",
+        mixing: str = "softmax",
+        order: int = 1,
+        epochs: int = 4,
+        warmup_epochs: int = 1,
+        limit_train_batches: float | int = 1.0,
+        network: Mapping[str, Any] | None = None,
+        latency_loss: str = "mul",
+        latency_targets: Any = (0.2, 0.5, 0.8),
+        latency_unit: str = "relative",
+        latency_lambda: Any = 1.0,
+        latency_beta: float = 0.6,
+        alpha_reg: str = "none",
+        alpha_reg_weight: float = 0.0,
+        max_normal_skips: int | None = None,
+        aux_skip: float = 0.0,
+        optim: Mapping[str, Any] | None = None,
+        seed: int = 0,
+    ) -> None:
+        self.name = str(name)
+        self.mixing = self._choice(mixing, MIXINGS, "search.gradient.mixing")
+        self.order = int(order)
+        if self.order not in (1, 2):
+            raise ConfigError(f"must be 1 or 2, got {order!r}", key="search.gradient.order", choices=[1, 2])
+        if self.order == 2 and self.mixing != "softmax":
+            raise ConfigError(
+                "the second-order hypergradient needs deterministic (softmax) mixing",
+                key="search.gradient.order",
+                fix="use search=darts search.gradient.order=2, or order 1 with GDAS",
+            )
+        self.epochs, self.warmup_epochs = int(epochs), int(warmup_epochs)
+        if self.epochs < 1 or self.warmup_epochs < 0:
+            raise ConfigError(
+                f"epochs must be >= 1 and warmup_epochs >= 0, got {epochs} / {warmup_epochs}",
+                key="search.gradient.epochs",
+            )
+        self.limit_train_batches = limit_train_batches
+        self.network = dict(OmegaConf.to_container(network, resolve=True) if OmegaConf.is_config(network) else network or {})
+        self.latency_loss = self._choice(latency_loss, LATENCY_LOSSES, "search.latency_loss")
+        self.latency_unit = self._choice(latency_unit, UNITS, "search.latency_unit")
+        targets = _as_list(latency_targets, "search.latency_targets")
+        lambdas = _as_list(latency_lambda, "search.latency_lambda")
+        for key, values in (("search.latency_targets", targets), ("search.latency_lambda", lambdas)):
+            for v in values:
+                if v is not None and (not isinstance(v, int | float) or isinstance(v, bool) or v < 0):
+                    raise ConfigError(f"must be non-negative numbers, got {v!r}", key=key)
+        if self.latency_loss != "none" and None in targets:
+            raise ConfigError(
+                f"search.latency_loss={self.latency_loss} needs a target",
+                key="search.latency_targets",
+                fix="e.g. search.latency_targets=[0.2,0.5,0.8] (relative) or search.latency_loss=none",
+            )
+        if self.latency_loss != "none" and self.latency_unit == "ms" and any(float(t) <= 0 for t in targets):
+            raise ConfigError("millisecond targets must be > 0", key="search.latency_targets")
+        self.points = [(t, lam) for t in targets for lam in lambdas] if self.latency_loss != "none" else [(None, None)]
+        self.latency_beta = float(latency_beta)
+        self.alpha_reg = self._choice(alpha_reg, ALPHA_REGS, "search.alpha_reg")
+        self.alpha_reg_weight = float(alpha_reg_weight)
+        self.max_normal_skips = None if max_normal_skips is None else int(max_normal_skips)
+        self.aux_skip = float(aux_skip)
+        self.optim = dict(OmegaConf.to_container(optim, resolve=True) if OmegaConf.is_config(optim) else optim or {})
+        self.alpha_init_scale = float(self.optim.pop("alpha_init_scale", 1e-3))
+        known = set(DnasModule.__init__.__code__.co_varnames)
+        unknown = sorted(k for k in self.optim if k not in known)
+        if unknown:
+            raise ConfigError(
+                f"unknown optimizer settings {unknown}",
+                key="search.gradient.optim",
+                choices=["w_lr", "w_lr_min", "w_momentum", "w_weight_decay", "grad_clip", "a_lr", "a_betas",
+                         "a_weight_decay", "tau_max", "tau_min", "alpha_init_scale"],
+            )  # fmt: skip
+        self.seed = int(seed)
+
+    @staticmethod
+    def _choice(value: Any, choices: Sequence[str], key: str) -> str:
+        if str(value) not in choices:
+            raise ConfigError(f"unknown value {value!r}", key=key, choices=list(choices))
+        return str(value)
+
+    # ----- start-up checks -------------------------------------------------------------------------
+    def check(self, space: SearchSpace, cfg: DictConfig) -> None:
+        """Refuse, before any data or training, a space without mixed layers or a parallel launch."""
+        if not callable(getattr(space, "mixed_supernet", None)):
+            raise ConfigError(
+                f"search_space={space.name} has no mixed-op supernet for gradient-based search",
+                key="search",
+                fix="use search_space=darts_cell or search_space=hourglass, or an evolutionary search=",
+            )
+        if int(cfg.search.get("n_workers", 1) or 1) != 1:
+            raise ConfigError(
+                "a gradient search trains one supernet in this process",
+                key="search.n_workers",
+                fix="search.n_workers=1 (sweep targets with -m on a launcher instead)",
+            )
+
+    def describe(self) -> str:
+        pts = ", ".join(self._point_label(t, lam) for t, lam in self.points)
+        order = f", order {self.order}" if self.mixing == "softmax" else ""
+        return f"{self.name} ({self.mixing} mixing{order}), {self.warmup_epochs}+{self.epochs} epochs, points: {pts}"
+
+    def _point_label(self, target: Any, lam: Any) -> str:
+        if target is None:
+            return "no latency term"
+        unit = "" if self.latency_unit == "relative" else " ms"
+        lam_s = f", λ {lam:g}" if self.latency_loss == "add" else ""
+        return f"target {float(target):g}{unit}{lam_s}"
+
+    # ----- the search ------------------------------------------------------------------------------
+    def recipe(self) -> dict[str, Any]:
+        """Everything that decides the architectures found (a run-dir result is reused only if equal)."""
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+    def propose(self, *, space: SearchSpace, evaluator: Any, cfg: DictConfig, run_dir: Path) -> list[Proposal]:
+        """Search every sweep point; return one architecture per point (reusing a run dir's results)."""
+        dm = evaluator.train_datamodule
+        out_dir = run_dir / RUN_SUBDIR
+        recipe = json.loads(json.dumps({**self.recipe(), "space": space.name, "seed_cfg": int(cfg.seed)}, default=str))
+        cached = [self._cached(out_dir, i, recipe) for i in range(len(self.points))]
+        if all(c is not None for c in cached):
+            log.info("%s: every sweep point found in %s (resumed run): nothing to search", self.name, out_dir)
+            return [self._proposal(space, c) for c in cached]  # type: ignore[arg-type]
+        torch.manual_seed(self.seed)
+        net: DifferentiableSupernet = space.mixed_supernet(
+            num_classes=int(dm.num_classes), in_channels=int(dm.in_channels), **self.network
+        )
+        table = op_latency_table(evaluator.profiler, net.latency_ops(tuple(evaluator.input_shape)))
+        lo, hi = latency_range(net, table)
+        log.info("%s: table latency range %.3f–%.3f ms (%s)", self.name, lo, hi, describe_table(table)["costliest"][:2])
+        common = self._module_kwargs(cfg)
+        if self.warmup_epochs:
+            warm = DnasModule(net, self._arch(net, 0), search_arch=False, **common)
+            self._fit(warm, dm, cfg, run_dir, epochs=self.warmup_epochs, label=f"{self.name} warm-up")
+        proposals: list[Proposal] = []
+        for i, (target, lam) in enumerate(self.points):
+            if cached[i] is not None:
+                proposals.append(self._proposal(space, cached[i]))
+                continue
+            target_ms = None
+            if target is not None:
+                target_ms = float(target) if self.latency_unit == "ms" else lo + float(target) * (hi - lo)
+            latency = (
+                LatencyTerm(table=table, form=self.latency_loss, target_ms=max(target_ms, 1e-6), beta=self.latency_beta, lam=float(lam))
+                if target_ms is not None
+                else None
+            )
+            module = DnasModule(copy.deepcopy(net), self._arch(net, i + 1), latency=latency, **common)
+            label = f"{self.name} [{self._point_label(target, lam)}]"
+            result = self._fit(module, dm, cfg, run_dir, epochs=self.epochs, label=label)
+            spec = space.make(result.params)
+            final_e = float(module.net.expected_latency(module.arch.probs(), table).detach())
+            record = {
+                "recipe": recipe,
+                "point": i,
+                "params": spec.values,
+                "attrs": {
+                    "strategy": self.name,
+                    "latency_target": None if target is None else float(target),
+                    "latency_target_ms": target_ms,
+                    "latency_lambda": None if lam is None else float(lam),
+                    "expected_latency_ms": round(final_e, 5),
+                    "dnas_epochs": len(result.history),
+                    "dnas_seconds": round(result.seconds, 2),
+                    "dnas_stopped_early": result.stopped_early,
+                },
+                "history": result.history,
+                "alphas": {k: v.tolist() for k, v in module.arch.detached().items()},
+            }
+            write_json(out_dir / f"point-{i}.json", record)
+            log.info("%s: found %s (E[latency] %.3f ms)", label, spec.key, final_e)
+            proposals.append(self._proposal(space, record))
+        return proposals
+
+    def _cached(self, out_dir: Path, i: int, recipe: dict[str, Any]) -> dict[str, Any] | None:
+        record = read_json(out_dir / f"point-{i}.json")
+        return record if record and record.get("recipe") == recipe else None
+
+    @staticmethod
+    def _proposal(space: SearchSpace, record: Mapping[str, Any]) -> Proposal:
+        return Proposal(spec=space.make(record["params"]), attrs=dict(record["attrs"]))
+
+    def _arch(self, net: DifferentiableSupernet, stream: int) -> ArchParameters:
+        gen = torch.Generator().manual_seed(self.seed * 1000 + stream)
+        return ArchParameters(net.alpha_shapes(), init_scale=self.alpha_init_scale, generator=gen)
+
+    def _module_kwargs(self, cfg: DictConfig) -> dict[str, Any]:
+        tricks = cfg.tricks
+        return {
+            "mixing": self.mixing,
+            "order": self.order,
+            "alpha_reg": self.alpha_reg,
+            "alpha_reg_weight": self.alpha_reg_weight,
+            "aux_skip": self.aux_skip,
+            "label_smoothing": float(tricks.get("label_smoothing") or 0.0),
+            "channels_last": channels_last_of(tricks),
+            **self.optim,
+        }
+
+    def _fit(self, module: DnasModule, dm: Any, cfg: DictConfig, run_dir: Path, *, epochs: int, label: str) -> Any:
+        return fit_dnas(
+            module,
+            train_loader=dm.train_dataloader(),
+            val_loader=dm.val_dataloader(),
+            trainer_cfg=cfg.trainer,
+            max_epochs=epochs,
+            limit_train_batches=self.limit_train_batches,
+            run_dir=str(run_dir / "lightning"),
+            label=label,
+            max_normal_skips=self.max_normal_skips,
+            precision=cfg.tricks.get("precision", "auto"),
+            seed=self.seed,
+        )
+
+
+def latency_range(net: DifferentiableSupernet, table: Mapping[str, float], steps: int = 200) -> tuple[float, float]:
+    """``(fastest, slowest)`` expected latency over one-hot architectures, found by descending (and
+    ascending) the differentiable expectation itself: works for any supernet's cost model."""
+    out = []
+    for sign in (1.0, -1.0):
+        arch = ArchParameters(net.alpha_shapes(), init_scale=0.0)
+        opt = torch.optim.Adam(arch.parameters(), lr=0.3)
+        for _ in range(steps):
+            opt.zero_grad()
+            (sign * net.expected_latency(arch.probs(), table)).backward()
+            opt.step()
+        onehot = {k: F.one_hot(a.detach().argmax(dim=-1), a.shape[-1]).float() for k, a in arch.alphas.items()}
+        with torch.no_grad():
+            out.append(float(net.expected_latency(onehot, table)))
+    return min(out), max(out)
