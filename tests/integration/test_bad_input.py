@@ -69,6 +69,21 @@ CASES = {
         ["dataset=face_synthetics", "dataset.root=/nope"],
         ["[dataset.root]", "/nope", "Fix:"],
     ),
+    "CIFAR-10 without a root": (
+        "search",
+        ["dataset=cifar10"],
+        ["[dataset.root]", "not set", "cifar-10-python.tar.gz", "download=True", "Fix:"],
+    ),
+    "CIFAR-10 root without its batches": (
+        "search",
+        ["dataset=cifar10", "dataset.root={tmp}/empty"],
+        ["[dataset.root]", "no cifar-10-batches-py/ folder", "Fix:"],
+    ),
+    "digits: more images than there are": (
+        "search",
+        ["dataset=digits", "dataset.dataset.num_train=5000"],
+        ["[dataset.dataset.num_train]", "1797", "Fix:"],
+    ),
     "unreachable storage": (
         "search",
         ["debug=fast", "search.storage=postgresql://u:secret@127.0.0.1:1/db"],

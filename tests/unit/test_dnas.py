@@ -29,7 +29,8 @@ class TinyMixed(DifferentiableSupernet):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(1, c, 3, padding=1), *([nn.BatchNorm2d(c)] if bn else []))
         self.edges = nn.ModuleList(
-            MixedOp([None, nn.Identity(), nn.Conv2d(c, c, 3, padding=1), nn.AvgPool2d(3, 1, 1)]) for _ in range(2)
+            MixedOp([None, nn.Identity(), nn.Conv2d(c, c, 3, padding=1), nn.AvgPool2d(3, 1, 1)])
+            for _ in range(2)
         )
         self.head = nn.Linear(c, k)
 
@@ -127,8 +128,12 @@ def test_second_order_hypergradient_matches_a_numerical_one() -> None:
     momentum = {n: 0.1 * torch.randn_like(p) for n, p in params.items()}
     xi, wd = 0.05, 3e-4
 
-    def loss_at(w: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
-        return nn.functional.cross_entropy(functional_call(net, dict(w), (x, {"edges": alpha.softmax(-1)})), y)
+    def loss_at(
+        w: Mapping[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor, alpha: torch.Tensor
+    ) -> torch.Tensor:
+        return nn.functional.cross_entropy(
+            functional_call(net, dict(w), (x, {"edges": alpha.softmax(-1)})), y
+        )
 
     alpha = arch.alphas["edges"]
     hyper = unrolled_hypergradient(
@@ -148,7 +153,9 @@ def test_second_order_hypergradient_matches_a_numerical_one() -> None:
         plus, minus = base.clone().view(-1), base.clone().view(-1)
         plus[idx] += h
         minus[idx] -= h
-        numerical.view(-1)[idx] = (unrolled_objective(plus.view_as(base)) - unrolled_objective(minus.view_as(base))) / (2 * h)
+        numerical.view(-1)[idx] = (
+            unrolled_objective(plus.view_as(base)) - unrolled_objective(minus.view_as(base))
+        ) / (2 * h)
     rel = float((hyper - numerical).norm() / numerical.norm())
     print(f"second-order rel err {rel:.2e}")
     assert rel <= 1e-3, f"relative error {rel:.2e}"

@@ -21,6 +21,7 @@ from hwnas.data.datamodule import ImageDataModule
 from hwnas.utils.errors import DataError
 
 log = logging.getLogger("hwnas.data")
+_NOTED: set[str] = set()
 
 
 class ClassificationDataModule(ImageDataModule):
@@ -65,11 +66,13 @@ class ClassificationDataModule(ImageDataModule):
         super().__init__(dataset=dataset, num_classes=num_classes, class_names=class_names, **kwargs)
         if not self.mirror_invariant:
             dropped = [t for t in self.augment if getattr(t, "mirrors", False)]
-            if dropped:
+            note = ", ".join(map(repr, dropped))
+            if dropped and note not in _NOTED:  # once per process, not once per datamodule built
+                _NOTED.add(note)
                 log.info(
                     "dataset: leaving %s out of the training augmentation (dataset.mirror_invariant=false: "
                     "a mirrored image is not the same class)",
-                    ", ".join(map(repr, dropped)),
+                    note,
                 )
             self.augment = [t for t in self.augment if not getattr(t, "mirrors", False)]
 

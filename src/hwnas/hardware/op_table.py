@@ -10,6 +10,7 @@ search's ``search.latency_unit=relative`` targets are positions on the table's o
 
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from collections.abc import Mapping
@@ -54,7 +55,7 @@ def op_latency_table(
         try:
             with torch.no_grad():
                 report = profiler.profile(
-                    module.eval(),
+                    copy.deepcopy(module).eval(),  # the op may be the supernet's own layer: leave it training
                     shape,
                     calibration=_calibration(shape, n_calib),
                     arch_key=f"{OP_KEY_PREFIX}{name}",

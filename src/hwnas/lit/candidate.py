@@ -1,8 +1,9 @@
-"""``CandidateModule``: a LightningModule that trains any candidate segmentation network.
+"""``CandidateModule``: a LightningModule that trains any candidate segmentation or classification network.
 
 Logs ``train/loss``, ``val/loss``, ``val/miou`` (macro IoU over classes present), ``val/f1`` (macro F1)
-and ``val/acc`` (pixel accuracy), all with ``ignore_index=255``. A NaN/inf loss stops training and is
-reported through ``nonfinite_loss`` so a search can record the candidate as a failed trial.
+and ``val/acc`` (pixel accuracy; for classification, top-1 accuracy), all with ``ignore_index=255``. A
+NaN/inf loss stops training and is reported through ``nonfinite_loss`` so a search can record the
+candidate as a failed trial.
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def adamw_with_schedule(
 
 def segmentation_metrics(num_classes: int, prefix: str = "val/") -> MetricCollection:
     """``miou`` and ``f1`` (macro over classes present) and ``acc`` (pixels), ignoring ``IGNORE_INDEX``:
-    the one definition every evaluator's ``val/*`` figures use, so they compare across evaluators."""
+    the one definition every evaluator's ``val/*`` figures use, so they compare across evaluators. The
+    same metrics take ``[N]`` class ids (classification), where ``acc`` is top-1 accuracy."""
     kw: dict[str, Any] = {"num_classes": num_classes, "ignore_index": IGNORE_INDEX, "average": "macro"}
     return MetricCollection(
         {
@@ -50,7 +52,8 @@ def segmentation_metrics(num_classes: int, prefix: str = "val/") -> MetricCollec
 
 
 class CandidateModule(pl.LightningModule):
-    """Wraps a plain ``nn.Module`` that maps ``(N, C, H, W)`` images to ``(N, K, H, W)`` logits.
+    """Wraps a plain ``nn.Module`` that maps ``(N, C, H, W)`` images to ``(N, K, H, W)`` logits
+    (segmentation, ``(N, H, W)`` masks) or ``(N, K)`` logits (classification, ``(N,)`` class ids).
 
     Args:
         model: The candidate network (built by a search space; never imports Lightning).

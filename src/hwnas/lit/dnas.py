@@ -177,7 +177,9 @@ class DnasModule(pl.LightningModule):
         reg = alpha_regulariser(self.alpha_reg, self.alpha_reg_weight, self.arch)
         return loss if reg is None else loss + reg
 
-    def weight_loss_fn(self, batch: tuple[torch.Tensor, torch.Tensor]) -> Callable[[Mapping[str, torch.Tensor]], torch.Tensor]:
+    def weight_loss_fn(
+        self, batch: tuple[torch.Tensor, torch.Tensor]
+    ) -> Callable[[Mapping[str, torch.Tensor]], torch.Tensor]:
         """``L_train(w, α)`` as a function of explicit weights (for the second-order hypergradient)."""
         x, y = self._x(batch[0]), batch[1]
         buffers = {n: b.clone() for n, b in self.net.named_buffers()}  # virtual passes leave BN stats alone
@@ -246,7 +248,9 @@ class DnasModule(pl.LightningModule):
             return
         self.manual_backward(loss)
         if self.grad_clip:
-            self.clip_gradients(w_opt, gradient_clip_val=float(self.grad_clip), gradient_clip_algorithm="norm")
+            self.clip_gradients(
+                w_opt, gradient_clip_val=float(self.grad_clip), gradient_clip_algorithm="norm"
+            )
         w_opt.step()
         self.lr_schedulers().step()
         self.log("search/weight_loss", loss.detach(), on_step=False, on_epoch=True, batch_size=len(x))
@@ -261,4 +265,3 @@ class DnasModule(pl.LightningModule):
         total = max(1, int(self.trainer.estimated_stepping_batches))
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=total, eta_min=self.w_lr_min)
         return [w_opt, a_opt], [{"scheduler": sched, "interval": "step"}]
-

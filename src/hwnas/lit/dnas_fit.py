@@ -140,4 +140,6 @@ def fit_dnas(
     params = module.net.finalize(module.arch.detached())
     if monitor.stopped_early and monitor.best_within is not None:
         params = monitor.best_within
-    return DnasRun(params=params, history=monitor.history, stopped_early=monitor.stopped_early, seconds=seconds)
+    return DnasRun(
+        params=params, history=monitor.history, stopped_early=monitor.stopped_early, seconds=seconds
+    )

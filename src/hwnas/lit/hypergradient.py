@@ -69,8 +69,13 @@ def unrolled_hypergradient(
 
     val = val_objective(unrolled)
     grads = torch.autograd.grad(val, list(alphas) + [unrolled[n] for n in names], allow_unused=True)
-    d_alpha = [torch.zeros_like(a) if g is None else g for a, g in zip(alphas, grads[: len(alphas)], strict=True)]
-    d_w = [torch.zeros_like(unrolled[n]) if g is None else g for n, g in zip(names, grads[len(alphas) :], strict=True)]
+    d_alpha = [
+        torch.zeros_like(a) if g is None else g for a, g in zip(alphas, grads[: len(alphas)], strict=True)
+    ]
+    d_w = [
+        torch.zeros_like(unrolled[n]) if g is None else g
+        for n, g in zip(names, grads[len(alphas) :], strict=True)
+    ]
 
     norm = torch.sqrt(sum((g.detach() ** 2).sum() for g in d_w))
     if not torch.isfinite(norm) or float(norm) == 0.0:

@@ -48,8 +48,12 @@ class DartsCell(nn.Module):
 
     def __init__(self, plan: CellPlan, gene: Gene) -> None:
         super().__init__()
-        if len(gene) != 2 * STEPS or any(op not in CELL_OPS for op, _ in gene):
-            raise ValueError(f"a DARTS cell needs {2 * STEPS} (op, input) pairs with ops in {CELL_OPS}")
+        if len(gene) != 2 * STEPS or any(
+            op not in CELL_OPS or not 0 <= src < k // 2 + 2 for k, (op, src) in enumerate(gene)
+        ):
+            raise ValueError(
+                f"a DARTS cell needs {2 * STEPS} (op, input) pairs, ops in {CELL_OPS}, node i reading inputs < i + 2"
+            )
         self.pre0, self.pre1 = make_preprocess(plan, affine=True)
         self.inputs = [int(src) for _, src in gene]
         self.ops = nn.ModuleList(make_op(op, plan.channels, edge_stride(plan, src)) for op, src in gene)
@@ -101,8 +105,11 @@ class DartsNet(nn.Module):
 
 
 def make_search_op(name: str, channels: int, stride: int) -> nn.Module | None:
-    """A candidate of a search edge: the op with non-affine BN; pools get a BN too (as in DARTS), so
-    their output scale matches the convolutions' and α compares like with like."""
+    """A candidate op of a search edge, with non-affine BN.
+
+    Pools get a non-affine BN too (as in DARTS), so their output scale matches the convolutions' and α
+    compares like with like.
+    """
     op = make_op(name, channels, stride, affine=False)
     if "pool" in name:
         op = nn.Sequential(op, nn.BatchNorm2d(channels, affine=False))
@@ -174,6 +181,7 @@ class DartsSearchNet(DifferentiableSupernet):
         self.cells = nn.ModuleList(DartsSearchCell(p) for p in self.plans)
         self.head = make_head(self.c_out, num_classes)
         self._latency_shape: tuple[int, ...] | None = None
+        self._layouts: dict[tuple[int, ...], tuple[_Fixed, dict[str, tuple], list]] = {}
 
     def alpha_shapes(self) -> dict[str, tuple[int, ...]]:
         return {cell: (len(EDGES), len(OPS)) for cell in CELL_TYPES}
@@ -193,6 +201,10 @@ class DartsSearchNet(DifferentiableSupernet):
     def finalize(self, alphas: Mapping[str, torch.Tensor]) -> dict[str, Any]:
         """The flat genotype parameters by DARTS's rule (see :func:`finalize_alphas`)."""
         return finalize_alphas(alphas)
+
+    def never_chosen(self) -> dict[str, list[int]]:
+        """``none`` is never kept by ``finalize``."""
+        return {cell: [OPS.index("none")] for cell in CELL_TYPES}
 
     def skip_count(self, params: Mapping[str, Any]) -> int | None:
         return count_skips(params)
@@ -260,8 +272,15 @@ class DartsSearchNet(DifferentiableSupernet):
         return total
 
     def _layout(self, input_shape: tuple[int, ...]) -> tuple[_Fixed, dict[str, tuple], list]:
-        """Fixed-part instances, distinct ops ``{name: (op, C, stride, shape)}`` and per-cell op names."""
-        b, c_in, h, w = (int(d) for d in input_shape)
+        """Fixed-part instances, distinct ops ``{name: (op, C, stride, shape)}`` and per-cell op names
+        (names only, cached per shape: ``expected_latency`` runs every step)."""
+        key = tuple(int(d) for d in input_shape)
+        if key not in self._layouts:
+            self._layouts[key] = self._build_layout(key)
+        return self._layouts[key]
+
+    def _build_layout(self, input_shape: tuple[int, ...]) -> tuple[_Fixed, dict[str, tuple], list]:
+        b, c_in, h, w = input_shape
 
         def tag(hw: tuple[int, int]) -> str:
             return f"{hw[0]}x{hw[1]}" + (f":b{b}" if b != 1 else "")

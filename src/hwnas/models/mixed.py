@@ -138,6 +138,11 @@ class DifferentiableSupernet(nn.Module, ABC):
     def expected_latency(self, probs: Mapping[str, torch.Tensor], table: Mapping[str, float]) -> torch.Tensor:
         """``E[latency]`` in ms under the choice probabilities ``probs``: differentiable in ``probs``."""
 
+    def never_chosen(self) -> dict[str, list[int]]:
+        """Choice indices per group that ``finalize`` never picks (DARTS's ``none``): bounds of the
+        expected latency over finalizable architectures leave them out."""
+        return {}
+
     def skip_count(self, params: Mapping[str, Any]) -> int | None:
         """Skip connections in the finalized normal cell (the collapse guard's count); ``None`` = n/a."""
         return None

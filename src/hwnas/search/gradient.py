@@ -14,9 +14,9 @@ multirun job) × ``search.latency_lambda`` (a list for the additive form). The w
 from __future__ import annotations
 
 import copy
+import inspect
 import json
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,7 +127,9 @@ class GradientSearch:
                 key="search.gradient.epochs",
             )
         self.limit_train_batches = limit_train_batches
-        self.network = dict(OmegaConf.to_container(network, resolve=True) if OmegaConf.is_config(network) else network or {})
+        self.network = dict(
+            OmegaConf.to_container(network, resolve=True) if OmegaConf.is_config(network) else network or {}
+        )
         self.latency_loss = self._choice(latency_loss, LATENCY_LOSSES, "search.latency_loss")
         self.latency_unit = self._choice(latency_unit, UNITS, "search.latency_unit")
         targets = _as_list(latency_targets, "search.latency_targets")
@@ -144,15 +146,19 @@ class GradientSearch:
             )
         if self.latency_loss != "none" and self.latency_unit == "ms" and any(float(t) <= 0 for t in targets):
             raise ConfigError("millisecond targets must be > 0", key="search.latency_targets")
-        self.points = [(t, lam) for t in targets for lam in lambdas] if self.latency_loss != "none" else [(None, None)]
+        self.points = (
+            [(t, lam) for t in targets for lam in lambdas] if self.latency_loss != "none" else [(None, None)]
+        )
         self.latency_beta = float(latency_beta)
         self.alpha_reg = self._choice(alpha_reg, ALPHA_REGS, "search.alpha_reg")
         self.alpha_reg_weight = float(alpha_reg_weight)
         self.max_normal_skips = None if max_normal_skips is None else int(max_normal_skips)
         self.aux_skip = float(aux_skip)
-        self.optim = dict(OmegaConf.to_container(optim, resolve=True) if OmegaConf.is_config(optim) else optim or {})
+        self.optim = dict(
+            OmegaConf.to_container(optim, resolve=True) if OmegaConf.is_config(optim) else optim or {}
+        )
         self.alpha_init_scale = float(self.optim.pop("alpha_init_scale", 1e-3))
-        known = set(DnasModule.__init__.__code__.co_varnames)
+        known = set(inspect.signature(DnasModule).parameters)
         unknown = sorted(k for k in self.optim if k not in known)
         if unknown:
             raise ConfigError(
@@ -202,11 +208,15 @@ class GradientSearch:
         """Everything that decides the architectures found (a run-dir result is reused only if equal)."""
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 
-    def propose(self, *, space: SearchSpace, evaluator: Any, cfg: DictConfig, run_dir: Path) -> list[Proposal]:
+    def propose(
+        self, *, space: SearchSpace, evaluator: Any, cfg: DictConfig, run_dir: Path
+    ) -> list[Proposal]:
         """Search every sweep point; return one architecture per point (reusing a run dir's results)."""
         dm = evaluator.train_datamodule
         out_dir = run_dir / RUN_SUBDIR
-        recipe = json.loads(json.dumps({**self.recipe(), "space": space.name, "seed_cfg": int(cfg.seed)}, default=str))
+        recipe = json.loads(
+            json.dumps({**self.recipe(), "space": space.name, "seed_cfg": int(cfg.seed)}, default=str)
+        )
         cached = [self._cached(out_dir, i, recipe) for i in range(len(self.points))]
         if all(c is not None for c in cached):
             log.info("%s: every sweep point found in %s (resumed run): nothing to search", self.name, out_dir)
@@ -217,7 +227,13 @@ class GradientSearch:
         )
         table = op_latency_table(evaluator.profiler, net.latency_ops(tuple(evaluator.input_shape)))
         lo, hi = latency_range(net, table)
-        log.info("%s: table latency range %.3f–%.3f ms (%s)", self.name, lo, hi, describe_table(table)["costliest"][:2])
+        log.info(
+            "%s: table latency range %.3f–%.3f ms (%s)",
+            self.name,
+            lo,
+            hi,
+            describe_table(table)["costliest"][:2],
+        )
         common = self._module_kwargs(cfg)
         if self.warmup_epochs:
             warm = DnasModule(net, self._arch(net, 0), search_arch=False, **common)
@@ -231,7 +247,13 @@ class GradientSearch:
             if target is not None:
                 target_ms = float(target) if self.latency_unit == "ms" else lo + float(target) * (hi - lo)
             latency = (
-                LatencyTerm(table=table, form=self.latency_loss, target_ms=max(target_ms, 1e-6), beta=self.latency_beta, lam=float(lam))
+                LatencyTerm(
+                    table=table,
+                    form=self.latency_loss,
+                    target_ms=max(target_ms, 1e-6),
+                    beta=self.latency_beta,
+                    lam=float(lam),
+                )
                 if target_ms is not None
                 else None
             )
@@ -287,7 +309,9 @@ class GradientSearch:
             **self.optim,
         }
 
-    def _fit(self, module: DnasModule, dm: Any, cfg: DictConfig, run_dir: Path, *, epochs: int, label: str) -> Any:
+    def _fit(
+        self, module: DnasModule, dm: Any, cfg: DictConfig, run_dir: Path, *, epochs: int, label: str
+    ) -> Any:
         return fit_dnas(
             module,
             train_loader=dm.train_dataloader(),
@@ -303,18 +327,26 @@ class GradientSearch:
         )
 
 
-def latency_range(net: DifferentiableSupernet, table: Mapping[str, float], steps: int = 200) -> tuple[float, float]:
+def latency_range(
+    net: DifferentiableSupernet, table: Mapping[str, float], steps: int = 200
+) -> tuple[float, float]:
     """``(fastest, slowest)`` expected latency over one-hot architectures, found by descending (and
     ascending) the differentiable expectation itself: works for any supernet's cost model."""
     out = []
+    excluded = net.never_chosen()
     for sign in (1.0, -1.0):
         arch = ArchParameters(net.alpha_shapes(), init_scale=0.0)
+        with torch.no_grad():
+            for group, idx in excluded.items():
+                arch.alphas[group][..., idx] = -1e4  # softmax weight 0: a choice no finalized net holds
         opt = torch.optim.Adam(arch.parameters(), lr=0.3)
         for _ in range(steps):
             opt.zero_grad()
             (sign * net.expected_latency(arch.probs(), table)).backward()
             opt.step()
-        onehot = {k: F.one_hot(a.detach().argmax(dim=-1), a.shape[-1]).float() for k, a in arch.alphas.items()}
+        onehot = {
+            k: F.one_hot(a.detach().argmax(dim=-1), a.shape[-1]).float() for k, a in arch.alphas.items()
+        }
         with torch.no_grad():
             out.append(float(net.expected_latency(onehot, table)))
     return min(out), max(out)

@@ -183,7 +183,7 @@ class HourglassSpace(SearchSpace):
         unknown = sorted(set(fixed) - set(self._choices))
         if unknown:
             raise ConfigError(
-                f"unknown parameters {unknown} in fixed", key="fixed", choices=list(self._choices)
+                f"unknown parameters {unknown} in fixed", key="search.gradient.network.fixed", choices=list(self._choices)
             )
         spec = self.make(self.baseline().values | fixed)  # validates every fixed value
         # The space's own value (2.0, not 2), so finalized parameters key like sampled ones.

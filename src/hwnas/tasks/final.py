@@ -359,7 +359,7 @@ def _one_model(
         "n_test": ev["n_test"],
         "files": {**ev["files"], "weights": str(out_dir / "weights.pt"), "arch": str(out_dir / "arch.json")},
     }
-    if getattr(ctx.datamodule, "task", "") == "classification":  # top-1 accuracy: the figure classifiers quote
+    if getattr(ctx.datamodule, "task", "") == "classification":  # top-1 accuracy, as classifiers quote
         row |= {"acc_fp32": ev["torch/acc"], "int8_acc": ev["int8/acc"]}
     write_json(out_dir / "result.json", {"key": key, "row": row})
     return {**row, "reused": bool(info.get("reused"))}

@@ -211,7 +211,9 @@ class ColorJitter:
         # brightness scales and saturation keeps), so one 3x3 matrix and an offset do everything. A
         # grayscale image is its own grey: the same formula, 1x1, with a "luma" of 1.
         ch = image.shape[-1]
-        luma = np.array([0.299, 0.587, 0.114], dtype=np.float32) if ch == 3 else np.full(ch, 1 / ch, np.float32)
+        luma = (
+            np.array([0.299, 0.587, 0.114], dtype=np.float32) if ch == 3 else np.full(ch, 1 / ch, np.float32)
+        )
         sat = s * np.eye(ch, dtype=np.float32) + (1 - s) * np.outer(np.ones(ch, dtype=np.float32), luma)
         x = image.reshape(-1, ch).astype(np.float32)
         mean_grey = float((x @ luma).mean()) * b

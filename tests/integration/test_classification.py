@@ -1,0 +1,76 @@
+"""A classification search end to end: NAS-Bench-201 cells on the embedded digits, then the final stage
+(full training, ONNX fp32 + int8, held-out test scores with F1 over every class, top-1 accuracy)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import pandas as pd
+import pytest
+import torch
+
+from hwnas.evaluation.predict import evaluate_torch, split_batches
+from hwnas.tasks import search
+from hwnas.utils.config import build_datamodule, build_space
+
+TINY_DIGITS = [
+    "search_space=nb201",
+    "search_space.channels=8",
+    "search_space.cells_per_stage=1",
+    "dataset=digits",
+    "dataset.batch_size=32",
+    "dataset.dataset.num_train=128",
+    "dataset.dataset.num_val=64",
+    "dataset.dataset.num_test=64",
+    "search.n_trials=3",
+    "search.sampler.population_size=2",
+    "search.objectives=[{name: val/acc, direction: maximize},{name: hw/latency_ms, direction: minimize}]",
+    "evaluator.max_epochs=1",
+    "evaluator.limit_train_batches=2",
+    "evaluator.image_size=null",
+    "hardware.repeats=3",
+    "hardware.warmup=1",
+    "final.top_k=1",
+    "final.jobs=1",
+    "final.trainer.max_epochs=2",
+    "final.int8.calibration_batches=2",
+]
+
+
+@pytest.mark.integration
+def test_digits_search_and_final_stage_classify_end_to_end(make_cfg) -> None:
+    cfg = make_cfg("search", TINY_DIGITS)
+    summary = search.run(cfg)
+    run_dir = Path(cfg.run_dir)
+    trials = pd.read_csv(run_dir / "trials.csv")
+    ok = trials[trials["state"] == "COMPLETE"]
+    assert len(ok) == 3 and ok["val/acc"].between(0, 1).all() and "val/miou" in trials.columns
+    assert summary["train_image_size"] == [16, 16] or "16" in str(summary.get("train_image_size"))
+    for key in pd.read_csv(run_dir / "pareto.csv")[
+        "arch_key"
+    ]:  # the front's models: (1, 1, 16, 16) -> (1, 10)
+        sess = ort.InferenceSession(
+            str(run_dir / "pareto" / f"{key}.onnx"), providers=["CPUExecutionProvider"]
+        )
+        assert sess.run(None, {"input": np.zeros((1, 1, 16, 16), np.float32)})[0].shape == (1, 10)
+
+    df = pd.read_csv(run_dir / "final" / "final.csv")
+    assert 1 <= len(df) <= 2 and df["error"].isna().all(), df.get("error")
+    assert (df["n_test"] == 64).all() and df["latency_input"].eq("1x1x16x16").all()
+    for col in ("acc_fp32", "int8_acc", "full_miou_fp32", "int8_miou", "f1"):
+        assert df[col].between(0, 1).all(), col
+    assert json.loads((run_dir / "summary.json").read_text())["final"]["n_models"] == len(df)
+    row = df.iloc[0]
+    int8 = ort.InferenceSession(str(run_dir / row["file_onnx_int8"]), providers=["CPUExecutionProvider"])
+    assert int8.run(None, {"input": np.zeros((1, 1, 16, 16), np.float32)})[0].shape == (1, 10)
+    # The final F1 averages over all ten digits (not the face classes 1-17): recompute it from the weights.
+    dm, space = build_datamodule(cfg), build_space(cfg)
+    arch = space.load(run_dir / row["file_arch"])
+    model = space.build(arch, num_classes=10, in_channels=1)
+    model.load_state_dict(torch.load(run_dir / row["file_weights"], map_location="cpu", weights_only=True))
+    cm = evaluate_torch(model, split_batches(dm, "test"), num_classes=10, f1_classes=range(10))
+    assert row["f1_fp32"] == pytest.approx(cm.f1(), abs=1e-6)
+    assert row["acc_fp32"] == pytest.approx(cm.pixel_accuracy(), abs=1e-6)
