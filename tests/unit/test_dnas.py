@@ -168,7 +168,7 @@ def test_latency_term_pulls_alpha_to_cheap_ops(form: str) -> None:
     torch.manual_seed(0)
     net = TinyMixed()
     arch = ArchParameters(net.alpha_shapes())
-    term = LatencyTerm(table=COST, form=form, target_ms=0.05, lam=5.0)
+    term = LatencyTerm(table=COST, form=form, target_ms=0.05, lam=5.0)  # far below every mixture
     module = DnasModule(net, arch, latency=term, a_lr=0.05)
     before = float(net.expected_latency(arch.probs(), COST))
     _fit(module, epochs=3)

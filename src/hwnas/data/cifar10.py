@@ -54,6 +54,8 @@ def find_batches(root: str | os.PathLike[str] | None) -> Path:
             "CIFAR-10 needs its data folder, and dataset.root is not set", key="dataset.root", fix=_FIX
         )
     path = Path(root).expanduser()
+    if not path.exists():
+        raise DataError(f"CIFAR-10 root {str(path)!r} does not exist", key="dataset.root", fix=_FIX)
     if not path.is_dir():
         raise DataError(f"CIFAR-10 root {str(path)!r} is not a directory", key="dataset.root", fix=_FIX)
     folder = path if path.name == FOLDER or (path / TEST_FILE).is_file() else path / FOLDER

@@ -41,10 +41,12 @@ ALPHA_REGS = ("none", "l1", "entropy")
 
 @dataclass(frozen=True)
 class LatencyTerm:
-    """ProxylessNAS's latency-aware losses (linear forms), on the differentiable expected latency ``E``.
+    """Latency-aware losses on the differentiable expected latency ``E`` (ms), against a target ``T``.
 
-    * ``mul``: ``CE · (E / target) ** beta`` — a soft constraint that scales the loss;
-    * ``add``: ``CE + lam · (E − target) / target`` — additive, against the target.
+    * ``mul``: ``CE · max(1, E/T) ** beta`` — the multiplicative soft constraint of MnasNet/ProxylessNAS,
+      in its hard-target setting (no reward for being faster than the target, so a sweep over targets
+      spreads the found architectures along the latency axis instead of all racing to the fastest);
+    * ``add``: ``CE + lam · max(0, E − T) / T`` — ProxylessNAS's additive linear form, against the target.
 
     Attributes:
         table: ``{op name: ms}`` from :func:`hwnas.hardware.op_table.op_latency_table`.
@@ -63,8 +65,8 @@ class LatencyTerm:
     def apply(self, ce: torch.Tensor, expected_ms: torch.Tensor) -> torch.Tensor:
         ratio = expected_ms / self.target_ms
         if self.form == "mul":
-            return ce * ratio.clamp_min(1e-6) ** self.beta
-        return ce + self.lam * (ratio - 1.0)
+            return ce * ratio.clamp_min(1.0) ** self.beta
+        return ce + self.lam * (ratio - 1.0).clamp_min(0.0)
 
 
 def alpha_regulariser(kind: str, weight: float, arch: ArchParameters) -> torch.Tensor | None:

@@ -184,6 +184,7 @@ class GradientSearch:
                 key="search",
                 fix="use search_space=darts_cell or search_space=hourglass, or an evolutionary search=",
             )
+        space.mixed_supernet(num_classes=2, **self.network)  # its settings are valid (a bad width: now)
         if int(cfg.search.get("n_workers", 1) or 1) != 1:
             raise ConfigError(
                 "a gradient search trains one supernet in this process",

@@ -32,6 +32,7 @@ TRAINING_NODES = ("optim", "tricks", "trainer")
 IGNORED_LEAVES = {
     "workdir", "cache_dir", "num_workers", "in_memory", "latency_cache", "keep_weights", "cache",
     "persistent_workers",
+    "gradient_widths",  # how a gradient strategy searches (like search.*), not how a trial is scored
 }  # fmt: skip
 
 

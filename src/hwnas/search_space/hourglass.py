@@ -30,6 +30,9 @@ class HourglassSpace(SearchSpace):
         skip_layers: Choices for skip block depth (0 = identity skip).
         max_channels: Cap on any level's channels.
         baseline: A hand-designed architecture (a full parameter mapping) returned by ``baseline()``.
+        gradient_widths: The widths a gradient search holds fixed (it searches kernels and depths):
+            ``{base_channels: 16, expand: 1.5}`` (``expand`` for every level, or ``down{i}_expand``
+            keys); ``None`` = the baseline's widths.
     """
 
     name = "hourglass"
@@ -45,6 +48,7 @@ class HourglassSpace(SearchSpace):
         skip_layers: Sequence[int] = (0, 1, 2),
         max_channels: int = 256,
         baseline: Mapping[str, Any] | None = None,
+        gradient_widths: Mapping[str, Any] | None = None,
     ) -> None:
         if num_levels < 1:
             raise ConfigError("must be at least 1", key="search_space.num_levels", fix="set it to 1..5")
@@ -72,6 +76,11 @@ class HourglassSpace(SearchSpace):
             self._choices[f"up{i}_kernel"] = [int(v) for v in kernels]
         self.max_channels = int(max_channels)
         self._baseline = dict(baseline) if baseline else None
+        widths = dict(gradient_widths or {})
+        if "expand" in widths:
+            e = widths.pop("expand")
+            widths |= {f"down{i}_expand": e for i in range(1, self.num_levels + 1)}
+        self.gradient_widths = widths
 
     def choices(self) -> dict[str, list[Any]]:
         return {k: list(v) for k, v in self._choices.items()}
@@ -179,13 +188,24 @@ class HourglassSpace(SearchSpace):
             in_channels: Input image channels.
             fixed: ``{param name: value}`` for the widths (and any choice to keep out of the search).
         """
-        fixed = dict(fixed or {})
+        fixed = self.gradient_widths | dict(fixed or {})
         unknown = sorted(set(fixed) - set(self._choices))
         if unknown:
             raise ConfigError(
-                f"unknown parameters {unknown} in fixed", key="search.gradient.network.fixed", choices=list(self._choices)
+                f"unknown parameters {unknown}",
+                key="search_space.gradient_widths",
+                choices=["base_channels", "expand", *self._choices],
             )
-        spec = self.make(self.baseline().values | fixed)  # validates every fixed value
+        try:
+            base = dict(self._baseline) if self._baseline else self.baseline().values
+            spec = self.make(base | fixed)  # validates every fixed value
+        except InvalidArchError as exc:
+            raise ConfigError(
+                f"the widths a gradient search holds fixed are not in the space: {exc.message}",
+                key="search_space.gradient_widths",
+                fix="set search_space.gradient_widths={base_channels: <a base_channels choice>, expand: <an expand "
+                "choice>} (null = the baseline's widths, which must then be in the ranges)",
+            ) from exc
         # The space's own value (2.0, not 2), so finalized parameters key like sampled ones.
         pinned = {name: self._choices[name][self._choices[name].index(spec[name])] for name in spec.values}
         widths = ["base_channels"] + [f"down{i}_expand" for i in range(1, self.num_levels + 1)]
