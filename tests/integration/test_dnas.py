@@ -49,8 +49,12 @@ def test_gradient_search_writes_the_outputs_of_any_search(tmp_path: Path, strate
 
 
 @pytest.mark.integration
-def test_resumed_gradient_run_searches_no_point_twice_and_joins_an_evolutionary_study(tmp_path: Path, caplog) -> None:
-    evo = search.run(_cfg(tmp_path, "a", "evolution_pareto", ["search.n_trials=4", "search.sampler.population_size=2"]))
+def test_resumed_gradient_run_searches_no_point_twice_and_joins_an_evolutionary_study(
+    tmp_path: Path, caplog
+) -> None:
+    evo = search.run(
+        _cfg(tmp_path, "a", "evolution_pareto", ["search.n_trials=4", "search.sampler.population_size=2"])
+    )
     assert evo["unique_evaluated"] == 4
     resume = [f"search.resume={tmp_path / 'a'}", "search.latency_targets=[0.2,0.8]"]
     first = search.run(_cfg(tmp_path, "b", "gdas", resume))
@@ -111,7 +115,14 @@ def test_a_latency_target_sweep_orders_measured_latencies_on_one_front_with_evol
     """The bar's sweep: 3 targets give architectures whose measured latencies are ordered like the
     targets, drawn on one pareto_front.png with an evolutionary run's trials."""
     base = ["dataset.dataset.num_train=256", "dataset.dataset.num_val=64", "hardware.repeats=15"]
-    search.run(_cfg(tmp_path, "a", "evolution_pareto", [*base, "search.n_trials=8", "search.sampler.population_size=4"]))
+    search.run(
+        _cfg(
+            tmp_path,
+            "a",
+            "evolution_pareto",
+            [*base, "search.n_trials=8", "search.sampler.population_size=4"],
+        )
+    )
     gdas = [
         *base,
         f"search.resume={tmp_path / 'a'}",
