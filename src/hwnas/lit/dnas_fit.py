@@ -11,12 +11,11 @@ from typing import Any
 
 import pytorch_lightning as pl
 import torch
-from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pytorch_lightning.utilities import CombinedLoader
 
 from hwnas.lit.dnas import DnasModule
-from hwnas.tricks.precision import resolve_precision
+from hwnas.lit.fit import loop_trainer
 from hwnas.utils.errors import CandidateFailed
 
 log = logging.getLogger("hwnas.dnas")
@@ -113,19 +112,13 @@ def fit_dnas(
     """
     pl.seed_everything(seed, workers=True, verbose=False)
     monitor = EpochMonitor(label=label, total=max_epochs, max_normal_skips=max_normal_skips)
-    trainer: pl.Trainer = instantiate(
-        OmegaConf.to_container(trainer_cfg, resolve=True),
-        logger=False,
+    trainer = loop_trainer(
+        trainer_cfg,
         callbacks=[monitor],
-        default_root_dir=str(run_dir),
-        precision=resolve_precision(precision),
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        max_epochs=int(max_epochs),
+        run_dir=run_dir,
+        precision=precision,
+        max_epochs=max_epochs,
         limit_train_batches=limit_train_batches,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
     )
     if module.channels_last:
         module.net.to(memory_format=torch.channels_last)

@@ -37,6 +37,33 @@ def instantiate_dict(node: DictConfig | Mapping | None) -> list[Any]:
 MEMORY_FORMATS = ("channels_last", "contiguous")
 
 
+def loop_trainer(
+    trainer_cfg: DictConfig,
+    *,
+    callbacks: list[Any],
+    run_dir: str | Path,
+    precision: Any,
+    max_epochs: int,
+    limit_train_batches: float | int,
+) -> pl.Trainer:
+    """A Trainer for a training-only loop (supernet, differentiable search): the trainer group's
+    accelerator and settings, no logger, checkpoints, progress bar, summary or validation loop."""
+    return instantiate(
+        OmegaConf.to_container(trainer_cfg, resolve=True),
+        logger=False,
+        callbacks=callbacks,
+        default_root_dir=str(run_dir),
+        precision=resolve_precision(precision),
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        max_epochs=int(max_epochs),
+        limit_train_batches=limit_train_batches,
+        limit_val_batches=0,
+        num_sanity_val_steps=0,
+    )
+
+
 def channels_last_of(tricks: DictConfig) -> bool:
     """``tricks.memory_format`` as a flag; a clear error for an unknown value (checked at start-up too)."""
     fmt = str(tricks.get("memory_format") or "contiguous")

@@ -20,13 +20,12 @@ import pytorch_lightning as pl
 import torch
 import torch.nn.functional as F
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import nn
 
 from hwnas.data.labels import IGNORE_INDEX
 from hwnas.lit.candidate import Scheduler, adamw_with_schedule
-from hwnas.lit.fit import channels_last_of, instantiate_dict
-from hwnas.tricks.precision import resolve_precision
+from hwnas.lit.fit import channels_last_of, instantiate_dict, loop_trainer
 from hwnas.utils.errors import CandidateFailed
 
 log = logging.getLogger("hwnas.supernet")
@@ -173,20 +172,13 @@ def fit_supernet(
     )
     if channels_last:
         supernet.to(memory_format=torch.channels_last)
-    trainer_node = OmegaConf.to_container(trainer_cfg, resolve=True)
-    trainer: pl.Trainer = instantiate(
-        trainer_node,
-        logger=False,
+    trainer = loop_trainer(
+        trainer_cfg,
         callbacks=[EpochLog(max_epochs), *(callbacks or []), *instantiate_dict(tricks.get("callbacks"))],
-        default_root_dir=str(run_dir),
-        precision=resolve_precision(tricks.get("precision", "auto")),
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        max_epochs=int(max_epochs),
+        run_dir=run_dir,
+        precision=tricks.get("precision", "auto"),
+        max_epochs=max_epochs,
         limit_train_batches=limit_train_batches,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
     )
     t0 = time.perf_counter()
     trainer.fit(module, train_dataloaders=datamodule.train_dataloader())
