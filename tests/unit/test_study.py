@@ -55,10 +55,15 @@ def test_private_storage_recovery_fails_and_requeues_running_trials(tmp_path: Pa
     s = _study(tmp_path)
     t = s.ask({"x": optuna.distributions.IntDistribution(0, 9)})
     t.set_user_attr("arch_key", "k")
+    t.set_user_attr("strategy", "gdas")  # where the architecture came from survives the retry...
+    t.set_user_attr("latency_target", 0.5)
+    t.set_user_attr("metrics", {"hw/latency_ms": 1.0})  # ...what the dead evaluation measured does not
     assert recover_stale_trials(_study(tmp_path), single_worker=True) == 1
     trials = _study(tmp_path).trials
     assert trials[0].state == TrialState.FAIL and trials[0].user_attrs["fail_reason"].startswith("stale")
     assert trials[1].state == TrialState.WAITING and trials[1].user_attrs["requeued_from"] == 0
+    assert trials[1].user_attrs["strategy"] == "gdas" and trials[1].user_attrs["latency_target"] == 0.5
+    assert "metrics" not in trials[1].user_attrs and "arch_key" not in trials[1].user_attrs
     assert trials[1].system_attrs["fixed_params"] == trials[0].params  # asked next, with these params
 
 

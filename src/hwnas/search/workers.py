@@ -59,11 +59,17 @@ def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
         thread.join()
 
 
+#: Trial attributes that say where an architecture came from (the strategy and a gradient search's sweep
+#: point): a re-queued trial keeps them, so the retry is still that strategy's row.
+ORIGIN_ATTRS = ("strategy", "latency_target", "latency_target_ms", "latency_lambda", "expected_latency_ms")
+
+
 def requeue(study: optuna.Study, trial: Any) -> None:
     """Queue a dead trial's architecture again (duplicates are never re-queued: they paid nothing)."""
     if trial.params and not trial.user_attrs.get("duplicate"):
+        origin = {k: v for k, v in trial.user_attrs.items() if k in ORIGIN_ATTRS or k.startswith("dnas_")}
         study.enqueue_trial(
-            dict(trial.params), user_attrs={"requeued_from": trial.number}, skip_if_exists=False
+            dict(trial.params), user_attrs={"requeued_from": trial.number, **origin}, skip_if_exists=False
         )
 
 
