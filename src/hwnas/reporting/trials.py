@@ -12,10 +12,7 @@ import pandas as pd
 
 from hwnas.reporting.pareto import pareto_mask
 from hwnas.search.objectives import Objective
-
-#: Trial attributes of a proposed architecture (a gradient search's sweep point), as columns when present.
-PROPOSAL_COLUMNS = ("latency_target", "latency_target_ms", "latency_lambda", "expected_latency_ms",
-                    "dnas_epochs", "dnas_seconds", "dnas_stopped_early")  # fmt: skip
+from hwnas.search.workers import ORIGIN_ATTRS
 
 #: Columns every trials.csv starts with (then objectives, constraints, other metrics).
 BASE_COLUMNS = [
@@ -80,8 +77,8 @@ def trials_frame(study: optuna.Study, objectives: Sequence[Objective]) -> pd.Dat
                 idx = list(objectives).index(obj)
                 v = t.values[idx] if np.isfinite(t.values[idx]) else None
             row[obj.name] = np.nan if v is None else float(v)
-        for name in PROPOSAL_COLUMNS:
-            if name in ua:
+        for name in ORIGIN_ATTRS:  # a gradient search's sweep point, as columns when present
+            if name in ua and name not in row:
                 row[name] = ua[name]
         for name, value in t.constraints.items():
             row[f"constraint:{name}"] = value

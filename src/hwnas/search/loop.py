@@ -116,18 +116,8 @@ def run_loop(
             continue
         if strategy:
             trial.set_user_attr("strategy", strategy)
-        with heartbeat(study, trial):
-            info = _run_one(
-                study,
-                trial,
-                space=space,
-                evaluator=evaluator,
-                objectives=objectives,
-                constraints=constraints,
-                worker=worker,
-            )
-        if on_trial is not None:
-            on_trial(study.get_trials(deepcopy=False)[trial.number], info)
+        _evaluate(study, trial, on_trial, space=space, evaluator=evaluator, objectives=objectives,
+                  constraints=constraints, worker=worker)  # fmt: skip
     else:
         log.warning(
             "stopped after %d suggestions: the sampler keeps proposing architectures already evaluated "
@@ -166,27 +156,23 @@ def evaluate_proposals(
             study.enqueue_trial(dict(p.spec.values), user_attrs=dict(p.attrs))
     n = 0
     while study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
-        trial = study.ask()
         n += 1
-        with heartbeat(study, trial):
-            info = _run_one(
-                study,
-                trial,
-                space=space,
-                evaluator=evaluator,
-                objectives=objectives,
-                constraints=constraints,
-                worker=worker,
-            )
-        if on_trial is not None:
-            on_trial(study.get_trials(deepcopy=False)[trial.number], info)
+        _evaluate(study, study.ask(), on_trial, space=space, evaluator=evaluator, objectives=objectives,
+                  constraints=constraints, worker=worker)  # fmt: skip
     return n
+
+
+def _evaluate(study: optuna.Study, trial: optuna.Trial, on_trial: OnTrial | None, **kwargs: Any) -> None:
+    """One asked trial through ``_run_one`` under a heartbeat, then the ``on_trial`` callback."""
+    with heartbeat(study, trial):
+        info = _run_one(study, trial, **kwargs)
+    if on_trial is not None:
+        on_trial(study.get_trials(deepcopy=False)[trial.number], info)
 
 
 def _attrs_id(attrs: dict[str, Any]) -> str:
     """The identity of a proposal: its strategy and sweep point (not timings)."""
-    keys = ("strategy", "latency_target", "latency_lambda")
-    return repr(tuple(attrs.get(k) for k in keys))
+    return repr(tuple(attrs.get(k) for k in ("strategy", "latency_target", "latency_lambda")))
 
 
 def _run_one(
