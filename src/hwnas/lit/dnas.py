@@ -12,7 +12,9 @@ Manual optimisation, one step per (training batch, validation batch) pair:
 The two optimizers hold disjoint parameters by construction: the weight optimizer is built from
 ``net.parameters()`` and ``α`` lives in a separate :class:`~hwnas.models.mixed.ArchParameters`.
 Mixing: ``softmax`` (DARTS) or ``gumbel`` (GDAS: a hard Gumbel-softmax sample with a straight-through
-gradient, temperature annealed linearly from ``tau_max`` to ``tau_min``).
+gradient, temperature annealed linearly from ``tau_max`` to ``tau_min``). Architecture update: ``adam``
+(DARTS, GDAS) or ``xnas`` (XNAS's exponentiated gradient with wipe-out, :mod:`hwnas.lit.xnas`), so the
+update rule, the mixing, the latency term and the α regulariser combine freely.
 """
 
 from __future__ import annotations
@@ -30,11 +32,13 @@ from torch.func import functional_call
 
 from hwnas.data.labels import IGNORE_INDEX
 from hwnas.lit.hypergradient import unrolled_hypergradient
+from hwnas.lit.xnas import ExpertAdvice
 from hwnas.models.mixed import ArchParameters, DifferentiableSupernet
 
 log = logging.getLogger("hwnas.dnas")
 
 MIXINGS = ("softmax", "gumbel")
+UPDATES = ("adam", "xnas")
 LATENCY_LOSSES = ("none", "mul", "add")
 ALPHA_REGS = ("none", "l1", "entropy")
 
@@ -100,6 +104,9 @@ class DnasModule(pl.LightningModule):
         search_arch: False = warm-up (weights only, α frozen at its initial near-uniform value).
         w_lr, w_lr_min, w_momentum, w_weight_decay, grad_clip: The weight optimizer (SGD, cosine).
         a_lr, a_betas, a_weight_decay: The architecture optimizer (Adam).
+        update: ``adam`` (DARTS, GDAS: Adam on the α gradient) or ``xnas`` (exponentiated gradient with
+            wipe-out, :mod:`hwnas.lit.xnas`; softmax mixing, first order).
+        xnas_grad_bound, xnas_wipeout: XNAS's gradient bound ``L`` and its wipe-out switch.
         tau_max, tau_min: GDAS temperature schedule.
         latency: The latency term (``None`` = accuracy only).
         alpha_reg, alpha_reg_weight: The α regulariser (``none`` | ``l1`` | ``entropy``).
@@ -124,6 +131,9 @@ class DnasModule(pl.LightningModule):
         a_lr: float = 3e-4,
         a_betas: tuple[float, float] = (0.5, 0.999),
         a_weight_decay: float = 1e-3,
+        update: str = "adam",
+        xnas_grad_bound: float = 1.0,
+        xnas_wipeout: bool = True,
         tau_max: float = 10.0,
         tau_min: float = 0.1,
         latency: LatencyTerm | None = None,
@@ -141,6 +151,16 @@ class DnasModule(pl.LightningModule):
         self.w_weight_decay, self.grad_clip = float(w_weight_decay), grad_clip
         self.a_lr, self.a_betas, self.a_weight_decay = float(a_lr), tuple(a_betas), float(a_weight_decay)
         self.tau_max, self.tau_min = float(tau_max), float(tau_min)
+        if update not in UPDATES or (update == "xnas" and (mixing != "softmax" or int(order) != 1)):
+            raise ValueError(
+                f"update must be one of {UPDATES} (xnas: softmax mixing, order 1), got {update!r}"
+            )
+        self.update, self.xnas_grad_bound, self.xnas_wipeout = (
+            update,
+            float(xnas_grad_bound),
+            bool(xnas_wipeout),
+        )
+        self.expert: ExpertAdvice | None = None
         self.latency, self.alpha_reg, self.alpha_reg_weight = latency, alpha_reg, float(alpha_reg_weight)
         self.aux_skip0 = float(aux_skip)
         self.channels_last = bool(channels_last)
@@ -163,19 +183,26 @@ class DnasModule(pl.LightningModule):
     def _x(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
-    def expected_latency(self) -> torch.Tensor | None:
+    def expected_latency(self, probs: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor | None:
         if self.latency is None:
             return None
-        return self.net.expected_latency(self.arch.probs(), self.latency.table)
+        return self.net.expected_latency(self.arch.probs() if probs is None else probs, self.latency.table)
 
-    def arch_objective(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """The validation objective ``α`` descends: CE with the latency term and the α regulariser."""
+    def task_objective(
+        self, logits: torch.Tensor, y: torch.Tensor, probs: Mapping[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """CE with the latency term (on ``probs``, by default ``softmax(α)``): what the experts are judged by."""
         loss = self.criterion(logits, y)
         self.last["val_ce"] = float(loss.detach())
-        expected = self.expected_latency()
+        expected = self.expected_latency(probs)
         if expected is not None:
             self.last["expected_latency_ms"] = float(expected.detach())
             loss = self.latency.apply(loss, expected)
+        return loss
+
+    def arch_objective(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The validation objective ``α`` descends: CE with the latency term and the α regulariser."""
+        loss = self.task_objective(logits, y)
         reg = alpha_regulariser(self.alpha_reg, self.alpha_reg_weight, self.arch)
         return loss if reg is None else loss + reg
 
@@ -229,6 +256,35 @@ class DnasModule(pl.LightningModule):
         a_opt.step()
         self.log("search/arch_loss", loss_value, on_step=False, on_epoch=True, batch_size=len(xv))
 
+    def _xnas_step(self, val: Any) -> None:
+        """XNAS: expert gradients ``∂ℓ/∂p`` from one batched pass with the mixing weights as leaves."""
+        if self.expert is None:
+            self.expert = ExpertAdvice(
+                self.arch,
+                total_steps=max(1, int(self.trainer.estimated_stepping_batches)),
+                grad_bound=self.xnas_grad_bound,
+                wipeout=self.xnas_wipeout,
+                never_chosen=self.net.never_chosen(),
+            )
+        xv, yv = self._x(val[0]), val[1]
+        probs = {k: p.detach().requires_grad_(True) for k, p in self.arch.probs().items()}
+        loss = self.task_objective(self.net(xv, probs), yv, probs)
+        if not torch.isfinite(loss):
+            self._stop_nonfinite()
+            return
+        names = list(probs)
+        grads = dict(zip(names, torch.autograd.grad(loss, [probs[k] for k in names]), strict=True))
+        reg = alpha_regulariser(self.alpha_reg, self.alpha_reg_weight, self.arch)
+        reg_grads = None
+        if reg is not None:
+            alphas = self.arch.as_dict()
+            reg_grads = dict(zip(alphas, torch.autograd.grad(reg, list(alphas.values())), strict=True))
+        self.last["xnas_grad_absmax"] = max(float(g.abs().max()) for g in grads.values())
+        self.expert.step(grads, self.global_step, reg_grads)
+        self.last["xnas_alive"] = self.expert.alive_fraction()
+        value = float(loss.detach()) + (float(reg.detach()) if reg is not None else 0.0)
+        self.log("search/arch_loss", value, on_step=False, on_epoch=True, batch_size=len(xv))
+
     def _stop_nonfinite(self) -> None:
         self.nonfinite_loss = True
         self.trainer.should_stop = True
@@ -237,7 +293,11 @@ class DnasModule(pl.LightningModule):
         w_opt, a_opt = self.optimizers()
         self._update_schedules()
         train, val = batch["train"], batch["val"]
-        if self.search_arch:
+        if self.search_arch and self.update == "xnas":
+            self._xnas_step(val)
+            if self.nonfinite_loss:
+                return
+        elif self.search_arch:
             self._arch_step(train, val, a_opt, w_opt)
             if self.nonfinite_loss:
                 return

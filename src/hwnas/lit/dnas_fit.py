@@ -60,6 +60,8 @@ class EpochMonitor(pl.Callback):
             "expected_latency_ms": module.last.get("expected_latency_ms"),
             "tau": round(module.tau, 4) if module.mixing == "gumbel" else None,
             "aux_skip": round(module.net.aux_skip, 4),
+            "experts_alive": module.last.get("xnas_alive"),
+            "expert_grad_absmax": module.last.get("xnas_grad_absmax"),
             "params": params,
         }
         skips = module.net.skip_count(params)
@@ -67,11 +69,12 @@ class EpochMonitor(pl.Callback):
         self.history.append(entry)
         exp = entry["expected_latency_ms"]
         log.info(
-            "%s epoch %d/%d: weight loss %.3f, arch loss %s, E[latency] %s%s (%.0fs)",
+            "%s epoch %d/%d: weight loss %.3f, arch loss %s, E[latency] %s%s%s (%.0fs)",
             self.label, entry["epoch"], self.total, entry["weight_loss"] or float("nan"),
             f"{entry['arch_loss']:.3f}" if entry["arch_loss"] is not None else "-",
             f"{exp:.3f} ms" if exp is not None else "-",
             f", {skips} skips in the normal cell" if skips is not None else "",
+            f", {entry['experts_alive']:.0%} experts alive" if entry["experts_alive"] is not None else "",
             time.perf_counter() - self.t0,
         )  # fmt: skip
         if self.max_skips is None or skips is None or not module.search_arch:

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from hwnas.hardware.op_table import describe_table, op_latency_table
-from hwnas.lit.dnas import ALPHA_REGS, LATENCY_LOSSES, MIXINGS, DnasModule, LatencyTerm
+from hwnas.lit.dnas import ALPHA_REGS, LATENCY_LOSSES, MIXINGS, UPDATES, DnasModule, LatencyTerm
 from hwnas.lit.dnas_fit import fit_dnas
 from hwnas.lit.fit import channels_last_of
 from hwnas.models.mixed import ArchParameters, DifferentiableSupernet
@@ -67,6 +67,9 @@ class GradientSearch:
     Args:
         name: The ``strategy`` recorded with every trial (``darts``, ``gdas``).
         mixing: ``softmax`` (DARTS) or ``gumbel`` (GDAS).
+        update: The α update rule: ``adam`` (DARTS, GDAS) or ``xnas`` (exponentiated gradient with
+            wipe-out; softmax mixing, first order).
+        xnas: XNAS settings: ``grad_bound`` (``L``, the expert-gradient clip) and ``wipeout``.
         order: DARTS order (1, or 2 = the unrolled hypergradient; softmax mixing only).
         epochs: Bilevel epochs per sweep point.
         warmup_epochs: Weight-only epochs, once, before the points (α frozen near uniform).
@@ -92,6 +95,8 @@ class GradientSearch:
         *,
         name: str = "darts",
         mixing: str = "softmax",
+        update: str = "adam",
+        xnas: Mapping[str, Any] | None = None,
         order: int = 1,
         epochs: int = 4,
         warmup_epochs: int = 1,
@@ -120,6 +125,26 @@ class GradientSearch:
                 key="search.gradient.order",
                 fix="use search=darts search.gradient.order=2, or order 1 with GDAS",
             )
+        self.update = self._choice(update, UPDATES, "search.gradient.update")
+        if self.update == "xnas" and (self.mixing != "softmax" or self.order != 1):
+            raise ConfigError(
+                "XNAS's exponentiated-gradient update mixes by softmax, first order",
+                key="search.gradient.update",
+                fix="search=xnas (softmax mixing, order 1), or update=adam with GDAS / second-order DARTS",
+            )
+        xnas = dict(OmegaConf.to_container(xnas, resolve=True) if OmegaConf.is_config(xnas) else xnas or {})
+        unknown_x = sorted(set(xnas) - {"grad_bound", "wipeout"})
+        if unknown_x or not float(xnas.get("grad_bound", 1.0)) > 0:
+            raise ConfigError(
+                f"unknown keys {unknown_x} or grad_bound <= 0 in {xnas}",
+                key="search.gradient.xnas",
+                choices=["grad_bound", "wipeout"],
+                fix="e.g. search.gradient.xnas.grad_bound=0.5 search.gradient.xnas.wipeout=true",
+            )
+        self.xnas = {
+            "grad_bound": float(xnas.get("grad_bound", 1.0)),
+            "wipeout": bool(xnas.get("wipeout", True)),
+        }
         self.epochs, self.warmup_epochs = int(epochs), int(warmup_epochs)
         if self.epochs < 1 or self.warmup_epochs < 0:
             raise ConfigError(
@@ -195,7 +220,8 @@ class GradientSearch:
     def describe(self) -> str:
         pts = ", ".join(self._point_label(t, lam) for t, lam in self.points)
         order = f", order {self.order}" if self.mixing == "softmax" else ""
-        return f"{self.name} ({self.mixing} mixing{order}), {self.warmup_epochs}+{self.epochs} epochs, points: {pts}"
+        rule = f", {self.update} update" if self.update != "adam" else ""
+        return f"{self.name} ({self.mixing} mixing{order}{rule}), {self.warmup_epochs}+{self.epochs} epochs, points: {pts}"
 
     def _point_label(self, target: Any, lam: Any) -> str:
         if target is None:
@@ -302,6 +328,9 @@ class GradientSearch:
         return {
             "mixing": self.mixing,
             "order": self.order,
+            "update": self.update,
+            "xnas_grad_bound": self.xnas["grad_bound"],
+            "xnas_wipeout": self.xnas["wipeout"],
             "alpha_reg": self.alpha_reg,
             "alpha_reg_weight": self.alpha_reg_weight,
             "aux_skip": self.aux_skip,

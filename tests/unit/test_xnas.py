@@ -1,0 +1,77 @@
+"""XNAS's update on the tiny mixed network: the regret-bound rate, every expert moved, the wipe-out (exact
+zeros that stop ops running, never the finalizable leader), and the latency term and regularisers under it."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from hwnas.lit.dnas import DnasModule, LatencyTerm
+from hwnas.lit.xnas import WIPED, ExpertAdvice
+from hwnas.models.mixed import ArchParameters
+from tests.unit.test_dnas import COST, OPS, TinyMixed, _fit
+
+
+def test_rate_is_the_regret_bound_and_gradients_are_clipped() -> None:
+    arch = ArchParameters({"g": (4,)}, init_scale=0.0)
+    adv = ExpertAdvice(arch, total_steps=100, grad_bound=0.5, wipeout=False)
+    eta = math.sqrt(2 * math.log(4) / 100) / 0.5
+    assert adv.eta["g"] == pytest.approx(eta)
+    adv.step({"g": torch.tensor([10.0, -10.0, 0.1, 0.0])}, step=0)
+    assert torch.allclose(arch.alphas["g"].detach(), torch.tensor([-0.5 * eta, 0.5 * eta, -0.1 * eta, 0.0]))
+
+
+def test_wipeout_drops_hopeless_experts_but_never_the_finalizable_leader() -> None:
+    arch = ArchParameters({"g": (2, 3)}, init_scale=0.0)
+    # choice 0 is `none`-like (never chosen): however strong, it must not protect the row as its leader
+    adv = ExpertAdvice(arch, total_steps=10, grad_bound=1.0, never_chosen={"g": [0]})
+    g = torch.tensor([[-1.0, -1.0, 1.0], [-1.0, 1.0, -1.0]])
+    wiped = sum(adv.step({"g": g}, step=t) for t in range(10))
+    a = arch.alphas["g"].detach()
+    assert wiped > 0 and adv.wiped_total == wiped
+    assert a[0, 2] == WIPED and a[1, 1] == WIPED  # the losers are gone...
+    assert a[0, 1] != WIPED and a[1, 2] != WIPED  # ...the finalizable leaders are not
+    assert torch.equal(arch.probs()["g"][0, 2], torch.tensor(0.0))  # exactly 0: the op stops running
+    assert torch.isfinite(a).all()
+
+
+def test_every_alpha_is_updated_and_wiped_ops_stop_running() -> None:
+    torch.manual_seed(0)
+    net = TinyMixed()
+    arch = ArchParameters(net.alpha_shapes())
+    before = arch.detached()["edges"]
+    module = DnasModule(net, arch, update="xnas", xnas_grad_bound=0.05)
+    run = _fit(module, epochs=3)
+    after = arch.detached()["edges"]
+    live = after != WIPED
+    assert ((after - before).abs() > 0).all(), "an architecture weight received no XNAS update"
+    assert run.history[-1]["experts_alive"] == pytest.approx(float(live.float().mean()))
+    # a wiped op is never called (its weight is exactly 0)
+    with torch.no_grad():
+        arch.alphas["edges"][0, 2] = WIPED
+    calls = []
+    net.edges[0].ops[2].register_forward_hook(lambda *_: calls.append(1))
+    net(torch.randn(2, 1, 8, 8), arch.probs())
+    assert not calls
+
+
+def test_xnas_takes_the_latency_term_and_the_regulariser() -> None:
+    torch.manual_seed(0)
+    net = TinyMixed()
+    arch = ArchParameters(net.alpha_shapes())
+    term = LatencyTerm(table=COST, form="add", target_ms=0.05, lam=5.0)
+    module = DnasModule(net, arch, update="xnas", latency=term, alpha_reg="entropy", alpha_reg_weight=0.1,
+                        xnas_grad_bound=1.0, xnas_wipeout=False)  # fmt: skip
+    before = float(net.expected_latency(arch.probs(), COST))
+    _fit(module, epochs=3)
+    assert float(net.expected_latency(arch.probs(), COST)) < before
+    assert set(OPS) >= set(net.finalize(arch.detached()).values())
+
+
+def test_xnas_refuses_gumbel_and_second_order() -> None:
+    net = TinyMixed()
+    for kw in ({"mixing": "gumbel"}, {"order": 2}):
+        with pytest.raises(ValueError, match="xnas"):
+            DnasModule(net, ArchParameters(net.alpha_shapes()), update="xnas", **kw)
