@@ -94,6 +94,16 @@ CASES = {
         ["hardware=snapdragon888", "hardware.backend=qai_hub"],
         ["[hardware.backend]", "QAI_HUB_API_TOKEN", "Fix:"],
     ),
+    "xnas with gumbel mixing": (
+        "search",
+        ["search=xnas", "search.gradient.mixing=gumbel"],
+        ["[search.gradient.update]", "softmax", "Fix:"],
+    ),
+    "petridish on a space without growth": (
+        "search",
+        ["search=petridish", "experiment=nb201", "evaluator=train"],
+        ["[search]", "no growth moves", "Fix:"],
+    ),
     "resume from a non-search dir": (
         "search",
         ["search.resume={tmp}/empty"],

@@ -235,6 +235,16 @@ class GradientSearch:
         """Everything that decides the architectures found (a run-dir result is reused only if equal)."""
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 
+    def planned(self) -> int:
+        """Architectures this search proposes: one per sweep point."""
+        return len(self.points)
+
+    def rounds_of(
+        self, *, space: SearchSpace, evaluator: Any, cfg: DictConfig, run_dir: Path, **_: Any
+    ) -> Any:
+        """One round: every sweep point's architecture (the strategy contract shared with Petridish)."""
+        yield self.propose(space=space, evaluator=evaluator, cfg=cfg, run_dir=run_dir)
+
     def propose(
         self, *, space: SearchSpace, evaluator: Any, cfg: DictConfig, run_dir: Path
     ) -> list[Proposal]:

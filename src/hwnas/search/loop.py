@@ -171,8 +171,9 @@ def _evaluate(study: optuna.Study, trial: optuna.Trial, on_trial: OnTrial | None
 
 
 def _attrs_id(attrs: dict[str, Any]) -> str:
-    """The identity of a proposal: its strategy and sweep point (not timings)."""
-    return repr(tuple(attrs.get(k) for k in ("strategy", "latency_target", "latency_lambda")))
+    """The identity of a proposal: its strategy, sweep point or growth step (not timings)."""
+    keys = ("strategy", "latency_target", "latency_lambda", "petridish_parent", "petridish_moves")
+    return repr(tuple(attrs.get(k) for k in keys))
 
 
 def _run_one(

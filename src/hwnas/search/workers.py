@@ -62,13 +62,14 @@ def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
 #: Trial attributes that say where an architecture came from (the strategy and a gradient search's sweep
 #: point, columns of trials.csv): a re-queued trial keeps them, so the retry is still that strategy's row.
 ORIGIN_ATTRS = ("strategy", "latency_target", "latency_target_ms", "latency_lambda", "expected_latency_ms",
-                "dnas_epochs", "dnas_seconds", "dnas_stopped_early")  # fmt: skip
+                "dnas_epochs", "dnas_seconds", "dnas_stopped_early",
+                "petridish_round", "petridish_parent", "petridish_moves")  # fmt: skip
 
 
 def requeue(study: optuna.Study, trial: Any) -> None:
     """Queue a dead trial's architecture again (duplicates are never re-queued: they paid nothing)."""
     if trial.params and not trial.user_attrs.get("duplicate"):
-        origin = {k: v for k, v in trial.user_attrs.items() if k in ORIGIN_ATTRS or k.startswith("dnas_")}
+        origin = {k: v for k, v in trial.user_attrs.items() if k in ORIGIN_ATTRS}
         study.enqueue_trial(
             dict(trial.params), user_attrs={"requeued_from": trial.number, **origin}, skip_if_exists=False
         )

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import networkx as nx
 import numpy as np
 
 from hwnas.utils.errors import InvalidArchError
@@ -206,6 +207,22 @@ class SearchSpace(ABC):
         import optuna
 
         return {n: optuna.distributions.CategoricalDistribution(c) for n, c in self.choices().items()}
+
+    def arch_graph(self, spec: ArchSpec) -> nx.DiGraph:
+        """``spec`` as a DAG for pictures (``reporting.arch_graph.draw_arch``).
+
+        Every node and edge carries a ``label`` (an edge's: its op name, ``""`` for plain data flow).
+        Optional drawing hints: node ``kind`` (``"input"``, ``"output"``, ... picks the box colour),
+        ``layer`` (the column, by default the topological generation) and ``group`` (one band per
+        group), and the graph's ``align="horizontal"`` (layers as rows). This fallback is a chain of
+        ``name=value`` parameter nodes; spaces override it with their real structure.
+        """
+        graph = nx.DiGraph(name=spec.key)
+        names = list(spec.values)
+        for name in names:
+            graph.add_node(name, label=f"{name}={spec[name]}", kind="param")
+        graph.add_edges_from(zip(names, names[1:], strict=False), label="")
+        return graph
 
     def describe(self, spec: ArchSpec) -> str:
         """The architecture as one string for tables (``arch`` column); ``parse`` reverses it."""

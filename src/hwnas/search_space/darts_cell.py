@@ -13,8 +13,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import networkx as nx
+
 from hwnas.models.darts_cell import DartsNet, DartsSearchNet
 from hwnas.models.darts_ops import CELL_OPS, CELL_TYPES, STEPS, Genotype, input_choices
+from hwnas.models.growth import GrowthMove
+from hwnas.search_space import darts_growth
 from hwnas.search_space.base import ArchSpec, SearchSpace
 from hwnas.utils.errors import ConfigError, InvalidArchError
 
@@ -92,6 +96,30 @@ class DartsCellSpace(SearchSpace):
         self.validate(spec)
         return Genotype.from_params(spec.values)
 
+    def arch_graph(self, spec: ArchSpec) -> nx.DiGraph:
+        """Both cells as two components (node ids prefixed ``normal/``, ``reduce/``), one band each.
+
+        Each cell: the inputs ``c_{k-2}`` and ``c_{k-1}``, the intermediate nodes (two edges each, labelled
+        with their ops) and the output that concatenates them. A ``{cell}_nodes`` parameter, where the
+        space has one, limits the nodes to ``0..n-1``; otherwise all 4 are drawn.
+        """
+        self.validate(spec)
+        values = spec.values
+        graph = nx.DiGraph(name=spec.key)
+        for cell in CELL_TYPES:
+            steps = int(values.get(f"{cell}_nodes", STEPS))
+            ids = [f"{cell}/c_k-2", f"{cell}/c_k-1", *(f"{cell}/{i}" for i in range(steps))]
+            graph.add_node(ids[0], label="c_{k-2}", kind="input", group=cell)
+            graph.add_node(ids[1], label="c_{k-1}", kind="input", group=cell)
+            for i in range(steps):
+                graph.add_node(ids[i + 2], label=str(i), kind="node", group=cell)
+                a, b = (int(s) for s in str(values[f"{cell}_n{i}_inputs"]).split("-"))
+                graph.add_edge(ids[a], ids[i + 2], label=str(values[f"{cell}_n{i}_op0"]))
+                graph.add_edge(ids[b], ids[i + 2], label=str(values[f"{cell}_n{i}_op1"]))
+            graph.add_node(f"{cell}/out", label=f"{cell}\nconcat", kind="output", group=cell)
+            graph.add_edges_from(((n, f"{cell}/out") for n in ids[2:]), label="")
+        return graph
+
     def baseline(self) -> ArchSpec:
         """The reference cell (by default DARTS V2), the architecture a latency-aware search should beat."""
         return self.make(self._baseline)
@@ -132,6 +160,14 @@ class DartsCellSpace(SearchSpace):
             layers=self.layers if layers is None else _depth(layers, "layers"),
             stem_multiplier=self.stem_multiplier,
         )
+
+    def growth_seed(self) -> ArchSpec:
+        """Petridish's start: every op ``skip_connect`` (:mod:`.darts_growth`)."""
+        return darts_growth.growth_seed(self)
+
+    def growth_moves(self, spec: ArchSpec) -> list[GrowthMove]:
+        """Petridish's candidate moves from ``spec``: a heavier op beside each edge's op."""
+        return darts_growth.growth_moves(self, spec)
 
     def check(self, spec: ArchSpec, *, input_size: tuple[int, int] | None = None) -> None:
         if input_size is not None and min(input_size) < 4:

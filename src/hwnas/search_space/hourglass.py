@@ -10,9 +10,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import networkx as nx
+
 from hwnas.models.elastic_hourglass import ElasticHourglass, ElasticRanges
+from hwnas.models.growth import GrowthMove
 from hwnas.models.hourglass import HourglassConfig, HourglassNet, LevelConfig, level_channels
 from hwnas.models.mixed_hourglass import MixedHourglass
+from hwnas.search_space import hourglass_growth
 from hwnas.search_space.base import ArchSpec, SearchSpace
 from hwnas.utils.errors import ConfigError, InvalidArchError
 
@@ -151,6 +155,47 @@ class HourglassSpace(SearchSpace):
             for i in range(1, self.num_levels + 1)
         )
         return HourglassConfig(base_channels=chans[0], levels=levels)
+
+    def arch_graph(self, spec: ArchSpec) -> nx.DiGraph:
+        """The blocks as a U: one row per resolution (stem row on top), encoder left, decoder right.
+
+        Nodes: ``stem``, per level ``down{i}`` / ``skip{i}`` / ``up{i}`` labelled ``layers×k<kernel> c<out
+        channels>`` (an identity skip says so), ``head``. Edges into an up block are the ×2 bilinear
+        upsample and the skip's add.
+        """
+        config = self.model_config(spec)
+        chans = [config.base_channels] + [lv.channels for lv in config.levels]
+        n = len(config.levels)
+        # Rows are layers (0 = stem's resolution, -i below it); insertion order is the order within a row:
+        # stem, skip1, up1, head on top, then down{i}, skip{i+1}, up{i+1} in row -i.
+        graph = nx.DiGraph(name=spec.key, align="horizontal")
+        graph.add_node("stem", label=f"stem\n3×3 s2 c{chans[0]}", kind="input", layer=0)
+        for i, lv in enumerate(config.levels, start=1):
+            label = f"down{i}\n{lv.down_layers}×k{lv.down_kernel} c{chans[i]}"
+            graph.add_node(f"down{i}", label=label, kind="down", layer=-i)
+        for i, lv in enumerate(config.levels, start=1):
+            body = f"{lv.skip_layers}×k3 c{chans[i - 1]}" if lv.skip_layers else "identity"
+            graph.add_node(f"skip{i}", label=f"skip{i}\n{body}", kind="skip", layer=1 - i)
+        for i, lv in enumerate(config.levels, start=1):
+            label = f"up{i}\n{lv.up_layers}×k{lv.up_kernel} c{chans[i - 1]}"
+            graph.add_node(f"up{i}", label=label, kind="up", layer=1 - i)
+        graph.add_node("head", label=f"head\nc{chans[0]}", kind="output", layer=0)
+        for i in range(1, n + 1):
+            above = "stem" if i == 1 else f"down{i - 1}"
+            graph.add_edge(above, f"down{i}", label="")
+            graph.add_edge(above, f"skip{i}", label="")
+            graph.add_edge(f"skip{i}", f"up{i}", label="add")
+            graph.add_edge(f"down{n}" if i == n else f"up{i + 1}", f"up{i}", label="×2")
+        graph.add_edge("up1", "head", label="")
+        return graph
+
+    def growth_seed(self) -> ArchSpec:
+        """Petridish's start: the smallest network at ``gradient_widths`` (:mod:`.hourglass_growth`)."""
+        return hourglass_growth.growth_seed(self)
+
+    def growth_moves(self, spec: ArchSpec) -> list[GrowthMove]:
+        """Petridish's candidate moves from ``spec``: one more layer, or the next kernel, per block."""
+        return hourglass_growth.growth_moves(self, spec)
 
     def ranges(self) -> ElasticRanges:
         """This space's choices as the ranges a weight-sharing supernet must contain."""

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import networkx as nx
+
 from hwnas.models.nb201 import EDGES, OPS, NB201Network
 from hwnas.search_space.base import ArchSpec, SearchSpace
 from hwnas.utils.errors import ConfigError, InvalidArchError
@@ -115,6 +117,21 @@ class NB201Space(SearchSpace):
         """The six edge operations of ``spec`` in arch-string order."""
         values = spec.values
         return [values[n] for n in PARAM_NAMES]
+
+    def arch_graph(self, spec: ArchSpec) -> nx.DiGraph:
+        """The cell as its usual diamond: nodes 0 (input) to 3 (output), one edge per op (``none`` omitted).
+
+        Nodes 1 and 2 share the middle column (``layer``), so the 0→3 edge runs between them.
+        """
+        graph = nx.DiGraph(name=spec.key)
+        ends = {0: ("0 in", "input"), 3: ("3 out", "output")}
+        for node in range(4):
+            label, kind = ends.get(node, (str(node), "node"))
+            graph.add_node(node, label=label, kind=kind, layer=(node + 1) // 2)
+        for op, (dst, src) in zip(self.ops_of(spec), EDGES, strict=True):
+            if op != "none":
+                graph.add_edge(src, dst, label=op)
+        return graph
 
     def build(self, spec: ArchSpec, *, num_classes: int = 10, in_channels: int = 3) -> NB201Network:
         """The benchmark network of ``spec`` (CIFAR-sized input, any side >= 4 works)."""

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from hwnas.callbacks.search_logger import SearchLogger
 from hwnas.lit.fit import instantiate_dict
+from hwnas.reporting.arch_graph import draw_arch
 from hwnas.reporting.plots import plot_evolution, plot_front
 from hwnas.reporting.report import write_report
 from hwnas.reporting.trials import pareto_frame, trials_frame
@@ -20,6 +21,7 @@ from hwnas.search.evaluator import Evaluator
 from hwnas.search.gradient import GradientSearch
 from hwnas.search.loop import evaluate_proposals, read_state, run_loop
 from hwnas.search.objectives import parse_constraints, parse_objectives
+from hwnas.search.petridish import PetridishSearch
 from hwnas.search.resume import recover_stale_trials, resolve_run_dir
 from hwnas.search.run_identity import check_resume
 from hwnas.search.study import open_study, redact, storage_url
@@ -62,7 +64,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             raise ConfigError(
                 f"a gradient search trains on images; evaluator {type(evaluator).__name__} has none",
                 key="evaluator",
-                fix="use evaluator=train or evaluator=supernet with search=darts / search=gdas",
+                fix="use evaluator=train or evaluator=supernet with search=darts / gdas / xnas / petridish",
             )
     objectives = parse_objectives(cfg.search.objectives, available=evaluator.metrics)
     constraints = parse_constraints(cfg.search.get("constraints"), available=evaluator.metrics)
@@ -93,7 +95,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "search: %s over %s, %s (%d done already), objectives %s, storage %s, run dir %s",
         gradient.describe() if gradient is not None else type(sampler).__name__,
         space.name,
-        "one architecture per sweep point" if gradient is not None else f"{n_trials} unique architectures",
+        f"up to {gradient.planned()} proposed architectures"
+        if gradient is not None
+        else f"{n_trials} unique architectures",
         before,
         ", ".join(f"{o.direction[:3]} {o.name}" for o in objectives),
         redact(url),
@@ -104,19 +108,22 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     worker = str(cfg.search.get("worker_id", "0"))
     t0 = time.perf_counter()
     if gradient is not None:
-        proposals = gradient.propose(space=space, evaluator=evaluator, cfg=cfg, run_dir=run_dir)
-        slog = SearchLogger(loggers, objectives, before + len(proposals))
+        slog = SearchLogger(loggers, objectives, before + gradient.planned())
         slog.set_unique(before)
-        evaluate_proposals(
-            study,
-            proposals,
-            space=space,
-            evaluator=evaluator,
-            objectives=objectives,
-            constraints=constraints,
-            on_trial=slog,
-            worker=worker,
+        rounds = gradient.rounds_of(
+            space=space, evaluator=evaluator, cfg=cfg, run_dir=run_dir, study=study, objectives=objectives
         )
+        for proposals in rounds:  # a round is evaluated before the strategy proposes the next
+            evaluate_proposals(
+                study,
+                proposals,
+                space=space,
+                evaluator=evaluator,
+                objectives=objectives,
+                constraints=constraints,
+                on_trial=slog,
+                worker=worker,
+            )
     else:
         slog = SearchLogger(loggers, objectives, n_trials)
         slog.set_unique(before)
@@ -158,16 +165,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     return summary
 
 
-def _gradient_strategy(cfg: DictConfig) -> GradientSearch | None:
-    """``search.gradient`` (search=darts / gdas) built and checked, or None for a sampler-driven search."""
+def _gradient_strategy(cfg: DictConfig) -> GradientSearch | PetridishSearch | None:
+    """``search.gradient`` (search=darts / gdas / xnas / petridish) built, or None for a sampler-driven
+    search. Such a strategy proposes architectures round by round (``rounds_of``) and the loop evaluates them."""
     node = cfg.search.get("gradient")
     if not node:
         return None
     strategy = build(node, "search.gradient")
-    if not isinstance(strategy, GradientSearch):
+    if not isinstance(strategy, GradientSearch | PetridishSearch):
         raise ConfigError(
-            f"_target_ built a {type(strategy).__name__}, not a hwnas.search.gradient.GradientSearch",
+            f"_target_ built a {type(strategy).__name__}, not a GradientSearch or PetridishSearch",
             key="search.gradient._target_",
+            choices=["hwnas.search.gradient.GradientSearch", "hwnas.search.petridish.PetridishSearch"],
         )
     return strategy
 
@@ -236,10 +245,15 @@ def finalize(
         for _, row in front.iterrows():
             spec = space.parse(row["arch"])
             spec.save(pareto_dir / f"{spec.stem}.json")
+            picture: dict[str, str] = {}
             try:
-                exported[spec.key] = evaluator.export(spec, pareto_dir)
+                picture["graph"] = str(draw_arch(space, spec, pareto_dir / f"{spec.stem}.png"))
+            except Exception as exc:  # noqa: BLE001 - a picture is never worth an output
+                log.warning("drawing %s failed: %s", spec.key, exc)
+            try:
+                exported[spec.key] = {**evaluator.export(spec, pareto_dir), **picture}
             except Exception as exc:  # noqa: BLE001 - one bad export must not lose the others
-                exported[spec.key] = {"error": str(exc)}
+                exported[spec.key] = {"error": str(exc), **picture}
                 log.warning("export of %s failed: %s", spec.key, exc)
     evaluator.prune_weights({file_stem(k) for k in front["arch_key"]})
     real = df[~df["duplicate"].astype(bool)]
