@@ -213,7 +213,13 @@ class PetridishSearch:
         return [growable[i][1] for i in idx]
 
     def _grow(
-        self, parent: ArchSpec, space: SearchSpace, evaluator: Any, cfg: DictConfig, run_dir: Path, recipe: dict
+        self,
+        parent: ArchSpec,
+        space: SearchSpace,
+        evaluator: Any,
+        cfg: DictConfig,
+        run_dir: Path,
+        recipe: dict,
     ) -> list:
         """The parent's moves by decreasing selector strength (a run dir's earlier result is reused)."""
         path = run_dir / RUN_SUBDIR / f"grow-{parent.stem}.json"
