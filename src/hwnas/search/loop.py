@@ -41,6 +41,22 @@ class LoopState:
         return len(self.done)
 
 
+#: ``fail_reason`` prefix of trials failed because their process died mid-evaluation (re-queued).
+STALE_PREFIX = "stale:"
+
+
+def is_evaluated(t: FrozenTrial) -> bool:
+    """Whether ``t`` holds a finished evaluation that counts against the budget: told COMPLETE, or failed
+    by its own evaluation, with ``evaluated`` set. A trial failed as *stale* never counts, even if it had
+    stored its result attributes before its process was killed: its re-queued twin is the evaluation (so
+    no kill point can lose an architecture, or count one twice)."""
+    return (
+        t.state in (TrialState.COMPLETE, TrialState.FAIL)
+        and bool(t.user_attrs.get("evaluated"))
+        and not str(t.user_attrs.get("fail_reason") or "").startswith(STALE_PREFIX)
+    )
+
+
 def read_state(study: optuna.Study, *, exclude: int | None = None) -> LoopState:
     """Unique evaluated architectures (first non-duplicate finished trial per key) and in-flight keys."""
     state = LoopState()
@@ -48,7 +64,7 @@ def read_state(study: optuna.Study, *, exclude: int | None = None) -> LoopState:
         key = t.user_attrs.get(KEY_ATTR)
         if key is None or t.user_attrs.get("duplicate") or t.number == exclude:
             continue
-        if t.state in (TrialState.COMPLETE, TrialState.FAIL) and t.user_attrs.get("evaluated"):
+        if is_evaluated(t):
             state.done.setdefault(key, t)
         elif t.state == TrialState.RUNNING:
             state.running.setdefault(key, t.number)
@@ -66,7 +82,7 @@ def committed(study: optuna.Study, *, before: int | None = None) -> tuple[int, i
         if t.user_attrs.get("duplicate"):
             continue
         if t.state.is_finished():
-            if key is not None and t.user_attrs.get("evaluated"):
+            if key is not None and is_evaluated(t):
                 done.add(key)
         elif t.state == TrialState.RUNNING and (before is None or t.number < before):
             if key is None:
@@ -146,11 +162,15 @@ def evaluate_proposals(
     isolation. A proposal already stored with the same attributes (a resumed run) is not added again.
     Returns the number of trials evaluated here.
     """
-    stored = {
-        (t.user_attrs.get(KEY_ATTR), _attrs_id(t.user_attrs))
-        for t in study.get_trials(deepcopy=False)
-        if t.state.is_finished() and t.user_attrs.get("strategy")
-    }
+    stored = set()  # evaluated, reused as a duplicate, or waiting in the queue (a re-queued twin)
+    for t in study.get_trials(deepcopy=False):
+        if not t.user_attrs.get("strategy"):
+            continue
+        if t.state == TrialState.WAITING:
+            fixed = t.system_attrs.get("fixed_params") or {}
+            stored.add((space.make(fixed).key if fixed else None, _attrs_id(t.user_attrs)))
+        elif is_evaluated(t) or (t.state == TrialState.COMPLETE and t.user_attrs.get("duplicate")):
+            stored.add((t.user_attrs.get(KEY_ATTR), _attrs_id(t.user_attrs)))
     for p in proposals:
         if (p.spec.key, _attrs_id(p.attrs)) not in stored:
             study.enqueue_trial(dict(p.spec.values), user_attrs=dict(p.attrs))
@@ -286,7 +306,7 @@ def _wait_for(study: optuna.Study, number: int, timeout_s: float = 3600.0) -> Fr
         fail_stale(study)  # its worker may have died
         t = study.get_trials(deepcopy=False)[number]
         if t.state.is_finished():
-            return t if t.user_attrs.get("evaluated") else None
+            return t if is_evaluated(t) else None
         time.sleep(1.0)
     return None
 
