@@ -308,6 +308,17 @@ def main() -> None:
         help="study storage: journal (default, resumable and ~6 ms/trial), sqlite (the CLI "
         "default, ~0.1 s/trial: use it to measure the default overhead), memory",
     )
+    ap.add_argument(
+        "--overhead-at",
+        nargs="*",
+        type=int,
+        default=[300, 2000, 10000],
+        help="study sizes (unique table trials) at which to measure the per-trial framework overhead, one "
+        "search each, run one at a time (none: skip)",
+    )
+    ap.add_argument(
+        "--overhead-strategies", nargs="+", default=["random", "evolution_pareto"], help="strategies timed"
+    )
     ap.add_argument("--out", type=Path, default=None, help="default: bench/results/<accuracy>__<latency>/")
     ap.add_argument("--fresh", action="store_true", help="rerun searches whose results already exist")
     args = ap.parse_args()
@@ -416,8 +427,45 @@ To beat (issue, median of 20 seeds, CIFAR-10 x Pixel 3):
 
 Bench wall time {bench_s:.0f} s for {len(specs)} new searches ({args.jobs} parallel jobs).
 """
+    if args.overhead_at:
+        text += "\n" + overhead_at_scale(args, out)
     (out / "results.md").write_text(text)
     print(text)
+
+
+def overhead_at_scale(args: argparse.Namespace, out: Path) -> str:
+    """Per-trial framework overhead of table searches of growing size (one at a time, so no search
+    competes with another for the CPU); a markdown section. It must not grow with the study."""
+    rows = []
+    for name in args.overhead_strategies:
+        st = Strategy.parse(name)
+        for n in sorted(set(args.overhead_at)):
+            run_dir = out / "runs" / "overhead" / args.storage / st.label / f"n{n}"
+            spec = RunSpec(st, 0, n, args.accuracy, args.latency, args.storage, run_dir)
+            rec = run_search(spec)
+            trials = pd.read_csv(run_dir / "trials.csv")
+            o = overhead(trials, rec["loop_s"])
+            rows.append(
+                {"strategy": st.label, "unique": n, "trials": len(trials), "loop_s": rec["loop_s"], **o}
+            )
+            print(f"  overhead {st.label:18s} {n:6d} unique: {o['overhead_ms_per_trial']:6.2f} ms/trial "
+                  f"({len(trials)} trials, loop {rec['loop_s']:.1f} s)", flush=True)  # fmt: skip
+    df = pd.DataFrame(rows)
+    df.to_csv(out / "overhead.csv", index=False)
+    lines = [
+        f"## Per-trial overhead at scale (storage {args.storage}, one search at a time)",
+        "",
+        "| strategy | unique | trials | loop s | overhead ms/trial | × the smallest |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, part in df.groupby("strategy", sort=False):
+        first = float(part["overhead_ms_per_trial"].iloc[0])
+        for _, r in part.iterrows():
+            lines.append(
+                f"| {label} | {int(r['unique'])} | {int(r['trials'])} | {r['loop_s']:.1f} | "
+                f"{r['overhead_ms_per_trial']:.2f} | {r['overhead_ms_per_trial'] / first:.2f} |"
+            )
+    return "\n".join(lines) + "\n"
     print(f"wrote {out / 'results.md'}, {out / 'results.csv'}, {out / 'hv_curve.png'}")
 
 

@@ -17,6 +17,7 @@ import pandas as pd
 from optuna.trial import FrozenTrial
 
 from hwnas.search.objectives import Objective
+from hwnas.search.study_view import trial_attrs
 
 log = logging.getLogger("hwnas.search")
 
@@ -48,7 +49,7 @@ class SearchLogger:
         self.unique = n
 
     def __call__(self, trial: FrozenTrial, info: dict[str, Any]) -> None:
-        ua = trial.user_attrs
+        ua = trial_attrs(trial)
         status = info.get("status", trial.state.name.lower())
         if status not in ("duplicate", "invalid"):
             self.unique += 1

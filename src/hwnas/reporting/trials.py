@@ -12,6 +12,7 @@ import pandas as pd
 
 from hwnas.reporting.pareto import pareto_mask
 from hwnas.search.objectives import Objective
+from hwnas.search.study_view import trial_attrs
 from hwnas.search.workers import ORIGIN_ATTRS
 
 #: Columns every trials.csv starts with (then objectives, constraints, other metrics).
@@ -50,7 +51,7 @@ def trials_frame(study: optuna.Study, objectives: Sequence[Objective]) -> pd.Dat
     """
     rows: list[dict[str, Any]] = []
     for t in study.get_trials(deepcopy=False):
-        ua = t.user_attrs
+        ua = trial_attrs(t)
         metrics = dict(ua.get("metrics") or {})
         row: dict[str, Any] = {
             "number": t.number,

@@ -12,7 +12,6 @@ import math
 import time
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
@@ -20,76 +19,35 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hwnas.search.evaluator import Evaluator
 from hwnas.search.objectives import Constraint, Objective
+from hwnas.search.study_view import (
+    KEY_ATTR,
+    RESULT_ATTR,
+    STALE_PREFIX,
+    LoopState,
+    StudyView,
+    is_evaluated,
+    trial_attrs,
+)
 from hwnas.search.workers import fail_stale, heartbeat, is_heartbeat_enabled
 from hwnas.search_space.base import SearchSpace
 from hwnas.utils.errors import CandidateFailed, HwnasError
 
 log = logging.getLogger("hwnas.search")
 
-KEY_ATTR = "arch_key"
-
-
-@dataclass
-class LoopState:
-    """What the study holds so far, read from storage (so several workers agree)."""
-
-    done: dict[str, FrozenTrial] = field(default_factory=dict)
-    running: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def unique(self) -> int:
-        return len(self.done)
-
-
-#: ``fail_reason`` prefix of trials failed because their process died mid-evaluation (re-queued).
-STALE_PREFIX = "stale:"
-
-
-def is_evaluated(t: FrozenTrial) -> bool:
-    """Whether ``t`` holds a finished evaluation that counts against the budget: told COMPLETE, or failed
-    by its own evaluation, with ``evaluated`` set. A trial failed as *stale* never counts, even if it had
-    stored its result attributes before its process was killed: its re-queued twin is the evaluation (so
-    no kill point can lose an architecture, or count one twice)."""
-    return (
-        t.state in (TrialState.COMPLETE, TrialState.FAIL)
-        and bool(t.user_attrs.get("evaluated"))
-        and not str(t.user_attrs.get("fail_reason") or "").startswith(STALE_PREFIX)
-    )
+#: Seconds between checks for trials of dead workers (their grace period is a minute: no need per trial).
+STALE_CHECK_S = 1.0
+__all__ = ["KEY_ATTR", "RESULT_ATTR", "STALE_PREFIX", "LoopState", "committed", "evaluate_proposals",
+           "is_evaluated", "read_state", "run_loop", "trial_attrs"]  # fmt: skip
 
 
 def read_state(study: optuna.Study, *, exclude: int | None = None) -> LoopState:
-    """Unique evaluated architectures (first non-duplicate finished trial per key) and in-flight keys."""
-    state = LoopState()
-    for t in study.get_trials(deepcopy=False):
-        key = t.user_attrs.get(KEY_ATTR)
-        if key is None or t.user_attrs.get("duplicate") or t.number == exclude:
-            continue
-        if is_evaluated(t):
-            state.done.setdefault(key, t)
-        elif t.state == TrialState.RUNNING:
-            state.running.setdefault(key, t.number)
-    return state
+    """Unique evaluated architectures and in-flight keys, from one full read (outside the loop)."""
+    return StudyView(study).refresh().state(exclude=exclude)
 
 
 def committed(study: optuna.Study, *, before: int | None = None) -> tuple[int, int]:
-    """``(unique evaluated, in flight)``: in flight counts RUNNING trials (numbered below ``before``) that
-    may still add a new architecture, so several workers never together exceed the budget."""
-    done: set[str] = set()
-    running: set[str] = set()
-    keyless = 0
-    for t in study.get_trials(deepcopy=False):
-        key = t.user_attrs.get(KEY_ATTR)
-        if t.user_attrs.get("duplicate"):
-            continue
-        if t.state.is_finished():
-            if key is not None and is_evaluated(t):
-                done.add(key)
-        elif t.state == TrialState.RUNNING and (before is None or t.number < before):
-            if key is None:
-                keyless += 1
-            else:
-                running.add(key)
-    return len(done), len(running - done) + keyless
+    """``(unique evaluated, in flight)`` from one full read (see :meth:`StudyView.committed`)."""
+    return StudyView(study).refresh().committed(before=before)
 
 
 OnTrial = Callable[[FrozenTrial, dict[str, Any]], None]
@@ -113,9 +71,13 @@ def run_loop(
     ``strategy`` is recorded with every trial (the ``strategy`` column), so one study can hold the
     architectures of several strategies side by side."""
     asked = 0
+    view = StudyView(study)
+    last_stale_check = -math.inf
     while asked < max_attempts:
-        fail_stale(study)  # trials of dead workers: FAIL + re-queue (needs storage heartbeats)
-        unique, in_flight = committed(study)
+        if time.monotonic() - last_stale_check >= STALE_CHECK_S:
+            fail_stale(study)  # trials of dead workers: FAIL + re-queue (needs storage heartbeats)
+            last_stale_check = time.monotonic()
+        unique, in_flight = view.refresh().committed()
         if unique >= n_trials:
             break
         if unique + in_flight >= n_trials:
@@ -125,14 +87,14 @@ def run_loop(
             continue
         trial = study.ask()
         asked += 1
-        if sum(committed(study, before=trial.number)) >= n_trials:  # another worker asked first
+        if sum(view.refresh().committed(before=trial.number)) >= n_trials:  # another worker asked first
             trial.set_user_attr("worker", worker)
             trial.set_user_attr("fail_reason", "surplus: the budget was filled by other workers meanwhile")
             study.tell(trial, state=TrialState.FAIL)
             continue
         if strategy:
             trial.set_user_attr("strategy", strategy)
-        _evaluate(study, trial, on_trial, space=space, evaluator=evaluator, objectives=objectives,
+        _evaluate(study, trial, on_trial, view=view, space=space, evaluator=evaluator, objectives=objectives,
                   constraints=constraints, worker=worker)  # fmt: skip
     else:
         log.warning(
@@ -175,10 +137,11 @@ def evaluate_proposals(
         if (p.spec.key, _attrs_id(p.attrs)) not in stored:
             study.enqueue_trial(dict(p.spec.values), user_attrs=dict(p.attrs))
     n = 0
+    view = StudyView(study)
     while study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         n += 1
-        _evaluate(study, study.ask(), on_trial, space=space, evaluator=evaluator, objectives=objectives,
-                  constraints=constraints, worker=worker)  # fmt: skip
+        _evaluate(study, study.ask(), on_trial, view=view, space=space, evaluator=evaluator,
+                  objectives=objectives, constraints=constraints, worker=worker)  # fmt: skip
     return n
 
 
@@ -200,6 +163,7 @@ def _run_one(
     study: optuna.Study,
     trial: optuna.Trial,
     *,
+    view: StudyView,
     space: SearchSpace,
     evaluator: Evaluator,
     objectives: Sequence[Objective],
@@ -213,7 +177,7 @@ def _run_one(
         spec = space.suggest(trial)
     except HwnasError as exc:
         trial.set_user_attr("fail_reason", f"invalid: {exc}")
-        trial.set_user_attr("evaluated", False)
+        trial.set_user_attr(RESULT_ATTR, {"evaluated": False})
         study.tell(trial, state=TrialState.FAIL)
         info["status"] = "invalid"
         return info
@@ -222,7 +186,7 @@ def _run_one(
     info["key"] = spec.key
 
     # Someone (this or another worker) already has it: reuse, don't pay twice.
-    state = read_state(study, exclude=trial.number)
+    state = view.refresh().state(exclude=trial.number)
     prior = state.done.get(spec.key)
     if prior is None and spec.key in state.running and state.running[spec.key] < trial.number:
         prior = _wait_for(study, state.running[spec.key])
@@ -240,16 +204,17 @@ def _run_one(
         return info
 
     metrics: dict[str, Any] = {}
+    timing: dict[str, float] = {}  # stored with the result, in one write
     try:
         tc = time.perf_counter()
         metrics.update(evaluator.cheap(spec))
-        trial.set_user_attr("seconds_cheap", round(time.perf_counter() - tc, 4))
+        timing["seconds_cheap"] = round(time.perf_counter() - tc, 4)
         cons = {c.name: c.value(metrics) for c in constraints if c.metric in metrics}
         feasible_so_far = all(v <= 0 for v in cons.values())
         if feasible_so_far:
             te = time.perf_counter()
             metrics.update(evaluator.expensive(spec))
-            trial.set_user_attr("seconds_expensive", round(time.perf_counter() - te, 4))
+            timing["seconds_expensive"] = round(time.perf_counter() - te, 4)
             cons = {c.name: c.value(metrics) for c in constraints}
         values = []
         for obj in objectives:
@@ -265,18 +230,16 @@ def _run_one(
         feasible = all(v <= 0 for v in cons.values())
         for name, value in cons.items():
             trial.set_constraint(name, float(value))
-        trial.set_user_attr("metrics", _jsonable(metrics))
-        trial.set_user_attr("feasible", feasible)
-        trial.set_user_attr("trained", feasible_so_far)
-        trial.set_user_attr("evaluated", True)
-        trial.set_user_attr("seconds", round(time.perf_counter() - t0, 4))
+        result = {"metrics": _jsonable(metrics), "feasible": feasible, "trained": feasible_so_far,
+                  "evaluated": True, **timing, "seconds": round(time.perf_counter() - t0, 4)}  # fmt: skip
+        trial.set_user_attr(RESULT_ATTR, result)
         study.tell(trial, values)
         info["status"] = "ok" if feasible else "infeasible"
     except (CandidateFailed, HwnasError) as exc:
-        _fail(study, trial, str(getattr(exc, "reason", exc)), metrics, t0)
+        _fail(study, trial, str(getattr(exc, "reason", exc)), metrics, t0, timing)
         info["status"] = "fail"
     except MemoryError:
-        _fail(study, trial, "out of memory", metrics, t0)
+        _fail(study, trial, "out of memory", metrics, t0, timing)
         info["status"] = "fail"
     except Exception as exc:  # noqa: BLE001 - a failing candidate is a failed trial, never a crashed search
         last = traceback.extract_tb(exc.__traceback__)[-1]
@@ -285,17 +248,24 @@ def _run_one(
         )
         if "out of memory" in str(exc).lower():
             reason = f"out of memory: {reason}"
-        _fail(study, trial, reason, metrics, t0)
+        _fail(study, trial, reason, metrics, t0, timing)
         info["status"] = "fail"
     return info
 
 
-def _fail(study: optuna.Study, trial: optuna.Trial, reason: str, metrics: dict[str, Any], t0: float) -> None:
+def _fail(
+    study: optuna.Study,
+    trial: optuna.Trial,
+    reason: str,
+    metrics: dict[str, Any],
+    t0: float,
+    timing: dict[str, float] | None = None,
+) -> None:
     log.debug("trial %d failed: %s", trial.number, reason)
     trial.set_user_attr("fail_reason", reason[:1000])
-    trial.set_user_attr("metrics", _jsonable(metrics))
-    trial.set_user_attr("evaluated", True)
-    trial.set_user_attr("seconds", round(time.perf_counter() - t0, 4))
+    result = {"metrics": _jsonable(metrics), "evaluated": True, **(timing or {}),
+              "seconds": round(time.perf_counter() - t0, 4)}  # fmt: skip
+    trial.set_user_attr(RESULT_ATTR, result)
     study.tell(trial, state=TrialState.FAIL)
 
 

@@ -31,7 +31,7 @@ from hwnas.lit.petridish import GrowthModule, fit_growth
 from hwnas.models.growth import GrowingNetwork
 from hwnas.models.mixed import ArchParameters
 from hwnas.search.gradient import Proposal
-from hwnas.search.loop import KEY_ATTR
+from hwnas.search.loop import KEY_ATTR, trial_attrs
 from hwnas.search.objectives import Objective
 from hwnas.search_space.base import ArchSpec, SearchSpace
 from hwnas.utils.errors import ConfigError
@@ -285,7 +285,7 @@ def _front(
             or t.user_attrs.get("arch") is None
         ):
             continue
-        if t.user_attrs.get("feasible") is False:
+        if trial_attrs(t).get("feasible") is False:
             continue
         rows[key] = (np.asarray(t.values, dtype=float) * signs, t.user_attrs["arch"])
     keys = list(rows)

@@ -1,0 +1,127 @@
+"""What the search loop needs to know about the study, kept in memory and refreshed incrementally.
+
+The loop asks three questions before and during every trial: which architectures are evaluated (the
+budget, deduplication), which are being evaluated right now (by this or another worker), and how many
+budget slots are committed. Answering them by scanning every trial costs O(study size) per trial. A
+:class:`StudyView` instead absorbs each finished trial once, in trial-number order (finished trials are
+immutable in Optuna), and re-reads only the *tail*: the trials from the oldest unfinished one on. So the
+per-trial cost stays flat as the study grows to thousands of trials, and several workers still agree,
+because every answer comes from storage as of the last :meth:`StudyView.refresh`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+KEY_ATTR = "arch_key"
+#: One user attribute holding a trial's result (metrics, feasible, trained, evaluated, timings): written in
+#: one storage write with the outcome instead of six (the per-trial cost of a table search is its writes).
+RESULT_ATTR = "result"
+#: ``fail_reason`` prefix of trials failed because their process died mid-evaluation (re-queued).
+STALE_PREFIX = "stale:"
+
+
+def trial_attrs(t: FrozenTrial) -> dict[str, Any]:
+    """``t``'s user attributes with its result's fields flattened in (``metrics``, ``feasible``, ``trained``,
+    ``evaluated``, ``seconds*``); studies written before the result attribute existed read the same."""
+    result = t.user_attrs.get(RESULT_ATTR)
+    return {**t.user_attrs, **result} if isinstance(result, dict) else dict(t.user_attrs)
+
+
+def is_evaluated(t: FrozenTrial) -> bool:
+    """Whether ``t`` holds a finished evaluation that counts against the budget: told COMPLETE, or failed
+    by its own evaluation, with ``evaluated`` set. A trial failed as *stale* never counts, even if it had
+    stored its result attributes before its process was killed: its re-queued twin is the evaluation (so
+    no kill point can lose an architecture, or count one twice)."""
+    if t.state not in (TrialState.COMPLETE, TrialState.FAIL):
+        return False
+    result = t.user_attrs.get(RESULT_ATTR)
+    evaluated = result.get("evaluated") if isinstance(result, dict) else t.user_attrs.get("evaluated")
+    return bool(evaluated) and not str(t.user_attrs.get("fail_reason") or "").startswith(STALE_PREFIX)
+
+
+@dataclass
+class LoopState:
+    """What the study holds: the first evaluated trial per architecture key, and keys in flight."""
+
+    done: dict[str, FrozenTrial] = field(default_factory=dict)
+    running: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def unique(self) -> int:
+        return len(self.done)
+
+
+class StudyView:
+    """An incrementally refreshed view of ``study`` (see the module docstring)."""
+
+    def __init__(self, study: optuna.Study) -> None:
+        self.study = study
+        self._done: dict[str, FrozenTrial] = {}  # absorbed: finished trials below ``_low``
+        self._low = 0
+        self._tail: list[FrozenTrial] = []
+
+    def refresh(self) -> StudyView:
+        """Read the study once; absorb the newly finished prefix, keep the rest as the tail."""
+        trials = self.study.get_trials(deepcopy=False)
+        i = self._low
+        while i < len(trials) and trials[i].state.is_finished():
+            t = trials[i]
+            key = t.user_attrs.get(KEY_ATTR)
+            if key is not None and not t.user_attrs.get("duplicate") and is_evaluated(t):
+                self._done.setdefault(key, t)
+            i += 1
+        self._low = i
+        self._tail = trials[i:]
+        return self
+
+    def state(self, *, exclude: int | None = None) -> LoopState:
+        """Evaluated architectures (first non-duplicate evaluated trial per key) and in-flight keys."""
+        state = LoopState(done=dict(self._done))
+        for t in self._tail:
+            key = t.user_attrs.get(KEY_ATTR)
+            if key is None or t.user_attrs.get("duplicate") or t.number == exclude:
+                continue
+            if is_evaluated(t):
+                state.done.setdefault(key, t)
+            elif t.state == TrialState.RUNNING:
+                state.running.setdefault(key, t.number)
+        if exclude is not None and exclude < self._low:  # an absorbed trial asked to be left out
+            state.done = {k: t for k, t in state.done.items() if t.number != exclude}
+        return state
+
+    def unique(self) -> int:
+        return len(self._done) + len(
+            {
+                t.user_attrs.get(KEY_ATTR)
+                for t in self._tail
+                if t.user_attrs.get(KEY_ATTR) is not None
+                and not t.user_attrs.get("duplicate")
+                and is_evaluated(t)
+                and t.user_attrs.get(KEY_ATTR) not in self._done
+            }
+        )
+
+    def committed(self, *, before: int | None = None) -> tuple[int, int]:
+        """``(unique evaluated, in flight)``: in flight counts RUNNING trials (numbered below ``before``)
+        that may still add a new architecture, so several workers never together exceed the budget."""
+        done = set(self._done)
+        running: set[str] = set()
+        keyless = 0
+        for t in self._tail:
+            if t.user_attrs.get("duplicate"):
+                continue
+            key = t.user_attrs.get(KEY_ATTR)
+            if t.state.is_finished():
+                if key is not None and is_evaluated(t):
+                    done.add(key)
+            elif t.state == TrialState.RUNNING and (before is None or t.number < before):
+                if key is None:
+                    keyless += 1
+                else:
+                    running.add(key)
+        return len(done), len(running - done) + keyless
