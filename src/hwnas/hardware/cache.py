@@ -120,6 +120,7 @@ class CachedProfiler(Profiler):
         self.calibration_batches = profiler.calibration_batches
         self.hits = 0
         self.misses = 0
+        self.refused = 0  # noisy figures not stored
 
     def check(self) -> None:
         self.inner.check()
@@ -158,5 +159,13 @@ class CachedProfiler(Profiler):
             return replace(hit, source="cached", extra={**hit.extra, "original_source": original})
         self.misses += 1
         report = self.inner.profile(model, input_shape, **kwargs)
+        if report.extra.get("noisy"):  # never keep a figure measured while something else ran
+            self.refused += 1
+            log.warning(
+                "latency of %s is noisy (p10-p90 %.3f-%.3f ms around %.3f ms after %s timing loops): "
+                "not cached; it will be measured again next time",
+                arch_key, report.p10_ms, report.p90_ms, report.median_ms, report.extra.get("timing_attempts"),
+            )  # fmt: skip
+            return report
         self.cache.put(key, report, meta={"arch": arch_key, "input_shape": list(input_shape)})
         return report

@@ -20,6 +20,7 @@ from torch import nn
 
 from hwnas.lit.candidate import CandidateModule
 from hwnas.tricks.precision import resolve_precision
+from hwnas.utils import timing_lock
 from hwnas.utils.errors import CandidateFailed, ConfigError
 
 
@@ -132,7 +133,8 @@ def fit_candidate(
     trainer_node = OmegaConf.to_container(trainer_cfg, resolve=True)
     trainer: pl.Trainer = instantiate(trainer_node, **kwargs)
     t0 = time.perf_counter()
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+    with timing_lock.busy():  # never beside a host latency measurement
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
     seconds = time.perf_counter() - t0
     if module.nonfinite_loss:
         raise CandidateFailed("non-finite loss (NaN/inf) during training")

@@ -1,0 +1,86 @@
+"""Host timing runs alone on the machine: a timing waits for trainings of other processes, trainings run
+side by side, a killed holder frees the machine; noisy timings are repeated and never cached."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+
+from hwnas.hardware.base import LatencyReport, Profiler
+from hwnas.hardware.cache import CachedProfiler
+from hwnas.hardware.onnxruntime import OnnxRuntimeProfiler
+from hwnas.utils import timing_lock
+
+
+def _hold_busy(path: str, seconds: float, ready: mp.Event) -> None:
+    os.environ[timing_lock.ENV] = path
+    with timing_lock.busy():
+        ready.set()
+        time.sleep(seconds)
+
+
+@pytest.fixture
+def lock(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    path = str(tmp_path / "timing.lock")
+    monkeypatch.setenv(timing_lock.ENV, path)
+    return path
+
+
+def _start(lock: str, seconds: float) -> mp.Process:
+    ctx = mp.get_context("spawn")
+    ready = ctx.Event()
+    p = ctx.Process(target=_hold_busy, args=(lock, seconds, ready))
+    p.start()
+    assert ready.wait(30), "the helper process never took the lock"
+    return p
+
+
+def test_timing_waits_for_another_process_training(lock: str) -> None:
+    p = _start(lock, 1.5)
+    t0 = time.perf_counter()
+    with timing_lock.timing() as waited:
+        assert not p.is_alive() or p.exitcode is None
+    assert waited >= 0.8 and time.perf_counter() - t0 >= 0.8
+    p.join()
+
+
+def test_trainings_overlap_and_a_killed_holder_frees_the_machine(lock: str) -> None:
+    p = _start(lock, 30.0)
+    t0 = time.perf_counter()
+    with timing_lock.busy():  # shared with the other training: no wait
+        assert time.perf_counter() - t0 < 2.0
+    os.kill(p.pid, signal.SIGKILL)
+    p.join()
+    with timing_lock.timing() as waited:  # the dead process's lock died with it
+        assert waited < 2.0
+
+
+class _Noisy(Profiler):
+    target, backend = "cpu", "fake"
+
+    def profile(self, model, input_shape, **kw) -> LatencyReport:  # noqa: ANN001
+        return LatencyReport(1.0, 0.5, 2.0, 30, "fake", "here", "fp32", "measured", extra={"noisy": True})
+
+
+def test_a_noisy_figure_is_not_cached(tmp_path: Path) -> None:
+    cached = CachedProfiler(_Noisy(), tmp_path / "cache")
+    report = cached.profile(None, (1, 3, 8, 8), arch_key="a")
+    assert report.extra["noisy"] and cached.refused == 1 and len(cached.cache) == 0
+    assert cached.profile(None, (1, 3, 8, 8), arch_key="a").source == "measured"  # measured again
+
+
+def test_noisy_timing_loops_are_repeated_until_quiet(lock: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    prof = OnnxRuntimeProfiler(repeats=10, max_spread=0.2, retries=3)
+    loops = iter([[1.0] * 5 + [3.0] * 5, [1.0, 1.5] * 5, [1.0] * 10])  # noisy, noisy, quiet
+    monkeypatch.setattr(prof, "time_onnx", lambda path, shape: next(loops))
+    samples, attempts, _ = prof.quiet_samples("x.onnx", (1, 3, 8, 8))
+    assert attempts == 3 and samples == [1.0] * 10
+    loops = iter([[1.0] * 5 + [3.0] * 5] * 2 + [[1.0, 1.8] * 5])
+    prof.retries = 2
+    samples, attempts, _ = prof.quiet_samples("x.onnx", (1, 3, 8, 8))
+    assert attempts == 3 and samples == [1.0, 1.8] * 5  # still noisy: the quietest loop
