@@ -186,10 +186,9 @@ def _run_one(
     info["key"] = spec.key
 
     # Someone (this or another worker) already has it: reuse, don't pay twice.
-    state = view.refresh().state(exclude=trial.number)
-    prior = state.done.get(spec.key)
-    if prior is None and spec.key in state.running and state.running[spec.key] < trial.number:
-        prior = _wait_for(study, state.running[spec.key])
+    prior, running = view.refresh().lookup(spec.key, exclude=trial.number)
+    if prior is None and running is not None and running < trial.number:
+        prior = _wait_for(study, running)
     if prior is not None:
         trial.set_user_attr("duplicate", True)
         trial.set_user_attr("duplicate_of", prior.number)

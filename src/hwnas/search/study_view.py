@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import optuna
+from optuna.storages import InMemoryStorage, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
 KEY_ATTR = "arch_key"
@@ -66,18 +67,33 @@ class StudyView:
         self._tail: list[FrozenTrial] = []
 
     def refresh(self) -> StudyView:
-        """Read the study once; absorb the newly finished prefix, keep the rest as the tail."""
-        trials = self.study.get_trials(deepcopy=False)
-        i = self._low
-        while i < len(trials) and trials[i].state.is_finished():
-            t = trials[i]
+        """Read the trials from the oldest unfinished one on; absorb the newly finished prefix."""
+        tail = self._read_from(self._low)
+        i = 0
+        while i < len(tail) and tail[i].state.is_finished():
+            t = tail[i]
             key = t.user_attrs.get(KEY_ATTR)
             if key is not None and not t.user_attrs.get("duplicate") and is_evaluated(t):
                 self._done.setdefault(key, t)
             i += 1
-        self._low = i
-        self._tail = trials[i:]
+        self._low += i
+        self._tail = tail[i:]
         return self
+
+    def _read_from(self, low: int) -> list[FrozenTrial]:
+        """Trials numbered ``low`` and up. Journal and in-memory storages look trials up by number in O(1),
+        so only the tail is read; an RDB storage is read whole (its own cache keeps finished trials)."""
+        storage = self.study._storage
+        if not isinstance(storage, JournalStorage | InMemoryStorage):
+            return self.study.get_trials(deepcopy=False)[low:]
+        out, number = [], low
+        while True:
+            try:
+                trial_id = storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
+            except KeyError:
+                return out
+            out.append(storage.get_trial(trial_id))
+            number += 1
 
     def state(self, *, exclude: int | None = None) -> LoopState:
         """Evaluated architectures (first non-duplicate evaluated trial per key) and in-flight keys."""
@@ -94,22 +110,26 @@ class StudyView:
             state.done = {k: t for k, t in state.done.items() if t.number != exclude}
         return state
 
-    def unique(self) -> int:
-        return len(self._done) + len(
-            {
-                t.user_attrs.get(KEY_ATTR)
-                for t in self._tail
-                if t.user_attrs.get(KEY_ATTR) is not None
-                and not t.user_attrs.get("duplicate")
-                and is_evaluated(t)
-                and t.user_attrs.get(KEY_ATTR) not in self._done
-            }
-        )
+    def lookup(self, key: str, *, exclude: int | None = None) -> tuple[FrozenTrial | None, int | None]:
+        """``(the evaluated trial of key, or None; the number of a RUNNING trial of key, or None)``, reading
+        only the absorbed index and the tail (the per-trial question of the loop, O(tail))."""
+        done = self._done.get(key)
+        if done is not None and done.number != exclude:
+            return done, None
+        running = None
+        for t in self._tail:
+            if t.user_attrs.get(KEY_ATTR) != key or t.user_attrs.get("duplicate") or t.number == exclude:
+                continue
+            if is_evaluated(t):
+                return t, None
+            if t.state == TrialState.RUNNING and running is None:
+                running = t.number
+        return None, running
 
     def committed(self, *, before: int | None = None) -> tuple[int, int]:
         """``(unique evaluated, in flight)``: in flight counts RUNNING trials (numbered below ``before``)
         that may still add a new architecture, so several workers never together exceed the budget."""
-        done = set(self._done)
+        new_done: set[str] = set()
         running: set[str] = set()
         keyless = 0
         for t in self._tail:
@@ -117,11 +137,12 @@ class StudyView:
                 continue
             key = t.user_attrs.get(KEY_ATTR)
             if t.state.is_finished():
-                if key is not None and is_evaluated(t):
-                    done.add(key)
+                if key is not None and key not in self._done and is_evaluated(t):
+                    new_done.add(key)
             elif t.state == TrialState.RUNNING and (before is None or t.number < before):
                 if key is None:
                     keyless += 1
                 else:
                     running.add(key)
-        return len(done), len(running - done) + keyless
+        in_flight = len({k for k in running if k not in self._done and k not in new_done}) + keyless
+        return len(self._done) + len(new_done), in_flight
