@@ -44,27 +44,13 @@ test: install ## Fast test tier (unit + contracts + quick integration); slow tes
 test-full: install ## Every test, including slow end-to-end searches
 	$(PY) -m pytest -q $(ARGS)
 
-bench-profile: install ## Benchmark profilers: repeatability, time per candidate, estimate-vs-measured rank agreement
-	$(PY) bench/bench_profile.py $(ARGS)
+export HWNAS_SERVICES_DIR ?= /tmp/hwnas-services
+services: install ## PostgreSQL + one-node Slurm for the storage/launcher tests (root; apt-installs what is missing), then: source /tmp/hwnas-services/env
+	$(PIP) install -q -e '.[dev,postgres]'
+	bash tests/services.sh install
+	bash tests/services.sh start
 
-bench-proxy: install ## Benchmark the search's accuracy proxy against full training (Kendall tau, Spearman rho, front kept)
-	$(PY) bench/bench_proxy.py $(ARGS)
+services-stop: ## Stop what `make services` started
+	bash tests/services.sh stop
 
-bench-supernet: install ## Benchmark weight sharing (evaluator=supernet) against full training, beside the partial-training proxy
-	$(PY) bench/bench_proxy.py --proxies default,supernet,supernet@evaluator.kernel_mode=separate --finetune 3 $(ARGS)
-
-bench-search: install ## Benchmark strategies on NAS-Bench-201 ground truth (HV ratio, IGD+, front recall)
-	$(PY) bench/bench_search.py $(ARGS)
-
-lint: install ## ruff lint + format check
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
-
-format: install ## ruff format + autofix
-	$(VENV)/bin/ruff format src tests bench
-	$(VENV)/bin/ruff check --fix src tests bench
-
-clean: ## Remove run outputs and caches (keeps .venv)
-	rm -rf outputs multirun .pytest_cache .ruff_cache lightning_logs
-
-.PHONY: help install search final train profile latency-table test test-full bench-profile bench-proxy bench-supernet bench-search lint format clean
+.PHONY: help install search final train profile latency-table test test-full services services-stop bench-profile bench-proxy bench-supernet bench-search lint format clean

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 import os
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -14,6 +18,7 @@ from omegaconf import DictConfig, open_dict
 ROOT = Path(__file__).resolve().parents[1]
 CONF = ROOT / "conf"
 NB201 = ROOT.parent / "shared" / "data" / "nb201" / "nb201_hw.csv.gz"
+SERVICES = "make services && source /tmp/hwnas-services/env (tests/services.sh: Debian packages, root)"
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 
@@ -72,3 +77,99 @@ def nb201_path() -> Path:
     if not NB201.is_file():
         pytest.skip(f"NB201 ground truth not found at {NB201} (it lives in ../shared/data/nb201/)")
     return NB201
+
+
+@pytest.fixture(scope="session")
+def nb201_table(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A made-up table of all 15,625 NB201 cells (``benchmark.path=...``): for tests that need a fast,
+    training-free search but not the real numbers, so they run where ``../shared`` does not exist."""
+    import numpy as np
+    import pandas as pd
+
+    from hwnas.models.nb201 import OPS
+    from hwnas.search_space.nb201 import arch_string
+
+    cells = list(itertools.product(OPS, repeat=6))
+    cost = {"none": 0.0, "skip_connect": 0.1, "avg_pool_3x3": 0.5, "nor_conv_1x1": 1.0, "nor_conv_3x3": 2.5}
+    work = np.array([sum(cost[op] for op in cell) for cell in cells])
+    noise = np.random.default_rng(0).random((len(cells), 2))
+    path = tmp_path_factory.mktemp("nb201") / "synthetic_nb201.csv"
+    pd.DataFrame(
+        {
+            "arch": [arch_string(cell) for cell in cells],
+            "cifar10_test_acc": np.round(60 + 2 * work + 5 * noise[:, 0], 4),
+            "pixel3_latency_ms": np.round(2 + 1.5 * work + noise[:, 1], 4),
+        }
+    ).to_csv(path, index=False)
+    return path
+
+
+def service_missing(require_env: str, why: str) -> NoReturn:
+    """Skip a test whose real service is absent, or fail it where ``$require_env=1`` (CI sets it:
+    there, a missing service is a broken set-up, never a reason to skip)."""
+    if os.environ.get(require_env) == "1":
+        pytest.fail(f"{why} ({require_env}=1: this run must have it)", pytrace=False)
+    pytest.skip(why)
+
+
+@dataclass(frozen=True)
+class PgDatabase:
+    """A fresh database on the test PostgreSQL server. ``url`` names the user but no password, as a
+    config should (``search.storage=...``); ``env`` hands the password over as users do
+    (``HWNAS_STORAGE_PASSWORD``); ``full_url`` is for the test's own reads."""
+
+    url: str
+    full_url: str
+    password: str
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"HWNAS_STORAGE_PASSWORD": self.password}
+
+
+@pytest.fixture
+def pg_database() -> Iterator[PgDatabase]:
+    """A new, empty database on the server ``$HWNAS_TEST_PG_URL`` names (its role may create databases),
+    dropped after the test. Skipped where there is none; failed instead under ``HWNAS_REQUIRE_POSTGRES=1``."""
+    base = os.environ.get("HWNAS_TEST_PG_URL")
+    if not base:
+        service_missing(
+            "HWNAS_REQUIRE_POSTGRES", f"no PostgreSQL test server (HWNAS_TEST_PG_URL): {SERVICES}"
+        )
+    from sqlalchemy import create_engine, make_url, text
+
+    from hwnas.utils.secrets import scrub
+
+    server = make_url(base)
+    try:
+        server.get_dialect().import_dbapi()
+    except ImportError as exc:
+        service_missing(
+            "HWNAS_REQUIRE_POSTGRES", f"no PostgreSQL driver ({exc}): pip install -e '.[postgres]'"
+        )
+    name = f"hwnas_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001 - any driver error: the server is not usable
+        admin.dispose()
+        why = f"PostgreSQL test server {scrub(base)} unusable: {scrub(str(exc).splitlines()[0])}"
+        service_missing("HWNAS_REQUIRE_POSTGRES", why)
+    db = server.set(database=name)
+    try:
+        yield PgDatabase(
+            url=db.set(password=None).render_as_string(hide_password=False),
+            full_url=db.render_as_string(hide_password=False),
+            password=str(server.password or ""),
+        )
+    finally:
+        with admin.connect() as conn:  # FORCE: a killed worker's connection may linger
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def shared_db(request: pytest.FixtureRequest) -> PgDatabase | None:
+    """Runs a test on both storages: ``None`` for SQLite files, a fresh :class:`PgDatabase` for PostgreSQL."""
+    return request.getfixturevalue("pg_database") if request.param == "postgresql" else None

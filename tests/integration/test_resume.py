@@ -21,8 +21,10 @@ import pytest
 from optuna.trial import TrialState
 
 from hwnas.reporting.trials import generation_of
+from hwnas.search.loop import is_evaluated
 from hwnas.search.table_evaluator import TableEvaluator
 from hwnas.search_space.base import ArchSpec
+from tests.conftest import PgDatabase
 
 ROOT = Path(__file__).resolve().parents[2]
 SLOW = "tests.integration.test_resume.SlowTable"
@@ -66,17 +68,16 @@ def env(delay_s: float = 0.0) -> dict[str, str]:
     }
 
 
-def load(run_dir: Path, name: str = "nb201-cifar10_test_acc-pixel3_latency_ms") -> optuna.Study:
+STUDY = "nb201-cifar10_test_acc-pixel3_latency_ms"
+
+
+def load(run_dir: Path, name: str = STUDY) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=f"sqlite:///{run_dir / 'study.db'}")
 
 
 def evaluated(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
     """Trials that paid for an architecture (not duplicates, not stale/surplus/invalid)."""
-    return [
-        t
-        for t in trials
-        if t.state.is_finished() and t.user_attrs.get("evaluated") and not t.user_attrs.get("duplicate")
-    ]
+    return [t for t in trials if is_evaluated(t) and not t.user_attrs.get("duplicate")]
 
 
 def assert_budget_exact(trials: list[optuna.trial.FrozenTrial], budget: int) -> None:
@@ -168,25 +169,38 @@ def test_sigkilled_search_resumes_in_the_same_run_dir(tmp_path: Path, nb201_path
 
 @pytest.mark.integration
 def test_resume_flag_continues_a_finished_search_without_paying_again(
-    tmp_path: Path, nb201_path: Path
+    tmp_path: Path, nb201_table: Path, shared_db: PgDatabase | None
 ) -> None:
     first = tmp_path / "first"
+    # SQLite: the study is the run dir's study.db. PostgreSQL: search.storage, the password from the env.
+    extra = [f"benchmark.path={nb201_table}", *([f"search.storage={shared_db.url}"] if shared_db else [])]
+    run_env = {**env(), **(shared_db.env if shared_db else {})}
     out = subprocess.run(
-        search_cmd(first, n_trials=6), cwd=ROOT, env=env(), capture_output=True, text=True, timeout=300
-    )
-    assert out.returncode == 0, out.stderr[-3000:]
-    keys = {t.user_attrs["arch_key"] for t in evaluated(load(first).get_trials())}
-    # A bigger budget on the same run dir: only the difference is evaluated.
-    out = subprocess.run(
-        search_cmd(tmp_path / "second", f"search.resume={first}", n_trials=9),
+        search_cmd(first, *extra, n_trials=6),
         cwd=ROOT,
-        env=env(),
+        env=run_env,
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert out.returncode == 0, out.stderr[-3000:]
-    trials = load(first).get_trials()
+
+    def study() -> optuna.Study:
+        return optuna.load_study(study_name=STUDY, storage=shared_db.full_url) if shared_db else load(first)
+
+    keys = {t.user_attrs["arch_key"] for t in evaluated(study().get_trials())}
+    # A bigger budget on the same run dir: only the difference is evaluated.
+    out = subprocess.run(
+        search_cmd(tmp_path / "second", *extra, f"search.resume={first}", n_trials=9),
+        cwd=ROOT,
+        env=run_env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert '"unique_evaluated": 9' in (first / "summary.json").read_text()  # written in place
+    trials = study().get_trials()
     assert_budget_exact(trials, 9)
     assert keys <= {t.user_attrs["arch_key"] for t in evaluated(trials)}
 
