@@ -134,7 +134,10 @@ def _alive(pid: int) -> bool:
 @pytest.mark.integration
 @pytest.mark.parametrize(
     ("jobs", "marker"),
-    [(1, "result.json"), (2, "train.json")],  # sequential: after a finished model; parallel: mid-training
+    [  # sequential: after a finished model (slow tier: ~1 min); parallel: mid-training
+        pytest.param(1, "result.json", marks=pytest.mark.slow),
+        (2, "train.json"),
+    ],
     ids=["sequential", "parallel"],
 )
 def test_kill_9_during_the_final_stage_then_rerun_completes_without_retraining(

@@ -121,7 +121,7 @@ def test_petridish_grows_a_gallery_in_one_study(tmp_path: Path) -> None:
 
 
 @pytest.mark.integration
-@pytest.mark.parametrize("seed_strategy", ["darts", "gdas"])
+@pytest.mark.parametrize("seed_strategy", [pytest.param("darts", marks=pytest.mark.slow), "gdas"])
 def test_petridish_grows_a_darts_or_gdas_found_front(tmp_path: Path, seed_strategy: str) -> None:
     search.run(_cfg(tmp_path, "a", seed_strategy, ["search.latency_targets=[0.2]", *TINY_GRADIENT]))
     found = set(pd.read_csv(tmp_path / "a" / "trials.csv")["arch_key"])
@@ -134,6 +134,7 @@ def test_petridish_grows_a_darts_or_gdas_found_front(tmp_path: Path, seed_strate
 
 
 @pytest.mark.integration
+@pytest.mark.slow  # ~30 s; the fast tier grows an hourglass GDAS front (above)
 def test_petridish_grows_a_gdas_found_darts_cell(tmp_path: Path) -> None:
     """Petridish's growth applied to a GDAS-searched DARTS cell: heavier ops beside its edges, one study."""
     search.run(_darts_cell_cfg(tmp_path, "a", "gdas", ["search.latency_targets=[0.5]"]))
