@@ -53,4 +53,30 @@ services: install ## PostgreSQL + one-node Slurm for the storage/launcher tests 
 services-stop: ## Stop what `make services` started
 	bash tests/services.sh stop
 
-.PHONY: help install search final train profile latency-table test test-full services services-stop bench-profile bench-proxy bench-supernet bench-search lint format clean
+bench-profile: install ## Benchmark profilers: repeatability, time per candidate, estimate-vs-measured rank agreement
+	$(PY) bench/bench_profile.py $(ARGS)
+
+bench-proxy: install ## Benchmark the search's accuracy proxy against full training (Kendall tau, Spearman rho, front kept)
+	$(PY) bench/bench_proxy.py $(ARGS)
+
+bench-supernet: install ## Benchmark weight sharing (evaluator=supernet) against full training, beside the partial-training proxy
+	$(PY) bench/bench_proxy.py --proxies default,supernet,supernet@evaluator.kernel_mode=separate --finetune 3 $(ARGS)
+
+bench-search: install ## Benchmark strategies on NAS-Bench-201 ground truth (HV ratio, IGD+, front recall)
+	$(PY) bench/bench_search.py $(ARGS)
+
+bench-predictor: install ## Benchmark hardware=predictor on NB201: each latency column as an unseen device, vs FLOPs/params/roofline
+	$(PY) bench/bench_predictor.py $(ARGS)
+
+lint: install ## ruff lint + format check
+	$(VENV)/bin/ruff check src tests bench
+	$(VENV)/bin/ruff format --check src tests bench
+
+format: install ## ruff format + autofix
+	$(VENV)/bin/ruff format src tests bench
+	$(VENV)/bin/ruff check --fix src tests bench
+
+clean: ## Remove run outputs and caches (keeps .venv)
+	rm -rf outputs multirun .pytest_cache .ruff_cache lightning_logs
+
+.PHONY: help install search final train profile latency-table test test-full services services-stop bench-profile bench-proxy bench-supernet bench-search bench-predictor lint format clean

@@ -14,9 +14,12 @@ from hwnas.utils.cli import guarded
 
 @hydra.main(config_path="../conf", config_name="profile", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    from hwnas.tasks import latency_table, profile
+    from hwnas.tasks import calibrate, latency_table, profile
 
     table = cfg.get("table") or {}
+    if (cfg.get("estimate") or {}).get("calibrate"):  # fit the Snapdragon 888 roofline to measurements
+        guarded(calibrate.run, cfg)
+        return
     guarded(latency_table.run if table.get("n") or table.get("archs") else profile.run, cfg)
 
 

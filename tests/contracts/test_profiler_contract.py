@@ -18,6 +18,7 @@ from hwnas.hardware.base import LatencyReport, Profiler
 from hwnas.hardware.cache import CachedProfiler, LatencyCache
 from hwnas.hardware.estimate import EstimateProfiler
 from hwnas.hardware.onnxruntime import OnnxRuntimeProfiler
+from hwnas.hardware.predictor.profiler import PredictorProfiler
 from hwnas.hardware.table import TableProfiler
 
 SHAPE = (1, 3, 16, 16)
@@ -28,6 +29,9 @@ def tiny_net() -> nn.Module:
     return nn.Sequential(
         nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 4, 1)
     ).train()
+
+
+_HOST = {"_target_": "hwnas.hardware.onnxruntime.OnnxRuntimeProfiler", "warmup": 1, "repeats": 5}
 
 
 def _table(tmp: Path) -> Profiler:
@@ -45,6 +49,9 @@ PROFILERS: dict[str, Callable[[Path], Profiler]] = {
     "table": _table,
     "cached_estimate": lambda tmp: CachedProfiler(
         EstimateProfiler(workdir=tmp / "onnx"), LatencyCache(tmp / "c")
+    ),
+    "predictor": lambda tmp: PredictorProfiler(
+        settings={"measure": {**_HOST, "workdir": str(tmp / "onnx")}, "store_dir": str(tmp / "store")}
     ),
 }
 
@@ -71,12 +78,14 @@ def test_report_is_honest_and_consistent(profiler):
     assert report.p10_ms <= report.median_ms <= report.p90_ms
     assert report.backend == profiler.backend
     assert report.precision == profiler.precision
-    assert report.source in {"measured", "estimated", "cached"}
+    assert report.source in {"measured", "estimated", "cached", "predicted"}
     assert report.device
     if report.source == "measured" and report.backend != "table":
         assert report.n_samples >= 1 and report.toolchain
     if report.source == "estimated":
         assert report.n_samples == 0 and report.p10_ms == report.p90_ms
+    if report.source == "predicted":  # an interval, never timed runs of this model
+        assert report.n_samples == 0 and report.p10_ms < report.p90_ms
     assert model.training  # the caller's model is left as it was
 
 

@@ -109,6 +109,16 @@ CASES = {
         ["search.resume={tmp}/empty"],
         ["[search.resume]", "study.db", "Fix:"],
     ),
+    "predictor measuring with an unknown target": (
+        "search",
+        ["hardware=predictor", "predictor.measure=phone"],
+        ["[predictor.measure]", "unknown hardware option 'phone'", "cpu_int8", "snapdragon888", "Fix:"],
+    ),
+    "calibration without its measurements": (
+        "profile",
+        ["hardware=snapdragon888", "estimate.calibrate={tmp}/none.csv"],
+        ["[estimate.calibrate]", "measurements file not found", "Fix:"],
+    ),
 }
 
 

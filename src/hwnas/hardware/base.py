@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-Source = Literal["measured", "estimated", "cached"]
+Source = Literal["measured", "estimated", "cached", "predicted"]
 Precision = Literal["fp32", "fp16", "int8"]
 
 
@@ -30,7 +30,9 @@ class LatencyReport:
         device: Human-readable device, e.g. ``"Samsung Galaxy S21 (Snapdragon 888) Hexagon NPU"``.
         precision: ``fp32`` / ``fp16`` / ``int8``.
         source: ``measured`` | ``estimated`` | ``cached`` (a cache hit of a measured/estimated report
-            keeps the original in ``extra["original_source"]``).
+            keeps the original in ``extra["original_source"]``) | ``predicted`` (``hardware=predictor``:
+            a model fitted to measurements of other architectures; ``p10_ms``/``p90_ms`` are quantiles of
+            its predictive distribution and ``extra["predictor"]`` holds the stated interval).
         toolchain: Versions of everything that affects the number (onnxruntime, qai-hub, SNPE, ...).
         extra: Backend-specific details (per-layer info, non-NPU layers, job ids, ...).
     """
@@ -74,7 +76,22 @@ class LatencyReport:
             f"{prefix}device": self.device,
             f"{prefix}precision": self.precision,
             f"{prefix}source": self.source,
+            **self._predictor_metrics(prefix),
         }
+
+    def _predictor_metrics(self, prefix: str) -> dict[str, float | str]:
+        """``hardware=predictor``'s provenance: why it was measured, or the interval it was predicted with."""
+        info = self.extra.get("predictor")
+        if not isinstance(info, dict):
+            return {}
+        out: dict[str, float | str] = {f"{prefix}predictor_purpose": str(info.get("purpose", ""))}
+        if "interval_ms" in info:
+            lo, hi = info["interval_ms"]
+            out.update({f"{prefix}interval_lo_ms": float(lo), f"{prefix}interval_hi_ms": float(hi)})
+            out[f"{prefix}interval_level"] = float(info.get("level", 0.0))
+        if "n_measurements" in info:
+            out[f"{prefix}predictor_measurements"] = int(info["n_measurements"])
+        return out
 
 
 class Profiler(ABC):

@@ -27,7 +27,9 @@ def build_profiler(node: Any, *, cache_dir: str | Path | None = None) -> Profile
             key="hardware._target_",
         )
     if cache_dir is not None:
-        profiler = CachedProfiler(profiler, LatencyCache(cache_dir))
+        attach = getattr(profiler, "attach_cache", None)  # hardware=predictor caches measurements only
+        cache = LatencyCache(cache_dir)
+        profiler = attach(cache) if callable(attach) else CachedProfiler(profiler, cache)
     log.info("hardware: %s", profiler.describe())
     return profiler
 

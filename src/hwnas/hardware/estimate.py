@@ -105,8 +105,14 @@ def _attr(node: Any, name: str, default: Any) -> Any:
     return default
 
 
-def layer_costs(model: Any, c: HexagonConstants) -> list[dict[str, Any]]:
-    """Per-node estimated cost (µs) and its inputs (MACs, bytes, bound) for an ONNX ``ModelProto``."""
+def layer_terms(model: Any, c: HexagonConstants) -> list[dict[str, Any]]:
+    """The structural quantities of every costed ONNX node, before any rate or bandwidth is applied.
+
+    Per node: ``name``, ``op``, ``macs`` (channels padded to ``channel_align``), ``macs_raw`` (unpadded),
+    ``depthwise``, ``resize``, ``elems`` (activation and weight elements moved) and ``fits`` (its
+    activations fit on chip). Fused and shape-only nodes are left out. ``layer_time_us`` turns a row
+    into microseconds; calibration (``hwnas.hardware.calibrate``) refits the rates on these rows.
+    """
     shapes = _shapes(model)
     graph = model.graph
     producers = {o: n for n in graph.node for o in n.output}
@@ -135,7 +141,7 @@ def layer_costs(model: Any, c: HexagonConstants) -> list[dict[str, Any]]:
         act_in = sum(numel(i) for i in node.input if i and i not in weights)
         w_elems = sum(numel(i) for i in node.input if i in weights)
         act_out = sum(numel(o) for o in node.output)
-        macs, rate, byte_factor = 0, c.mac_rate, 1.0
+        macs, macs_raw, depthwise = 0, 0, False
         if op in {"Conv", "ConvTranspose"}:
             w_shape = shapes.get(node.input[1], ())
             group = int(_attr(node, "group", 1))
@@ -145,9 +151,10 @@ def layer_costs(model: Any, c: HexagonConstants) -> list[dict[str, Any]]:
                 cin_g = w_shape[1]
                 cout = out_shape[1]
                 spatial = int(np.prod(out_shape[2:])) * out_shape[0]
+                macs_raw = spatial * cout * cin_g * k
                 if group > 1 and group == cout:  # depthwise
                     macs = spatial * _align(cout, c.channel_align) * k
-                    rate = c.mac_rate / c.depthwise_penalty
+                    depthwise = True
                 else:
                     macs = (
                         spatial * _align(cout, c.channel_align) * _align(cin_g * group, c.channel_align) * k
@@ -159,21 +166,46 @@ def layer_costs(model: Any, c: HexagonConstants) -> list[dict[str, Any]]:
                 macs = int(np.prod(a)) * int(
                     b[-1] if op == "MatMul" or not _attr(node, "transB", 0) else b[0]
                 )
-        elif op in {"Resize", "Upsample"}:
-            byte_factor = c.resize_penalty
-        moved = (act_in + act_out + w_elems) * c.bytes_per_element * byte_factor
-        fits = (act_in + act_out) * c.bytes_per_element <= c.onchip_bytes
-        bw = (c.onchip_gbps if fits else c.dram_gbps * c.dram_efficiency) * 1e9
-        t_compute = macs / rate if macs else 0.0
-        t_memory = moved / bw
+                macs_raw = macs
         rows.append(
             {
                 "name": node.name or f"{op}_{len(rows)}",
                 "op": op,
                 "macs": int(macs),
+                "macs_raw": int(macs_raw),
+                "depthwise": depthwise,
+                "resize": op in {"Resize", "Upsample"},
+                "elems": int(act_in + act_out + w_elems),
+                "fits": (act_in + act_out) * c.bytes_per_element <= c.onchip_bytes,
+            }
+        )
+    return rows
+
+
+def layer_time_us(term: dict[str, Any], c: HexagonConstants) -> tuple[float, str, float]:
+    """``(microseconds, bound, bytes moved)`` of one ``layer_terms`` row under constants ``c``."""
+    rate = c.mac_rate / c.depthwise_penalty if term["depthwise"] else c.mac_rate
+    moved = term["elems"] * c.bytes_per_element * (c.resize_penalty if term["resize"] else 1.0)
+    bw = (c.onchip_gbps if term["fits"] else c.dram_gbps * c.dram_efficiency) * 1e9
+    t_compute = term["macs"] / rate if term["macs"] else 0.0
+    t_memory = moved / bw
+    bound = "compute" if t_compute >= t_memory else "memory"
+    return max(t_compute, t_memory) * 1e6 + c.per_layer_us, bound, moved
+
+
+def layer_costs(model: Any, c: HexagonConstants) -> list[dict[str, Any]]:
+    """Per-node estimated cost (µs) and its inputs (MACs, bytes, bound) for an ONNX ``ModelProto``."""
+    rows = []
+    for term in layer_terms(model, c):
+        us, bound, moved = layer_time_us(term, c)
+        rows.append(
+            {
+                "name": term["name"],
+                "op": term["op"],
+                "macs": term["macs"],
                 "bytes": int(moved),
-                "bound": "compute" if t_compute >= t_memory else "memory",
-                "us": (max(t_compute, t_memory)) * 1e6 + c.per_layer_us,
+                "bound": bound,
+                "us": us,
             }
         )
     return rows

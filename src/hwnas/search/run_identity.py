@@ -33,6 +33,7 @@ IGNORED_LEAVES = {
     "workdir", "cache_dir", "num_workers", "in_memory", "latency_cache", "keep_weights", "cache",
     "persistent_workers",
     "gradient_widths",  # how a gradient strategy searches (like search.*), not how a trial is scored
+    "run_dir", "paths", "store_dir",  # hardware=predictor's bookkeeping: where runs and measurements live
 }  # fmt: skip
 
 

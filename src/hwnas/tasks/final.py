@@ -180,6 +180,7 @@ def build_context(cfg: DictConfig) -> GalleryContext:
     dm = build_datamodule(cfg)
     settings = preflight(cfg, dm)
     profiler = build_profiler(cfg.hardware, cache_dir=None)  # re-measured, never from (or into) the cache
+    profiler = getattr(profiler, "measurer", profiler)  # hardware=predictor: the final stage measures
     profiler.check()
     device, device_name = _device_runner(settings, profiler)
     ctx = GalleryContext(

@@ -22,6 +22,7 @@ from hwnas.search.gradient import GradientSearch
 from hwnas.search.loop import evaluate_proposals, read_state, run_loop
 from hwnas.search.objectives import parse_constraints, parse_objectives
 from hwnas.search.petridish import PetridishSearch
+from hwnas.search.predicted_latency import check_front
 from hwnas.search.resume import recover_stale_trials, resolve_run_dir
 from hwnas.search.run_identity import check_resume
 from hwnas.search.study import open_study, redact, storage_url
@@ -230,13 +231,16 @@ def finalize(
     source = None
     if "hw/source" in df.columns and df["hw/source"].notna().any():
         source = ",".join(sorted(set(df["hw/source"].dropna().astype(str))))
+    # hardware=predictor: measure the front's predicted latencies; the axis says what was predicted
+    predictor = check_front(evaluator, space=space, df=df, front=front, run_dir=run_dir)
+    axis = predictor["label"] if predictor else source
     title = f"{space.name} · {cfg.search.study_name}"
     png = gif = None
     if df[[o.name for o in objectives]].notna().any().all() and len(objectives) >= 2:
-        png = plot_front(df, objectives, run_dir / "pareto_front.png", title=title, source=source)
+        png = plot_front(df, objectives, run_dir / "pareto_front.png", title=title, source=axis)
         step = int(OmegaConf.select(cfg, "search.sampler.population_size") or max(4, len(df) // 8))
         gif = plot_evolution(
-            df, objectives, run_dir / "pareto_evolution.gif", step=step, title=title, source=source
+            df, objectives, run_dir / "pareto_evolution.gif", step=step, title=title, source=axis
         )
     pareto_dir = run_dir / "pareto"
     pareto_dir.mkdir(exist_ok=True)
@@ -280,6 +284,7 @@ def finalize(
         "infeasible": int(((real["state"] == "COMPLETE") & ~real["feasible"].astype(bool)).sum()),
         "front_size": int(len(front)),
         "latency_source": source,
+        **({"latency_predictor": predictor} if predictor else {}),  # measured vs predicted, front check
         **evaluator.sizes(),  # train_image_size, latency_input_shape (none for evaluator=table)
         "recovered_stale_trials": recovered,
         # search.resume_force=true continued with other settings: said where results are read

@@ -1,0 +1,1 @@
+"""``hardware=predictor``: latency learned from a few measurements on the real target (see ``profiler``)."""
