@@ -15,9 +15,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.utilities import CombinedLoader
 
 from hwnas.lit.dnas import DnasModule
-from hwnas.lit.fit import loop_trainer
-from hwnas.utils import timing_lock
-from hwnas.utils.errors import CandidateFailed
+from hwnas.lit.fit import fit_search_module, loop_trainer
 
 log = logging.getLogger("hwnas.dnas")
 
@@ -124,17 +122,10 @@ def fit_dnas(
         max_epochs=max_epochs,
         limit_train_batches=limit_train_batches,
     )
-    if module.channels_last:
-        module.net.to(memory_format=torch.channels_last)
     loader = CombinedLoader({"train": train_loader, "val": val_loader}, mode="max_size_cycle")
-    t0 = time.perf_counter()
-    with timing_lock.busy():  # never beside a host latency measurement
-        trainer.fit(module, train_dataloaders=loader)
-    seconds = time.perf_counter() - t0
-    module.net.to(memory_format=torch.contiguous_format).cpu()
-    module.arch.cpu()
-    if module.nonfinite_loss:
-        raise CandidateFailed(f"{label}: non-finite loss (NaN/inf) during the search")
+    seconds = fit_search_module(
+        trainer, module, loader, failure=f"{label}: non-finite loss (NaN/inf) during the search"
+    )
     params = module.net.finalize(module.arch.detached())
     if monitor.stopped_early and monitor.best_within is not None:
         params = monitor.best_within

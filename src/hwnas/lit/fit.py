@@ -65,6 +65,27 @@ def loop_trainer(
     )
 
 
+def fit_search_module(trainer: pl.Trainer, module: Any, loader: Any, *, failure: str) -> float:
+    """Fit a search module that holds ``net`` and ``arch`` (DNAS, Petridish) on ``loader`` under the machine's
+    busy lock, NHWC if ``module.channels_last``; leave both on the CPU in contiguous layout; return the
+    seconds the fit took.
+
+    Raises:
+        CandidateFailed: ``failure`` when the module saw a NaN/inf loss.
+    """
+    if module.channels_last:
+        module.net.to(memory_format=torch.channels_last)
+    t0 = time.perf_counter()
+    with timing_lock.busy():  # never beside a host latency measurement
+        trainer.fit(module, train_dataloaders=loader)
+    seconds = time.perf_counter() - t0
+    module.net.to(memory_format=torch.contiguous_format).cpu()
+    module.arch.cpu()
+    if module.nonfinite_loss:
+        raise CandidateFailed(failure)
+    return seconds
+
+
 def channels_last_of(tricks: DictConfig) -> bool:
     """``tricks.memory_format`` as a flag; a clear error for an unknown value (checked at start-up too)."""
     fmt = str(tricks.get("memory_format") or "contiguous")

@@ -7,7 +7,6 @@ never depend on the candidates (:mod:`hwnas.models.growth`), so its cross-entrop
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,11 +17,9 @@ from omegaconf import DictConfig
 from torch import nn
 
 from hwnas.data.labels import IGNORE_INDEX
-from hwnas.lit.fit import loop_trainer
+from hwnas.lit.fit import fit_search_module, loop_trainer
 from hwnas.models.growth import GrowingNetwork
 from hwnas.models.mixed import ArchParameters
-from hwnas.utils import timing_lock
-from hwnas.utils.errors import CandidateFailed
 
 log = logging.getLogger("hwnas.petridish")
 
@@ -131,16 +128,12 @@ def fit_growth(
         max_epochs=max_epochs,
         limit_train_batches=limit_train_batches,
     )
-    if module.channels_last:
-        module.net.to(memory_format=torch.channels_last)
-    t0 = time.perf_counter()
-    with timing_lock.busy():  # never beside a host latency measurement
-        trainer.fit(module, train_dataloaders=train_loader)
-    seconds = time.perf_counter() - t0
-    module.net.to(memory_format=torch.contiguous_format).cpu()
-    module.arch.cpu()
-    if module.nonfinite_loss:
-        raise CandidateFailed("petridish: non-finite loss (NaN/inf) while training the candidates")
+    seconds = fit_search_module(
+        trainer,
+        module,
+        train_loader,
+        failure="petridish: non-finite loss (NaN/inf) while training the candidates",
+    )
     ce = trainer.callback_metrics.get("petridish/ce")
     return GrowthRun(
         ranking=module.net.ranking(module.arch.alphas["moves"]),
