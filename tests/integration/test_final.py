@@ -240,3 +240,36 @@ def test_device_outputs_are_scored_on_the_host_and_labelled_with_the_device(make
     assert out["f1"] == pytest.approx(out["int8/f1"]) and out["device/miou"] == pytest.approx(
         out["int8/miou"]
     )
+
+
+@pytest.mark.integration
+def test_one_model_trains_with_ddp_over_two_cpu_processes(make_cfg, tmp_path: Path) -> None:
+    """final.ddp.processes=2: two gloo ranks split every batch, average every gradient, and rank 0 leaves
+    the same files as a one-process training (so evaluation, timing and resume are unchanged)."""
+    from hwnas.callbacks.progress import StageProgress
+    from hwnas.evaluation.ddp import train_ddp
+    from hwnas.evaluation.gallery import is_trained
+    from hwnas.tasks.final import build_context
+
+    cfg = make_cfg("search", [*SEARCH, "final.ddp.processes=2", "final.trainer.max_epochs=1"])
+    ctx = build_context(cfg)
+    spec, out = ctx.space.baseline(), tmp_path / "ddp"
+    errors = train_ddp(cfg, [(spec, out, "scratch")], processes=2, threads=1, progress=StageProgress(1))
+    assert errors == {}
+    info = json.loads((out / "train.json").read_text())
+    ddp = info["ddp"]
+    assert ddp["processes"] == 2 and ddp["backend"] == "gloo"
+    # 64 images, global batch 16 = 8 per rank: 4 steps, as one process with batch 16 (not 2 or 8).
+    assert ddp["steps"] == 64 // 16
+    assert len(ddp["rank_weights"]) == 2 and len(set(ddp["rank_weights"])) == 1  # gradients were averaged
+    assert is_trained(ctx, spec, out)  # the stage's own process reuses the weights rank 0 wrote
+    assert not (out / "resume").exists() and not (out / "lightning").exists()
+
+
+def test_a_batch_that_does_not_split_over_the_ddp_processes_is_refused(make_cfg) -> None:
+    from hwnas.tasks.final import preflight
+    from hwnas.utils.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="final.ddp.processes") as err:
+        preflight(make_cfg("search", [*SEARCH, "final.ddp.processes=3"]))
+    assert "divisor of 16" in str(err.value)

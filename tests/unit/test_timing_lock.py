@@ -60,6 +60,30 @@ def test_trainings_overlap_and_a_killed_holder_frees_the_machine(lock: str) -> N
         assert waited < 2.0
 
 
+def _hold_timing(path: str, ready: mp.Event) -> None:
+    os.environ[timing_lock.ENV] = path
+    with timing_lock.timing():
+        ready.set()
+        time.sleep(30)
+
+
+def test_a_ddp_rank_never_queues_behind_a_timer_its_own_group_blocks(lock: str) -> None:
+    """A DDP group's parent holds the busy lock for all ranks; a rank's own busy section must not wait
+    for the lock (rank 0 in a collective + rank 1 behind a queued timer + the timer behind rank 0 = deadlock)."""
+    ctx = mp.get_context("spawn")
+    ready = ctx.Event()
+    timer = ctx.Process(target=_hold_timing, args=(lock, ready))
+    timer.start()
+    try:
+        assert ready.wait(30), "the timer process never took the lock"
+        t0 = time.perf_counter()
+        with timing_lock.held_by_parent(), timing_lock.busy():
+            assert time.perf_counter() - t0 < 1.0
+    finally:
+        os.kill(timer.pid, signal.SIGKILL)
+        timer.join()
+
+
 class _Noisy(Profiler):
     target, backend = "cpu", "fake"
 

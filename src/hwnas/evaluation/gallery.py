@@ -63,6 +63,7 @@ class FinalSettings:
     chunk_size: int
     max_images: int | None
     budgets: list[float] | None
+    ddp_processes: int = 1
 
     @property
     def inits(self) -> tuple[str, ...]:
@@ -177,6 +178,7 @@ class FinalSettings:
             chunk_size=positive("device.chunk_size", device.get("chunk_size", 16)),
             max_images=None if max_images is None else positive("device.max_images", max_images),
             budgets=budgets,
+            ddp_processes=positive("ddp.processes", dict(d.get("ddp") or {}).get("processes", 1)),
         )
 
 
@@ -274,11 +276,23 @@ def is_trained(ctx: GalleryContext, spec: ArchSpec, out_dir: Path, init: str = "
 
 
 def train_full(
-    ctx: GalleryContext, spec: ArchSpec, out_dir: Path, progress: Progress, init: str = "scratch"
+    ctx: GalleryContext,
+    spec: ArchSpec,
+    out_dir: Path,
+    progress: Progress,
+    init: str = "scratch",
+    *,
+    ddp: int = 1,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Train ``spec`` (from scratch or from inherited weights) with the final settings; reuse finished
-    weights, resume an interrupted training."""
+    weights, resume an interrupted training.
+
+    ``ddp > 1``: this process is one rank of a DDP group of that many (launched by
+    :mod:`hwnas.evaluation.ddp`); every rank trains, rank 0 alone writes the model's files.
+    """
     from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from hwnas.lit import ddp as lit_ddp
 
     fp = fingerprint(ctx, spec, init)
     model = build_model(ctx, spec, init)
@@ -297,6 +311,9 @@ def train_full(
         "enable_progress_bar": False,
         "enable_model_summary": False,
     }
+    agree = lit_ddp.RanksAgree() if ddp > 1 else None
+    if ddp > 1:
+        overrides |= lit_ddp.trainer_kwargs(ddp)
 
     def fit(ckpt: Path | None) -> tuple[Any, dict[str, float]]:
         saver = ModelCheckpoint(
@@ -311,7 +328,7 @@ def train_full(
             optim=ctx.settings.optim_for(init),
             run_dir=out_dir / "lightning",
             loggers=False,
-            callbacks=[saver, progress.callback(spec.key)],
+            callbacks=[saver, progress.callback(spec.key), *([agree] if agree else [])],
             seed=candidate_seed(ctx.settings.seed, spec.key),
             overrides=overrides,
             ckpt_path=ckpt,
@@ -329,6 +346,8 @@ def train_full(
         resumed = False
         module, metrics = fit(None)
     model = module.model.cpu().eval()
+    if module.global_rank != 0:  # another rank of a DDP group: rank 0 writes the (identical) model
+        return model, {"rank": module.global_rank}
     save_state_dict(model, weights)
     info = {
         "fingerprint": fp,
@@ -339,6 +358,13 @@ def train_full(
         "init": init,
         "resumed": resumed,
     }
+    if agree is not None:
+        info["ddp"] = {
+            "processes": int(metrics["world_size"]),
+            "backend": lit_ddp.backend(),
+            "steps": int(metrics["steps"]),
+            "rank_weights": agree.digests,
+        }
     write_json(out_dir / "train.json", info)
     shutil.rmtree(resume_dir, ignore_errors=True)
     shutil.rmtree(out_dir / "lightning", ignore_errors=True)

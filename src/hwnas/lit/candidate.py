@@ -102,7 +102,8 @@ class CandidateModule(pl.LightningModule):
     def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> torch.Tensor | None:
         x, y = batch
         loss = self.criterion(self(self._input(x)), y)
-        if not torch.isfinite(loss):
+        # Under DDP every rank must take the same branch (one rank skipping backward would hang the others).
+        if not self.trainer.strategy.reduce_boolean_decision(bool(torch.isfinite(loss)), all=True):
             # Stop cleanly; the caller turns this into a FAIL trial with the reason.
             self.nonfinite_loss = True
             self.trainer.should_stop = True
@@ -113,7 +114,7 @@ class CandidateModule(pl.LightningModule):
     def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], batch_idx: int) -> None:
         x, y = batch
         logits = self(self._input(x))
-        self.log("val/loss", self.criterion(logits, y), on_epoch=True, batch_size=x.shape[0])
+        self.log("val/loss", self.criterion(logits, y), on_epoch=True, batch_size=x.shape[0], sync_dist=True)
         self.val_metrics.update(logits.argmax(dim=1), y)
 
     def on_validation_epoch_end(self) -> None:

@@ -166,4 +166,6 @@ def fit_candidate(
         raise CandidateFailed("training produced no finite val/miou (check trainer.limit_val_batches)")
     metrics["train_seconds"] = seconds
     metrics["epochs"] = float(trainer.current_epoch)
+    metrics["steps"] = float(trainer.global_step)
+    metrics["world_size"] = float(trainer.world_size)
     return module, metrics

@@ -20,6 +20,7 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hwnas.callbacks.progress import NoProgress, Progress, StageProgress
+from hwnas.evaluation.ddp import check_batch, train_ddp
 from hwnas.evaluation.gallery import (
     INITS,
     MODEL_ERRORS,
@@ -37,7 +38,7 @@ from hwnas.evaluation.gallery import (
     train_full,
     training_recipe,
 )
-from hwnas.evaluation.parallel import plan_jobs, train_parallel
+from hwnas.evaluation.parallel import available_cpus, plan_jobs, train_parallel
 from hwnas.evaluation.selection import spread_across
 from hwnas.hardware.build import build_profiler, input_shape_for
 from hwnas.reporting.final import write_final_outputs
@@ -164,6 +165,7 @@ def preflight(cfg: DictConfig, datamodule: Any | None = None) -> FinalSettings:
     """Check the final stage's settings and data before a search spends anything (start-up errors)."""
     settings = FinalSettings.from_cfg(cfg.final)
     dm = datamodule if datamodule is not None else build_datamodule(cfg)
+    check_batch(int(dm.batch_size), settings.ddp_processes)
     if not dm.has_split("test"):
         raise ConfigError(
             "the dataset has no held-out test split; the final stage never scores on selection data",
@@ -253,7 +255,17 @@ def run_stage(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     jobs, threads = plan_jobs(settings.jobs, len(to_train))
     failed: dict[str, str] = {}
     per_model: Progress = progress
-    if jobs > 1:  # train side by side first; evaluate and time one at a time below, on a quiet machine
+    if settings.ddp_processes > 1 and to_train:  # each model by a DDP group, one model at a time
+        threads = max(1, available_cpus() // settings.ddp_processes)
+        failed = train_ddp(
+            cfg,
+            [(s, d, init) for s, init, d in to_train],
+            processes=settings.ddp_processes,
+            threads=threads,
+            progress=progress,
+        )
+        per_model = NoProgress()
+    elif jobs > 1:  # train side by side first; evaluate and time one at a time below, on a quiet machine
         work = [(s, d, params_of(build_model(ctx, s)), init) for s, init, d in to_train]
         failed = train_parallel(cfg, work, jobs=jobs, threads=threads, progress=progress)
         per_model = NoProgress()

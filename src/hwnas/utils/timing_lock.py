@@ -80,3 +80,17 @@ def busy() -> Iterator[None]:
             yield
         finally:
             _depth["busy"] -= 1
+
+
+@contextlib.contextmanager
+def held_by_parent() -> Iterator[None]:
+    """In a process whose parent holds :func:`busy` for it (a DDP rank): its own busy sections are no-ops.
+
+    Ranks that take the lock one by one can deadlock with a queued timer: rank 0 holds the shared lock and
+    waits in a collective for rank 1, which waits behind the timer, which waits for rank 0.
+    """
+    _depth["busy"] += 1
+    try:
+        yield
+    finally:
+        _depth["busy"] -= 1
