@@ -29,6 +29,10 @@ search: install ## Run the main job: a small hardware-aware Pareto search on syn
 final: install ## Final stage alone on a finished search: make final RUN=outputs/search/<run> [ARGS="final.top_k=5"]
 	$(PY) src/final.py run=$(RUN) $(ARGS)
 
+dashboard: install ## optuna-dashboard on a run's study, on 127.0.0.1: make dashboard RUN=outputs/search/<run> [PORT=8080]
+	@test -n "$(RUN)" || { echo "make dashboard RUN=<run dir>: the search's run dir, e.g. outputs/search/<time>" >&2; exit 2; }
+	$(PY) -m hwnas.reporting.dashboard $(RUN) --port $(or $(PORT),8080)
+
 train: install ## Train the baseline architecture at mini scale, export ONNX
 	$(PY) src/train.py $(ARGS)
 
@@ -45,7 +49,7 @@ test-full: install ## Every test, including slow end-to-end searches
 	$(PY) -m pytest -q $(ARGS)
 
 export HWNAS_SERVICES_DIR ?= /tmp/hwnas-services
-services: install ## PostgreSQL + one-node Slurm for the storage/launcher tests (root; apt-installs what is missing), then: source /tmp/hwnas-services/env
+services: install ## PostgreSQL + one-node Slurm for the storage/launcher tests, Chromium for the report test (root; apt-installs what is missing), then: source /tmp/hwnas-services/env
 	$(PIP) install -q -e '.[dev,postgres]'
 	bash tests/services.sh install
 	bash tests/services.sh start
@@ -65,6 +69,9 @@ bench-supernet: install ## Benchmark weight sharing (evaluator=supernet) against
 bench-search: install ## Benchmark strategies on NAS-Bench-201 ground truth (HV ratio, IGD+, front recall)
 	$(PY) bench/bench_search.py $(ARGS)
 
+bench-workers: install ## Latency of a search with search.n_workers=2 vs the same architectures measured alone (quiet machine)
+	$(PY) bench/bench_workers.py $(ARGS)
+
 bench-predictor: install ## Benchmark hardware=predictor on NB201: each latency column as an unseen device, vs FLOPs/params/roofline
 	$(PY) bench/bench_predictor.py $(ARGS)
 
@@ -79,4 +86,4 @@ format: install ## ruff format + autofix
 clean: ## Remove run outputs and caches (keeps .venv)
 	rm -rf outputs multirun .pytest_cache .ruff_cache lightning_logs
 
-.PHONY: help install search final train profile latency-table test test-full services services-stop bench-profile bench-proxy bench-supernet bench-search bench-predictor lint format clean
+.PHONY: help install search final dashboard train profile latency-table test test-full services services-stop bench-profile bench-proxy bench-supernet bench-search bench-predictor lint format clean

@@ -10,8 +10,10 @@ from omegaconf import DictConfig
 
 import hwnas  # noqa: F401  (first: keeps this file from shadowing the stdlib's profile module)
 from hwnas.utils.cli import guarded
+from hwnas.utils.hydra_errors import suggest_fixes
 
 
+@suggest_fixes
 @hydra.main(config_path="../conf", config_name="profile", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     from hwnas.tasks import calibrate, latency_table, profile

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The real services hwnas's storage and launcher tests run against: a PostgreSQL server and a one-node
-# Slurm cluster with accounting (munged, MariaDB, slurmdbd, slurmctld, slurmd), all on 127.0.0.1.
+# Slurm cluster with accounting (munged, MariaDB, slurmdbd, slurmctld, slurmd), all on 127.0.0.1; and
+# the headless Chromium the report.html test renders the report in (installed only: nothing to start).
 #
 #   tests/services.sh install   # Debian/Ubuntu packages, as root (idempotent; skipped when present)
 #   tests/services.sh start     # both services under $HWNAS_SERVICES_DIR (default /tmp/hwnas-services)
@@ -20,7 +21,7 @@ if [ "$(id -u)" != 0 ]; then  # the Slurm daemons and apt need root: sudo where 
     bash "$0" "$@"
 fi
 DIR=${HWNAS_SERVICES_DIR:-/tmp/hwnas-services}
-PACKAGES=(postgresql slurm-wlm slurmdbd munge mariadb-server)
+PACKAGES=(postgresql slurm-wlm slurmdbd munge mariadb-server chromium)
 export PG_DIR=$DIR/postgres SLURM_DIR=$DIR/slurm
 export PG_PORT=${PG_PORT:-55432} SLURM_CTLD_PORT=${SLURM_CTLD_PORT:-16817} SLURMD_PORT=${SLURMD_PORT:-16818}
 export SLURMDBD_PORT=${SLURMDBD_PORT:-16819} SLURM_MYSQL_PORT=${SLURM_MYSQL_PORT:-13306}

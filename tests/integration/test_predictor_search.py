@@ -11,7 +11,7 @@ import pytest
 from hwnas.tasks import search
 from tests.conftest import TINY_SEARCH
 
-BUDGETED = {"seed", "uncertain", "outside"}
+BUDGETED = {"seed", "uncertain", "outside", "near_front"}
 
 
 def _real(run_dir: Path) -> pd.DataFrame:
@@ -45,6 +45,7 @@ def test_nb201_search_measures_at_most_the_budget_and_predicts_the_rest(make_cfg
     info = json.loads((run_dir / "summary.json").read_text())["latency_predictor"]
     assert info == summary["latency_predictor"]
     assert info["measured_this_run"] <= 12 and info["trials_predicted"] == len(predicted)
+    assert info["measured_near_front"] == int((measured["hw/predictor_purpose"] == "near_front").sum())
     n_fit = int(predicted["hw/predictor_measurements"].max())  # the plots' axis: what predictions used
     assert info["label"] == f"predicted from {n_fit} measurements" and 8 <= n_fit <= 12
     # the front's predicted latencies were measured at the end and compared with their intervals

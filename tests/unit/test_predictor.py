@@ -140,6 +140,7 @@ def _predictor(table_path, tmp_path, run="run-a", **settings):
     measure = {"_target_": "hwnas.hardware.table.TableProfiler", "path": str(table_path), "column": "dev_ms"}
     base = {"measure": measure, "features": "nb201", "max_measurements": 10, "seed_size": 5}
     base |= {"store_dir": str(tmp_path / "store")}
+    base |= {"near_front_reserve": 0}  # the profiler alone: no search loop spends a reserve near the front
     return PredictorProfiler(settings={**base, **settings}, run_dir=run)
 
 

@@ -16,7 +16,8 @@ from typing import Any, Protocol
 import pytorch_lightning as pl
 
 
-def _wanted() -> bool:
+def bar_wanted() -> bool:
+    """Whether to draw live bars: ``HWNAS_PROGRESS=1`` / ``0`` when set, else whether stderr is a terminal."""
     forced = os.environ.get("HWNAS_PROGRESS", "").strip()
     if forced in ("0", "1"):
         return forced == "1"
@@ -47,7 +48,7 @@ class StageProgress:
         from tqdm.auto import tqdm
 
         self.bar = tqdm(
-            total=max(0, int(total)), desc=desc, unit="epoch", disable=not _wanted(), file=sys.stderr
+            total=max(0, int(total)), desc=desc, unit="epoch", disable=not bar_wanted(), file=sys.stderr
         )
 
     def callback(self, label: str) -> pl.Callback:

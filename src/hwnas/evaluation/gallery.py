@@ -29,6 +29,7 @@ from hwnas.hardware.cheap import count_params
 from hwnas.hardware.export import export_onnx
 from hwnas.hardware.onnxruntime import CALIBRATION_METHODS, quantize_int8, u8s8_saturates
 from hwnas.lit.fit import fit_candidate
+from hwnas.lit.history import EpochHistory
 from hwnas.search.train_evaluator import candidate_seed
 from hwnas.search_space.base import ArchSpec, SearchSpace
 from hwnas.utils.config import build_datamodule, build_space, config_recipe
@@ -312,6 +313,7 @@ def train_full(
         "enable_model_summary": False,
     }
     agree = lit_ddp.RanksAgree() if ddp > 1 else None
+    history = EpochHistory()
     if ddp > 1:
         overrides |= lit_ddp.trainer_kwargs(ddp)
 
@@ -328,7 +330,7 @@ def train_full(
             optim=ctx.settings.optim_for(init),
             run_dir=out_dir / "lightning",
             loggers=False,
-            callbacks=[saver, progress.callback(spec.key), *([agree] if agree else [])],
+            callbacks=[saver, history, progress.callback(spec.key), *([agree] if agree else [])],
             seed=candidate_seed(ctx.settings.seed, spec.key),
             overrides=overrides,
             ckpt_path=ckpt,
@@ -357,6 +359,7 @@ def train_full(
         "epochs": epochs,
         "init": init,
         "resumed": resumed,
+        "history": history.history,  # per-epoch curves, drawn by the run's loggers (TensorBoard, W&B)
     }
     if agree is not None:
         info["ddp"] = {

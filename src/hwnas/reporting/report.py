@@ -14,11 +14,16 @@ from hwnas.search.objectives import Objective
 EXTRA_COLUMNS = ("params", "macs", "peak_act_mb", "hw/latency_p10_ms", "hw/latency_p90_ms", "hw/source")
 
 
+def number(v: float) -> str:
+    """A figure for a table: large whole numbers with thousands separators, others to 4 significant digits."""
+    if math.isnan(v):
+        return ""
+    return f"{v:,.0f}" if abs(v) >= 1e4 and v.is_integer() else f"{v:.4g}"
+
+
 def _cell(v: Any) -> str:
     if isinstance(v, float):
-        if math.isnan(v):
-            return ""
-        return f"{v:,.0f}" if abs(v) >= 1e4 and v.is_integer() else f"{v:.4g}"
+        return number(v)
     return "" if v is None else str(v).replace("|", "\\|")
 
 
@@ -36,6 +41,7 @@ def write_report(
         f"- budget {summary['n_trials_budget']} unique architectures: {summary['unique_evaluated']} evaluated, "
         f"{summary['duplicates']} repeats reused, {summary['failed']} failed, {summary['infeasible']} infeasible",
         f"- wall time: {summary['wall_seconds']:.1f} s",
+        "- the whole run on one page, images included (to read offline or send): [report.html](report.html)",
         "",
         f"## Pareto front ({len(front)} models)",
         "",

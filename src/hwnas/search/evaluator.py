@@ -2,7 +2,9 @@
 
 The search loop calls ``cheap(spec)`` (validity, latency, params...), checks the constraints on those
 metrics, and calls ``expensive(spec)`` (training, or a table look-up) only when they pass. Either may
-raise ``CandidateFailed``; the loop records a FAIL trial with the reason and goes on.
+raise ``CandidateFailed``; the loop records a FAIL trial with the reason and goes on. With
+``hardware=predictor`` the loop may then ask ``confirm(spec)`` to measure a predicted latency that could
+put the trained candidate on the front.
 """
 
 from __future__ import annotations
@@ -25,6 +27,9 @@ class Evaluator(ABC):
     expensive_metrics: tuple[str, ...] = ()
     #: Whether candidates inherit weights from a shared supernet (``final.init=inherit`` needs one).
     shares_weights: bool = False
+    #: Metrics holding the profiled latency: a predicted one's optimistic end stands in for them in the
+    #: near-front check, and ``confirm``'s measurement replaces them (``hwnas.search.near_front``).
+    latency_metrics: tuple[str, ...] = ("hw/latency_ms",)
 
     def setup(self, *, cfg: DictConfig, space: SearchSpace, run_dir: Path) -> None:  # noqa: B027
         """Build what evaluation needs (data, profiler); check preconditions. Called once per process."""
@@ -53,6 +58,18 @@ class Evaluator(ABC):
         ``{"train_image_size": [64, 64], "latency_input_shape": [1, 3, 256, 256]}``.
         """
         return {}
+
+    @property
+    def confirms_near_front(self) -> bool:
+        """Whether ``confirm`` may measure (``hardware=predictor`` with ``predictor.measure_near_front``);
+        when ``False`` the loop skips the near-front check altogether."""
+        return False
+
+    def confirm(self, spec: ArchSpec) -> dict[str, Any] | None:
+        """Measure the latency of a trained candidate whose latency was predicted, because it may land on
+        the front (``hwnas.search.near_front``). Returns the latency metrics to replace the predicted ones,
+        or ``None`` when nothing was measured (no predictor, switched off, or the budget is spent)."""
+        return None
 
     def prune_weights(self, keep: set[str]) -> None:  # noqa: B027 - optional hook
         """Drop stored artefacts of candidates whose file stem is not in ``keep`` (the front)."""

@@ -18,6 +18,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hwnas.search.evaluator import Evaluator
+from hwnas.search.near_front import confirm_near_front
 from hwnas.search.objectives import Constraint, Objective
 from hwnas.search.study_view import (
     KEY_ATTR,
@@ -150,6 +151,10 @@ def _evaluate(study: optuna.Study, trial: optuna.Trial, on_trial: OnTrial | None
     with heartbeat(study, trial):
         info = _run_one(study, trial, **kwargs)
     if on_trial is not None:
+        # The study's unique count (all workers) for live views: as of the last refresh, plus this trial
+        # when it is a new evaluation. In memory (the view's tail), no storage read.
+        new = info.get("status") in ("ok", "infeasible", "fail")
+        info["unique"] = kwargs["view"].committed()[0] + int(new)
         on_trial(study.get_trials(deepcopy=False)[trial.number], info)
 
 
@@ -214,6 +219,7 @@ def _run_one(
             te = time.perf_counter()
             metrics.update(evaluator.expensive(spec))
             timing["seconds_expensive"] = round(time.perf_counter() - te, 4)
+            confirm_near_front(evaluator, spec, metrics, view=view, objectives=objectives)  # hw=predictor
             cons = {c.name: c.value(metrics) for c in constraints}
         values = []
         for obj in objectives:

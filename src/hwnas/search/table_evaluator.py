@@ -39,6 +39,7 @@ class TableEvaluator(Evaluator):
 
     cheap_metrics = ("latency_ms", "params", "flops_m")
     expensive_metrics = ("accuracy",)
+    latency_metrics = ("latency_ms", "hw/latency_ms")
 
     def __init__(
         self, *, path: str, accuracy: str, latency: str, key_column: str = "arch", latency_from: str = "table"
@@ -89,6 +90,19 @@ class TableEvaluator(Evaluator):
 
     def expensive(self, spec: ArchSpec) -> dict[str, Any]:
         return {"accuracy": float(self._row(spec)[self.accuracy])}
+
+    @property
+    def confirms_near_front(self) -> bool:
+        return bool(getattr(self.profiler, "measure_near_front", False))
+
+    def confirm(self, spec: ArchSpec) -> dict[str, Any] | None:
+        """Measure ``spec``'s predicted latency by key with the predictor's measuring profiler (its budget)."""
+        report = self.profiler.confirm(None, self.input_shape, arch_key=spec.key)  # type: ignore[union-attr]
+        if report is None:
+            return None
+        out = {**report.as_metrics(), "latency_ms": report.median_ms}
+        out["hw/source"] = report.extra.get("original_source", report.source)
+        return out
 
     def sizes(self) -> dict[str, Any]:
         return {"latency_input_shape": list(self.input_shape)} if self.profiler is not None else {}

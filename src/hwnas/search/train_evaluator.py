@@ -12,6 +12,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hwnas.data.base import parse_image_size
+from hwnas.hardware.base import LatencyReport
 from hwnas.hardware.build import build_profiler, calibration_for, input_shape_for
 from hwnas.hardware.cheap import cheap_metrics
 from hwnas.hardware.export import export_onnx
@@ -31,6 +32,14 @@ def candidate_seed(seed: int, key: str) -> int:
 
 def _x(dims: tuple[int, ...]) -> str:
     return "x".join(str(int(d)) for d in dims)
+
+
+def _latency_metrics(report: LatencyReport) -> dict[str, Any]:
+    """``hw/*`` metrics of ``report``; a latency-cache hit says where the cached latency came from."""
+    metrics: dict[str, Any] = {**report.as_metrics(), "hw/cache_hit": report.source == "cached"}
+    if report.source == "cached":
+        metrics["hw/source"] = report.extra.get("original_source", "cached")
+    return metrics
 
 
 class TrainingEvaluator(Evaluator):
@@ -164,13 +173,19 @@ class TrainingEvaluator(Evaluator):
         report = self.profiler.profile(
             model, self.input_shape, calibration=self.calibration, arch_key=spec.key
         )
-        metrics.update(report.as_metrics())
-        if report.source == "cached":
-            metrics["hw/source"] = report.extra.get("original_source", "cached")
-            metrics["hw/cache_hit"] = True
-        else:
-            metrics["hw/cache_hit"] = False
+        metrics.update(_latency_metrics(report))
         return metrics
+
+    @property
+    def confirms_near_front(self) -> bool:
+        return bool(getattr(self.profiler, "measure_near_front", False))
+
+    def confirm(self, spec: ArchSpec) -> dict[str, Any] | None:
+        """Measure ``spec``'s predicted latency with the predictor's measuring profiler (its budget)."""
+        report = self.profiler.confirm(  # type: ignore[attr-defined] - a PredictorProfiler
+            self._build(spec).eval(), self.input_shape, arch_key=spec.key, calibration=self.calibration
+        )
+        return None if report is None else _latency_metrics(report)
 
     def expensive(self, spec: ArchSpec) -> dict[str, Any]:
         model = self._build(spec)

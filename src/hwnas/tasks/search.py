@@ -11,11 +11,15 @@ from typing import Any
 import optuna
 from omegaconf import DictConfig, OmegaConf
 
+from hwnas.callbacks.logger_sinks import check_logger_config
 from hwnas.callbacks.search_logger import SearchLogger
+from hwnas.callbacks.search_progress import SearchProgress
 from hwnas.lit.fit import instantiate_dict
 from hwnas.reporting.arch_graph import draw_arch
+from hwnas.reporting.dashboard import name_objectives
 from hwnas.reporting.plots import plot_evolution, plot_front
 from hwnas.reporting.report import write_report
+from hwnas.reporting.report_html import write_html_report
 from hwnas.reporting.trials import pareto_frame, trials_frame
 from hwnas.search.evaluator import Evaluator
 from hwnas.search.gradient import GradientSearch
@@ -72,6 +76,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     final_on = _final_enabled(cfg, evaluator)
     if final_on:  # refuse a bad final stage now, not after the search (or a supernet's training)
         final.check_settings(cfg, evaluator)
+    check_logger_config(cfg.get("logger"))  # e.g. W&B online without a key: refused now
     sampler = build(cfg.search.sampler, "search.sampler")
     url = storage_url(cfg.search.get("storage"), run_dir)
     heartbeat_s, grace_s = heartbeat_settings(cfg)
@@ -84,6 +89,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         grace_s=grace_s,
     )
     forced = check_resume(study, cfg, force=bool(cfg.search.get("resume_force", False)))
+    name_objectives(study, [o.name for o in objectives])  # optuna-dashboard's axes and columns
     evaluator.setup(cfg=cfg, space=space, run_dir=run_dir)  # may take minutes (a supernet): checks first
     if final_on:
         final.preflight(cfg, getattr(evaluator, "datamodule", None))
@@ -105,65 +111,74 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         run_dir,
     )
     log.info("evaluator: %s", evaluator.describe())
-    loggers = instantiate_dict(cfg.get("logger"))
     worker = str(cfg.search.get("worker_id", "0"))
-    t0 = time.perf_counter()
-    if gradient is not None:
-        slog = SearchLogger(loggers, objectives, before + gradient.planned())
-        slog.set_unique(before)
-        rounds = gradient.rounds_of(
-            space=space, evaluator=evaluator, cfg=cfg, run_dir=run_dir, study=study, objectives=objectives
-        )
-        for proposals in rounds:  # a round is evaluated before the strategy proposes the next
-            evaluate_proposals(
+    budget = before + gradient.planned() if gradient is not None else n_trials
+    slog = SearchLogger(instantiate_dict(cfg.get("logger")), objectives, budget)
+    slog.set_unique(before)
+    live = SearchProgress(objectives, total=budget, done=before, mode="auto" if main else "off")
+    status = "failed"
+    try:  # the loggers end with the run, also a failed one (a W&B run is finished, marked failed)
+        t0 = time.perf_counter()
+        if gradient is not None:
+            rounds = gradient.rounds_of(
+                space=space, evaluator=evaluator, cfg=cfg, run_dir=run_dir, study=study, objectives=objectives
+            )
+            for proposals in rounds:  # a round is evaluated before the strategy proposes the next
+                evaluate_proposals(
+                    study,
+                    proposals,
+                    space=space,
+                    evaluator=evaluator,
+                    objectives=objectives,
+                    constraints=constraints,
+                    on_trial=live.tee(slog),
+                    worker=worker,
+                )
+        else:
+            run_loop(
                 study,
-                proposals,
                 space=space,
                 evaluator=evaluator,
                 objectives=objectives,
                 constraints=constraints,
-                on_trial=slog,
+                n_trials=n_trials,
+                max_attempts=max_attempts,
+                on_trial=live.tee(slog),
                 worker=worker,
+                strategy=strategy_name(cfg),
             )
-    else:
-        slog = SearchLogger(loggers, objectives, n_trials)
-        slog.set_unique(before)
-        run_loop(
-            study,
-            space=space,
+            pool.join()
+        live.close()  # its last figures before the outputs are written
+        wall = time.perf_counter() - t0
+        if not main:  # a helper worker: the main process writes the outputs
+            status = "success"
+            return {
+                "worker_id": str(cfg.search.worker_id),
+                "unique_evaluated": read_state(study).unique,
+                "front_size": 0,
+            }
+        summary = finalize(
+            cfg,
+            study=study,
             evaluator=evaluator,
+            space=space,
             objectives=objectives,
-            constraints=constraints,
-            n_trials=n_trials,
-            max_attempts=max_attempts,
-            on_trial=slog,
-            worker=worker,
-            strategy=strategy_name(cfg),
+            run_dir=run_dir,
+            wall_s=wall,
+            slog=slog,
+            storage=redact(url),
+            recovered=recovered,
+            resume_forced=forced,
         )
-        pool.join()
-    wall = time.perf_counter() - t0
-    if not main:  # a helper worker: the main process writes the outputs
-        return {
-            "worker_id": str(cfg.search.worker_id),
-            "unique_evaluated": read_state(study).unique,
-            "front_size": 0,
-        }
-    summary = finalize(
-        cfg,
-        study=study,
-        evaluator=evaluator,
-        space=space,
-        objectives=objectives,
-        run_dir=run_dir,
-        wall_s=wall,
-        slog=slog,
-        storage=redact(url),
-        recovered=recovered,
-        resume_forced=forced,
-    )
-    if _final_enabled(cfg, evaluator):
-        summary["final"] = final.run_stage(cfg, run_dir)
-    return summary
+        if _final_enabled(cfg, evaluator):
+            summary["final"] = final.run_stage(cfg, run_dir)
+            slog.log_final(summary["final"])
+        write_html_report(run_dir)
+        status = "success"
+        return summary
+    finally:
+        live.close()
+        slog.close(status)
 
 
 def _gradient_strategy(cfg: DictConfig) -> GradientSearch | PetridishSearch | None:
@@ -311,10 +326,11 @@ def finalize(
         },
     }
     summary["outputs"]["report_md"] = str(run_dir / "report.md")
+    summary["outputs"]["report_html"] = str(run_dir / "report.html")  # written last, by run()
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
     write_report(run_dir, summary=summary, front=front, objectives=objectives)
     if slog is not None:
-        slog.finish(df, png, summary)
+        slog.log_search(df, front, png, summary)
     log.info(
         "done in %.1fs: %d unique, %d failed, %d infeasible, front of %d -> %s",
         wall_s,

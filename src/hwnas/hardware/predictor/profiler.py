@@ -5,7 +5,9 @@ profiler wraps the profiler of another hardware option (``predictor.measure``), 
 ``seed_size`` candidates, fits a ``LatencyModel`` to cheap graph features, and from then on predicts
 each candidate with an interval. A candidate is still measured, while ``max_measurements`` allows,
 when its interval is wider than ``max_uncertainty`` or its prediction falls outside the measured range
-(the model would be extrapolating). Every report says ``source: measured`` or ``source: predicted``,
+(the model would be extrapolating), or, once trained, when it may land on the front
+(``confirm``, called by the search loop; ``predictor.measure_near_front``).
+Every report says ``source: measured`` or ``source: predicted``,
 with the interval and the number of measurements behind it in ``extra["predictor"]``.
 
 Measurements are kept on disk (``predictor.store_dir``, one file per architecture), so workers share
@@ -42,6 +44,11 @@ from hwnas.hardware.predictor.store import MeasurementStore, store_key
 from hwnas.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
+
+#: Purposes of the measurements that count against ``max_measurements`` (not ``front``, ``cache``, reused).
+BUDGETED = frozenset({"seed", "uncertain", "outside", "near_front"})
+#: Predictions kept (features, interval) for ``confirm`` once the candidate is trained.
+_KEEP_PREDICTED = 32
 
 
 class _Track:
@@ -101,6 +108,11 @@ class PredictorProfiler(Profiler):
         if not 0.0 < self.level < 1.0:
             raise ConfigError(f"must be in (0, 1), got {self.level}", key="predictor.level")
         self.verify_front = bool(s.get("verify_front", True))
+        self.measure_near_front = bool(s.get("measure_near_front", True))
+        reserve = positive_int(s.get("near_front_reserve", 3), "predictor.near_front_reserve", low=0)
+        # never taken from the seed set: at most what the budget leaves after it
+        reserve = min(reserve, max(0, self.max_measurements - self.seed_size))
+        self.near_front_reserve = reserve if self.measure_near_front else 0
         self.seed = int(s.get("seed", 0))
         self.paths = dict(paths or {})
         store_dir = (
@@ -131,7 +143,8 @@ class PredictorProfiler(Profiler):
             or Path(str(self.paths.get("cache_dir", "outputs/cache"))) / "onnx"
         )
         self._tracks: dict[tuple[str, tuple[int, ...]], _Track] = {}
-        self.counts = {"measured": 0, "reused": 0, "predicted": 0, "front": 0}
+        self.counts = {"measured": 0, "reused": 0, "predicted": 0, "near_front": 0, "front": 0}
+        self._predicted: dict[str, tuple[dict[str, float], Prediction]] = {}  # the latest, by arch key
 
     # -- the Profiler contract -----------------------------------------------------------------------
 
@@ -188,11 +201,16 @@ class PredictorProfiler(Profiler):
             )
         pred = self._predict(track, records, features)
         reason = self._why_measure(pred, records)
-        if reason and budget_left > 0:
+        if reason and budget_left > self.near_front_reserve:  # the reserve is for candidates near the front
             return self._measure(
                 track, key, features, model, shape, onnx_path, calibration, reason, prediction=pred
             )
         self.counts["predicted"] += 1
+        if arch_key:  # kept for a measurement near the front once trained, without re-extracting features
+            self._predicted.pop(arch_key, None)
+            self._predicted[arch_key] = (features, pred)
+            while len(self._predicted) > _KEEP_PREDICTED:
+                self._predicted.pop(next(iter(self._predicted)))
         return self._predicted_report(pred, track, records, features)
 
     # -- measuring -----------------------------------------------------------------------------------
@@ -215,10 +233,7 @@ class PredictorProfiler(Profiler):
 
     def _spent(self, records: list[dict[str, Any]]) -> int:
         """Measurements this run made that count against the budget (not reused ones or the front's)."""
-        return sum(
-            r.get("run") == self.run_id and r.get("purpose") in {"seed", "uncertain", "outside"}
-            for r in records
-        )
+        return sum(r.get("run") == self.run_id and r.get("purpose") in BUDGETED for r in records)
 
     def _measure(
         self,
@@ -244,7 +259,7 @@ class PredictorProfiler(Profiler):
             report = self._measuring.profile(
                 model, shape, onnx_path=onnx_path, calibration=calibration, arch_key=key
             )
-        self.counts["measured" if purpose != "front" else "front"] += 1
+        self.counts[purpose if purpose in ("front", "near_front") else "measured"] += 1
         return self._record(track, key, features, report, purpose=purpose, prediction=prediction, shape=shape)
 
     def _record(
@@ -348,16 +363,38 @@ class PredictorProfiler(Profiler):
         *,
         arch_key: str,
         calibration: Any | None = None,
+        purpose: str = "front",
     ) -> LatencyReport:
         """Measure ``arch_key`` now, whatever the budget (the front's check at the end of a search);
-        the measurement joins the measured set (``purpose: front``)."""
+        the measurement joins the measured set (``purpose``), so the next prediction refits."""
         shape = tuple(int(d) for d in input_shape)
         track = self._track(model, shape)
         stored = track.store.get(arch_key)
         if stored is not None:
             return self._measured_report(stored, track, reused=True)
-        features = track.extractor.extract(model=model, input_shape=shape, arch_key=arch_key)
-        return self._measure(track, arch_key, features, model, shape, None, calibration, "front")
+        kept = self._predicted.pop(arch_key, None)  # the features and interval it was predicted with
+        features = (
+            kept[0] if kept else track.extractor.extract(model=model, input_shape=shape, arch_key=arch_key)
+        )
+        prediction = kept[1] if kept else None
+        return self._measure(
+            track, arch_key, features, model, shape, None, calibration, purpose, prediction=prediction
+        )
+
+    def confirm(
+        self, model: Any, input_shape: tuple[int, ...], *, arch_key: str, calibration: Any | None = None
+    ) -> LatencyReport | None:
+        """Measure a trained candidate whose predicted latency may put it on the front (the search loop
+        decides): ``purpose: near_front``, counted against ``max_measurements``. ``None`` (nothing
+        measured) when the budget is spent or ``predictor.measure_near_front`` is off."""
+        if not self.measure_near_front:
+            return None
+        track = self._track(model, tuple(int(d) for d in input_shape))
+        if self._spent(track.store.records()) >= self.max_measurements:
+            return None
+        return self.measure_now(
+            model, input_shape, arch_key=arch_key, calibration=calibration, purpose="near_front"
+        )
 
     def measurements(self) -> list[dict[str, Any]]:
         """Every measurement the model(s) of this profiler were fitted on, this run's and earlier ones."""
@@ -374,6 +411,9 @@ class PredictorProfiler(Profiler):
             "seed_size": self.seed_size,
             "level": self.level,
             "measured_this_run": self._spent(everything),
+            "measured_near_front": sum(
+                r.get("run") == self.run_id and r.get("purpose") == "near_front" for r in everything
+            ),
             "noisy_not_fitted": sum(bool(r.get("noisy")) for r in everything),
             "measurements_used": len(records),
             "calls": dict(self.counts),

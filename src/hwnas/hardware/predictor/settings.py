@@ -27,6 +27,8 @@ SETTINGS = (
     "max_uncertainty",
     "level",
     "verify_front",
+    "measure_near_front",
+    "near_front_reserve",
     "store_dir",
     "seed",
 )
