@@ -170,4 +170,3 @@ def test_wide_intervals_leave_the_near_front_reserve_unspent(pool):
     purposes = [_metrics(study, a)["hw/predictor_purpose"] for a in wide]
     assert purposes == ["uncertain", "uncertain", "predicted", "predicted"]
     assert _metrics(study, top)["hw/predictor_purpose"] == "near_front"
-
