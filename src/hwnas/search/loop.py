@@ -155,7 +155,7 @@ def _evaluate(study: optuna.Study, trial: optuna.Trial, on_trial: OnTrial | None
         # when it is a new evaluation. In memory (the view's tail), no storage read.
         new = info.get("status") in ("ok", "infeasible", "fail")
         info["unique"] = kwargs["view"].committed()[0] + int(new)
-        on_trial(study.get_trials(deepcopy=False)[trial.number], info)
+        on_trial(study._storage.get_trial(trial._trial_id), info)  # O(1), not a read of the whole study
 
 
 def _attrs_id(attrs: dict[str, Any]) -> str:

@@ -12,6 +12,7 @@ from typing import Any
 
 import optuna
 
+from hwnas.search.tail_storage import TailInMemoryStorage, TailJournalStorage
 from hwnas.utils.errors import ConfigError
 from hwnas.utils.secrets import redact_url, scrub, with_password
 
@@ -40,10 +41,10 @@ def make_storage(
     ``HWNAS_STORAGE_PASSWORD``, so it never has to appear in a config Hydra saves.
     """
     if url == "memory":
-        return optuna.storages.InMemoryStorage()
+        return TailInMemoryStorage()
     if url.startswith("journal:"):
         path = url[len("journal:") :]
-        return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))
+        return TailJournalStorage(optuna.storages.journal.JournalFileBackend(path))
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": 120}}

@@ -57,6 +57,22 @@ class LoopState:
         return len(self.done)
 
 
+def read_from(study: optuna.Study, low: int) -> list[FrozenTrial]:
+    """Trials numbered ``low`` and up. Journal and in-memory storages look trials up by number in O(1),
+    so only the tail is read; an RDB storage is read whole (its own cache keeps finished trials)."""
+    storage = study._storage
+    if not isinstance(storage, JournalStorage | InMemoryStorage):
+        return study.get_trials(deepcopy=False)[low:]
+    out, number = [], low
+    while True:
+        try:
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study._study_id, number)
+        except KeyError:
+            return out
+        out.append(storage.get_trial(trial_id))
+        number += 1
+
+
 class StudyView:
     """An incrementally refreshed view of ``study`` (see the module docstring)."""
 
@@ -81,19 +97,7 @@ class StudyView:
         return self
 
     def _read_from(self, low: int) -> list[FrozenTrial]:
-        """Trials numbered ``low`` and up. Journal and in-memory storages look trials up by number in O(1),
-        so only the tail is read; an RDB storage is read whole (its own cache keeps finished trials)."""
-        storage = self.study._storage
-        if not isinstance(storage, JournalStorage | InMemoryStorage):
-            return self.study.get_trials(deepcopy=False)[low:]
-        out, number = [], low
-        while True:
-            try:
-                trial_id = storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
-            except KeyError:
-                return out
-            out.append(storage.get_trial(trial_id))
-            number += 1
+        return read_from(self.study, low)
 
     def state(self, *, exclude: int | None = None) -> LoopState:
         """Evaluated architectures (first non-duplicate evaluated trial per key) and in-flight keys."""

@@ -15,7 +15,9 @@ import numpy as np
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.samplers import NSGAIISampler
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
+
+from hwnas.search.study_view import read_from
 
 
 class UniqueChildNSGAIISampler(NSGAIISampler):
@@ -33,17 +35,59 @@ class UniqueChildNSGAIISampler(NSGAIISampler):
         self._fill_rng = np.random.default_rng(kwargs.get("seed"))
         self._seen: set[tuple] = set()
         self._seen_upto: dict[int, int] = {}
+        self._indexes: dict[int, _CompleteIndex] = {}
 
     def _refresh_seen(self, study: optuna.Study) -> None:
-        trials = study.get_trials(deepcopy=False)
         done = start = self._seen_upto.get(id(study), 0)
-        for t in trials[start:]:
+        for t in read_from(study, start):
             if not t.state.is_finished():
                 break  # its parameters may not be set yet; look again next time
             if t.params:
                 self._seen.add(tuple(sorted(t.params.items())))
             done += 1
         self._seen_upto[id(study)] = done
+
+    # -- Optuna's generation bookkeeping, from an incremental index instead of a walk over the study ------
+
+    def _index(self, study: optuna.Study) -> _CompleteIndex:
+        index = self._indexes.setdefault(id(study), _CompleteIndex(self._get_generation_key()))
+        return index.refresh(study)
+
+    def get_trial_generation(self, study: optuna.Study, trial: FrozenTrial) -> int:
+        """Optuna's rule (the newest generation while it has fewer than ``population_size`` complete
+        trials, else the next one), counted from the index."""
+        generation = trial.system_attrs.get(self._get_generation_key(), None)
+        if generation is not None:
+            return generation
+        counts = self._index(study).counts()
+        newest = max([g for g in counts if g >= 0], default=0)
+        assert self._population_size is not None, "Population size must be set."
+        generation = newest if counts.get(newest, 0) < self._population_size else newest + 1
+        study._storage.set_trial_system_attr(trial._trial_id, self._get_generation_key(), generation)
+        return generation
+
+    def infer_relative_search_space(
+        self, study: optuna.Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        """Optuna's (the intersection of the complete trials' distributions, single-valued ones left to
+        ``sample_independent``), kept up to date from the index."""
+        return {n: d for n, d in self._index(study).search_space().items() if not d.single()}
+
+    def get_population(self, study: optuna.Study, generation: int) -> list[FrozenTrial]:
+        return self._index(study).of_generation(generation)
+
+    def get_parent_population(self, study: optuna.Study, generation: int) -> list[FrozenTrial]:
+        """As Optuna's (the parents are chosen once per generation and kept in the study's system
+        attributes), with the cached parents looked up by id in the index."""
+        if generation == 0:
+            return []
+        key = self._get_parent_cache_key_prefix() + str(generation)
+        cached = study._storage.get_study_system_attrs(study._study_id).get(key, None)
+        if cached is not None:
+            return self._index(study).by_ids(cached)
+        parents = self.select_parent(study, generation)
+        study._storage.set_study_system_attr(study._study_id, key, [t._trial_id for t in parents])
+        return parents
 
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -67,3 +111,64 @@ class UniqueChildNSGAIISampler(NSGAIISampler):
                 choices = dist.choices  # type: ignore[attr-defined]
                 full[name] = choices[int(self._fill_rng.integers(len(choices)))]
         return full
+
+
+class _CompleteIndex:
+    """COMPLETE trials by generation and by id: the finished prefix of the study is absorbed once, only the
+    trials from the oldest unfinished one on are re-read (O(new trials) on journal and in-memory storages)."""
+
+    def __init__(self, generation_key: str) -> None:
+        self.key = generation_key
+        self.low = 0
+        self.by_generation: dict[int, list[FrozenTrial]] = {}
+        self.by_id: dict[int, FrozenTrial] = {}
+        self.tail: list[FrozenTrial] = []
+        self.space: dict[str, BaseDistribution] | None = None  # intersection over the absorbed trials
+
+    def refresh(self, study: optuna.Study) -> _CompleteIndex:
+        tail = read_from(study, self.low)
+        i = 0
+        while i < len(tail) and tail[i].state.is_finished():
+            self._add(tail[i])
+            i += 1
+        self.low += i
+        self.tail = [t for t in tail[i:] if t.state == TrialState.COMPLETE]
+        return self
+
+    def _add(self, t: FrozenTrial) -> None:
+        if t.state == TrialState.COMPLETE:
+            self.by_generation.setdefault(t.system_attrs.get(self.key, -1), []).append(t)
+            self.by_id[t._trial_id] = t
+            self.space = _intersect(self.space, t)
+
+    def search_space(self) -> dict[str, BaseDistribution]:
+        """The distributions every complete trial shares, sorted by name (as Optuna's intersection)."""
+        space = self.space
+        for t in self.tail:
+            space = _intersect(space, t)
+        return dict(sorted((space or {}).items()))
+
+    def counts(self) -> dict[int, int]:
+        out = {g: len(ts) for g, ts in self.by_generation.items()}
+        for t in self.tail:
+            g = t.system_attrs.get(self.key, -1)
+            out[g] = out.get(g, 0) + 1
+        return out
+
+    def of_generation(self, generation: int) -> list[FrozenTrial]:
+        return [
+            *self.by_generation.get(generation, []),
+            *(t for t in self.tail if t.system_attrs.get(self.key) == generation),
+        ]
+
+    def by_ids(self, ids: list[int]) -> list[FrozenTrial]:
+        """The trials of ``ids`` in study order (as Optuna's filter over all trials returns them)."""
+        tail = {t._trial_id: t for t in self.tail}
+        found = [self.by_id.get(i) or tail.get(i) for i in ids]
+        return sorted((t for t in found if t is not None), key=lambda t: t.number)
+
+
+def _intersect(space: dict[str, BaseDistribution] | None, t: FrozenTrial) -> dict[str, BaseDistribution]:
+    if space is None:
+        return dict(t.distributions)
+    return {n: d for n, d in space.items() if t.distributions.get(n) == d}

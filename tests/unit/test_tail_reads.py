@@ -1,0 +1,68 @@
+"""Per-trial reads that do not grow with the study: the waiting-trial query of the journal and in-memory
+storages, and NSGA-II's generation bookkeeping, give exactly Optuna's answers from the study's tail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.samplers._ga._base import BaseGASampler
+from optuna.trial import TrialState
+
+from hwnas.search.samplers.nsga2 import UniqueChildNSGAIISampler
+from hwnas.search.study import make_storage
+
+
+@pytest.mark.parametrize("kind", ["journal", "memory"])
+def test_waiting_trials_come_from_the_tail_in_optunas_order(kind: str, tmp_path: Path) -> None:
+    storage = make_storage(f"journal:{tmp_path / 'j.log'}" if kind == "journal" else "memory")
+    parent = optuna.storages.JournalStorage if kind == "journal" else optuna.storages.InMemoryStorage
+    study = optuna.create_study(storage=storage)
+    popped = []
+    for step in range(30):
+        if step % 4 == 0:
+            study.enqueue_trial({"x": float(step)})
+        if step % 7 == 0:
+            study.enqueue_trial({"x": -float(step)})
+        waiting = storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,))
+        full = parent.get_all_trials(storage, study._study_id, deepcopy=False, states=(TrialState.WAITING,))
+        assert [t.number for t in waiting] == [t.number for t in full]
+        trial = study.ask()
+        popped.append(trial.number)
+        study.tell(trial, trial.suggest_float("x", -100, 100))
+    assert popped == sorted(popped) and len(set(popped)) == 30  # every waiting trial popped once, in order
+
+
+def test_nsga2_generations_and_populations_match_optunas_walk(tmp_path: Path) -> None:
+    sampler = UniqueChildNSGAIISampler(population_size=5, seed=0)
+    storage = make_storage(f"journal:{tmp_path / 'j.log'}")
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler, storage=storage)
+    for i in range(60):
+        trial = study.ask()
+        x, y = (
+            trial.suggest_categorical("x", list(range(21))),
+            trial.suggest_categorical("y", list(range(21))),
+        )
+        if i % 9 == 4:
+            study.tell(trial, state=TrialState.FAIL)  # failed trials count in no generation
+        else:
+            study.tell(trial, [x + y, (x - 10) ** 2 - y])
+    frozen = study.get_trials(deepcopy=False)
+    generations = {t.system_attrs.get(sampler._get_generation_key()) for t in frozen}
+    assert max(g for g in generations if g is not None) >= 5
+    for g in range(6):
+        ours = sampler.get_population(study, g)
+        theirs = BaseGASampler.get_population(sampler, study, g)
+        assert [t.number for t in ours] == [t.number for t in theirs]
+        assert [t.number for t in sampler.get_parent_population(study, g)] == [
+            t.number for t in BaseGASampler.get_parent_population(sampler, study, g)
+        ]
+    probe = study.ask()  # a new trial's generation, by the same rule as Optuna's walk
+    fresh = study._storage.get_trial(probe._trial_id)
+    assert sampler.infer_relative_search_space(
+        study, fresh
+    ) == optuna.samplers.NSGAIISampler.infer_relative_search_space(sampler, study, fresh)
+    assert sampler.get_trial_generation(study, fresh) == BaseGASampler.get_trial_generation(
+        sampler, study, study._storage.get_trial(probe._trial_id)
+    )
