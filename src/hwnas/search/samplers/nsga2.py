@@ -59,10 +59,9 @@ class UniqueChildNSGAIISampler(NSGAIISampler):
         generation = trial.system_attrs.get(self._get_generation_key(), None)
         if generation is not None:
             return generation
-        counts = self._index(study).counts()
-        newest = max([g for g in counts if g >= 0], default=0)
+        newest, count = self._index(study).newest_generation()
         assert self._population_size is not None, "Population size must be set."
-        generation = newest if counts.get(newest, 0) < self._population_size else newest + 1
+        generation = newest if count < self._population_size else newest + 1
         study._storage.set_trial_system_attr(trial._trial_id, self._get_generation_key(), generation)
         return generation
 
@@ -124,6 +123,7 @@ class _CompleteIndex:
         self.by_id: dict[int, FrozenTrial] = {}
         self.tail: list[FrozenTrial] = []
         self.space: dict[str, BaseDistribution] | None = None  # intersection over the absorbed trials
+        self.newest = 0  # the highest generation absorbed (Optuna's walk starts from 0)
 
     def refresh(self, study: optuna.Study) -> _CompleteIndex:
         tail = read_from(study, self.low)
@@ -137,7 +137,9 @@ class _CompleteIndex:
 
     def _add(self, t: FrozenTrial) -> None:
         if t.state == TrialState.COMPLETE:
-            self.by_generation.setdefault(t.system_attrs.get(self.key, -1), []).append(t)
+            generation = t.system_attrs.get(self.key, -1)
+            self.by_generation.setdefault(generation, []).append(t)
+            self.newest = max(self.newest, generation)
             self.by_id[t._trial_id] = t
             self.space = _intersect(self.space, t)
 
@@ -148,12 +150,11 @@ class _CompleteIndex:
             space = _intersect(space, t)
         return dict(sorted((space or {}).items()))
 
-    def counts(self) -> dict[int, int]:
-        out = {g: len(ts) for g, ts in self.by_generation.items()}
-        for t in self.tail:
-            g = t.system_attrs.get(self.key, -1)
-            out[g] = out.get(g, 0) + 1
-        return out
+    def newest_generation(self) -> tuple[int, int]:
+        """``(the highest generation among complete trials, at least 0; its complete trials)``."""
+        tail = [t.system_attrs.get(self.key, -1) for t in self.tail]
+        newest = max([self.newest, *tail])
+        return newest, len(self.by_generation.get(newest, [])) + tail.count(newest)
 
     def of_generation(self, generation: int) -> list[FrozenTrial]:
         return [
