@@ -119,33 +119,17 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     status = "failed"
     try:  # the loggers end with the run, also a failed one (a W&B run is finished, marked failed)
         t0 = time.perf_counter()
+        shared = {"space": space, "evaluator": evaluator, "objectives": objectives, "constraints": constraints,
+                  "on_trial": live.tee(slog), "worker": worker}  # fmt: skip
         if gradient is not None:
             rounds = gradient.rounds_of(
                 space=space, evaluator=evaluator, cfg=cfg, run_dir=run_dir, study=study, objectives=objectives
             )
             for proposals in rounds:  # a round is evaluated before the strategy proposes the next
-                evaluate_proposals(
-                    study,
-                    proposals,
-                    space=space,
-                    evaluator=evaluator,
-                    objectives=objectives,
-                    constraints=constraints,
-                    on_trial=live.tee(slog),
-                    worker=worker,
-                )
+                evaluate_proposals(study, proposals, **shared)
         else:
             run_loop(
-                study,
-                space=space,
-                evaluator=evaluator,
-                objectives=objectives,
-                constraints=constraints,
-                n_trials=n_trials,
-                max_attempts=max_attempts,
-                on_trial=live.tee(slog),
-                worker=worker,
-                strategy=strategy_name(cfg),
+                study, n_trials=n_trials, max_attempts=max_attempts, strategy=strategy_name(cfg), **shared
             )
             pool.join()
         live.close()  # its last figures before the outputs are written
