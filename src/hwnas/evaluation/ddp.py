@@ -21,7 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from hwnas.callbacks.progress import NoProgress, ProgressRelay, StageProgress
-from hwnas.evaluation.parallel import _die_with_parent
+from hwnas.evaluation.parallel import worker_context
 from hwnas.search_space.base import ArchSpec
 from hwnas.utils import timing_lock
 
@@ -47,19 +47,13 @@ def _rank_main(
     results: Any,
 ) -> None:
     """One rank (``torch.multiprocessing`` passes ``rank`` first): set the DDP environment, train."""
-    _die_with_parent()
     os.environ.update(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), NODE_RANK="0",
         RANK=str(rank), LOCAL_RANK=str(rank),
     )  # fmt: skip
-    import torch
+    from hwnas.evaluation.gallery import MODEL_ERRORS, failure_reason, train_full
 
-    torch.set_num_threads(threads)
-    for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    from hwnas.evaluation.gallery import MODEL_ERRORS, failure_reason, train_full, training_context
-
-    ctx = training_context(OmegaConf.create(container))
+    ctx = worker_context(container, threads)
     ctx.datamodule.batch_size //= world  # each rank's share of the configured (global) batch
     progress = ProgressRelay(queue) if rank == 0 else NoProgress()
     try:

@@ -70,16 +70,22 @@ def _die_with_parent() -> None:
         pass
 
 
-def _init(container: dict[str, Any], queue: Any, threads: int) -> None:
+def worker_context(container: dict[str, Any], threads: int) -> Any:
+    """In a spawned training worker (a parallel job or a DDP rank): die with the stage, use ``threads``
+    torch threads, keep Lightning quiet, and rebuild the stage's training context from its config."""
     _die_with_parent()
     import torch
 
     torch.set_num_threads(threads)
-    logging.getLogger("pytorch_lightning").setLevel(logging.WARNING)
-    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     from hwnas.evaluation.gallery import training_context
 
-    _worker["ctx"] = training_context(OmegaConf.create(container))
+    return training_context(OmegaConf.create(container))
+
+
+def _init(container: dict[str, Any], queue: Any, threads: int) -> None:
+    _worker["ctx"] = worker_context(container, threads)
     _worker["progress"] = ProgressRelay(queue)
 
 

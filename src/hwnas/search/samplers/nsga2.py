@@ -33,19 +33,7 @@ class UniqueChildNSGAIISampler(NSGAIISampler):
         super().__init__(**kwargs)
         self.max_redraws = int(max_redraws)
         self._fill_rng = np.random.default_rng(kwargs.get("seed"))
-        self._seen: set[tuple] = set()
-        self._seen_upto: dict[int, int] = {}
         self._indexes: dict[int, _CompleteIndex] = {}
-
-    def _refresh_seen(self, study: optuna.Study) -> None:
-        done = start = self._seen_upto.get(id(study), 0)
-        for t in read_from(study, start):
-            if not t.state.is_finished():
-                break  # its parameters may not be set yet; look again next time
-            if t.params:
-                self._seen.add(tuple(sorted(t.params.items())))
-            done += 1
-        self._seen_upto[id(study)] = done
 
     # -- Optuna's generation bookkeeping, from an incremental index instead of a walk over the study ------
 
@@ -94,10 +82,10 @@ class UniqueChildNSGAIISampler(NSGAIISampler):
         child = super().sample_relative(study, trial, search_space)
         if not child:  # first generation: random, left to sample_independent
             return child
-        self._refresh_seen(study)
+        seen = self._index(study).seen
         for _ in range(self.max_redraws):
             full = self._complete(child, search_space)
-            if tuple(sorted(full.items())) not in self._seen:
+            if tuple(sorted(full.items())) not in seen:
                 return full
             child = super().sample_relative(study, trial, search_space)
         return self._complete(child, search_space)
@@ -113,8 +101,9 @@ class UniqueChildNSGAIISampler(NSGAIISampler):
 
 
 class _CompleteIndex:
-    """COMPLETE trials by generation and by id: the finished prefix of the study is absorbed once, only the
-    trials from the oldest unfinished one on are re-read (O(new trials) on journal and in-memory storages)."""
+    """COMPLETE trials by generation and by id, and the parameters of every finished trial (``seen``): the
+    finished prefix of the study is absorbed once, only the trials from the oldest unfinished one on are
+    re-read (O(new trials) on journal and in-memory storages)."""
 
     def __init__(self, generation_key: str) -> None:
         self.key = generation_key
@@ -124,6 +113,7 @@ class _CompleteIndex:
         self.tail: list[FrozenTrial] = []
         self.space: dict[str, BaseDistribution] | None = None  # intersection over the absorbed trials
         self.newest = 0  # the highest generation absorbed (Optuna's walk starts from 0)
+        self.seen: set[tuple] = set()  # params of finished trials (an unfinished one's may not be set yet)
 
     def refresh(self, study: optuna.Study) -> _CompleteIndex:
         tail = read_from(study, self.low)
@@ -136,6 +126,8 @@ class _CompleteIndex:
         return self
 
     def _add(self, t: FrozenTrial) -> None:
+        if t.params:
+            self.seen.add(tuple(sorted(t.params.items())))
         if t.state == TrialState.COMPLETE:
             generation = t.system_attrs.get(self.key, -1)
             self.by_generation.setdefault(generation, []).append(t)
