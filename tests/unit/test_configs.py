@@ -101,3 +101,25 @@ def test_supernet_evaluator_brings_its_budget_and_final_init(tmp_path: Path) -> 
     assert cfg.search.n_trials == 40 and cfg.final.init == "both"  # the command line still wins
     plain = compose_cfg("search", [], tmp_path)
     assert plain.final.init == "scratch" and plain.final.inherit.max_epochs == plain.final.trainer.max_epochs
+
+
+@pytest.mark.parametrize("strategy", ["darts", "gdas", "xnas", "petridish"])
+def test_gradient_mini_mode_defers_the_final_stage_and_the_command_line_still_wins(
+    strategy: str, tmp_path: Path
+) -> None:
+    """Mini mode of a gradient strategy is the search alone (a ~2.5-minute command); the final stage keeps
+    final=default's recipe for ``src/final.py run=<dir>``; final=default or final.enabled=true runs it at
+    once, and the CIFAR-10 presets keep their evaluation protocol."""
+    default = compose_cfg("search", [], tmp_path).final
+    mini = compose_cfg("search", [f"search={strategy}"], tmp_path).final
+    assert mini.enabled is False and default.enabled is True
+    assert {**mini, "enabled": True} == {**default}  # only the switch differs
+    assert compose_cfg("search", [f"search={strategy}", "final=default"], tmp_path).final.enabled is True
+    assert compose_cfg("search", [f"search={strategy}", "final.enabled=true"], tmp_path).final.enabled is True
+    assert compose_cfg("search", ["search=evolution_pareto"], tmp_path).final.enabled is True
+    preset = {"darts": "darts_cifar10", "xnas": "xnas_cifar10", "petridish": "petridish_cifar10"}.get(
+        strategy
+    )
+    if preset:
+        evaluation = compose_cfg("search", [f"experiment={preset}"], tmp_path).final
+        assert evaluation.enabled is True and evaluation.trainer.max_epochs == 600

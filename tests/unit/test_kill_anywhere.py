@@ -80,19 +80,25 @@ def _search(study: optuna.Study) -> None:
              n_trials=BUDGET, max_attempts=200)  # fmt: skip
 
 
-def _writes_of_a_clean_run(tmp_path: Path) -> int:
-    study = _study(f"sqlite:///{tmp_path / 'clean.db'}")
+def _url(kind: str, path: Path) -> str:
+    """SQLite (the CLI default) or the journal file (``hwnas.search.journal_backend``: fsync at trial ends)."""
+    return f"sqlite:///{path}.db" if kind == "sqlite" else f"journal:{path}.journal"
+
+
+def _writes_of_a_clean_run(kind: str, tmp_path: Path) -> int:
+    study = _study(_url(kind, tmp_path / "clean"))
     counter = KillingStorage(study._storage, kill_at=-1)
     study._storage = counter
     _search(study)
     return counter.writes
 
 
-def test_kill_between_any_two_writes_keeps_the_budget_exact(tmp_path: Path) -> None:
-    total = _writes_of_a_clean_run(tmp_path)
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_kill_between_any_two_writes_keeps_the_budget_exact(kind: str, tmp_path: Path) -> None:
+    total = _writes_of_a_clean_run(kind, tmp_path)
     assert total > 4 * BUDGET  # several writes per trial: create, params, attributes, state
     for k in range(1, total + 1):
-        url = f"sqlite:///{tmp_path / f'k{k}.db'}"
+        url = _url(kind, tmp_path / f"k{k}")
         study = _study(url)
         study._storage = KillingStorage(study._storage, kill_at=k)
         with pytest.raises(Killed):

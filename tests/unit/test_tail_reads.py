@@ -66,3 +66,25 @@ def test_nsga2_generations_and_populations_match_optunas_walk(tmp_path: Path) ->
     assert sampler.get_trial_generation(study, fresh) == BaseGASampler.get_trial_generation(
         sampler, study, study._storage.get_trial(probe._trial_id)
     )
+
+
+def test_nsga2_redraws_store_a_trials_generation_once(tmp_path: Path) -> None:
+    """A redrawn child re-enters Optuna's sample_relative with the same trial snapshot; its generation is
+    still written once per trial (each extra write was a journal record: 20 redraws, 20 records)."""
+    sampler = UniqueChildNSGAIISampler(population_size=4, seed=0, max_redraws=20)
+    storage = make_storage(f"journal:{tmp_path / 'j.log'}")
+    writes: list[int] = []
+    real = storage.set_trial_system_attr
+
+    def counting(trial_id: int, key: str, value: object) -> None:
+        if key == sampler._get_generation_key():
+            writes.append(trial_id)
+        real(trial_id, key, value)
+
+    storage.set_trial_system_attr = counting  # type: ignore[method-assign]
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler, storage=storage)
+    for _ in range(40):  # 16 architectures: most children late in the run are redrawn
+        trial = study.ask()
+        x, y = trial.suggest_categorical("x", [0, 1, 2, 3]), trial.suggest_categorical("y", [0, 1, 2, 3])
+        study.tell(trial, [x + y, x - y])
+    assert len(writes) == len(set(writes)) == 40

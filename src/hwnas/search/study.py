@@ -12,6 +12,7 @@ from typing import Any
 
 import optuna
 
+from hwnas.search.journal_backend import FlockJournalFileBackend
 from hwnas.search.tail_storage import TailInMemoryStorage, TailJournalStorage
 from hwnas.utils.errors import ConfigError
 from hwnas.utils.secrets import redact_url, scrub, with_password
@@ -44,7 +45,7 @@ def make_storage(
         return TailInMemoryStorage()
     if url.startswith("journal:"):
         path = url[len("journal:") :]
-        return TailJournalStorage(optuna.storages.journal.JournalFileBackend(path))
+        return TailJournalStorage(FlockJournalFileBackend(path))
     engine_kwargs: dict[str, Any] = {}
     if url.startswith("sqlite"):
         engine_kwargs = {"connect_args": {"timeout": 120}}

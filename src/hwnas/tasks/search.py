@@ -157,6 +157,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         if _final_enabled(cfg, evaluator):
             summary["final"] = final.run_stage(cfg, run_dir)
             slog.log_final(summary["final"])
+        elif isinstance(evaluator, TrainingEvaluator):
+            log.info(
+                "final stage not run (final.enabled=false; search=darts/gdas/xnas/petridish default to the "
+                "search alone in mini mode): `python src/final.py run=%s` trains, checks and measures the "
+                "gallery, or add final=default to the search command",
+                run_dir,
+            )
         write_html_report(run_dir)
         status = "success"
         return summary

@@ -34,6 +34,10 @@ class UniqueChildNSGAIISampler(NSGAIISampler):
         self.max_redraws = int(max_redraws)
         self._fill_rng = np.random.default_rng(kwargs.get("seed"))
         self._indexes: dict[int, _CompleteIndex] = {}
+        # Redraws call Optuna's sample_relative again with the same trial snapshot: without these, each
+        # would store the trial's generation again (a storage write) and look its parents up again.
+        self._generation_of: dict[int, int] = {}
+        self._parents_of: tuple[tuple[int, int] | None, list[FrozenTrial]] = (None, [])
 
     # -- Optuna's generation bookkeeping, from an incremental index instead of a walk over the study ------
 
@@ -47,10 +51,13 @@ class UniqueChildNSGAIISampler(NSGAIISampler):
         generation = trial.system_attrs.get(self._get_generation_key(), None)
         if generation is not None:
             return generation
+        if trial._trial_id in self._generation_of:  # a redraw: ``trial`` is the same stale snapshot
+            return self._generation_of[trial._trial_id]
         newest, count = self._index(study).newest_generation()
         assert self._population_size is not None, "Population size must be set."
         generation = newest if count < self._population_size else newest + 1
         study._storage.set_trial_system_attr(trial._trial_id, self._get_generation_key(), generation)
+        self._generation_of = {trial._trial_id: generation}  # only the trial being sampled
         return generation
 
     def infer_relative_search_space(
@@ -68,12 +75,19 @@ class UniqueChildNSGAIISampler(NSGAIISampler):
         attributes), with the cached parents looked up by id in the index."""
         if generation == 0:
             return []
+        if self._parents_of[0] == (id(study), generation):  # a redraw, or another trial of the generation
+            return self._parents_of[1]
         key = self._get_parent_cache_key_prefix() + str(generation)
         cached = study._storage.get_study_system_attrs(study._study_id).get(key, None)
         if cached is not None:
-            return self._index(study).by_ids(cached)
+            parents = self._index(study).by_ids(cached)
+            self._parents_of = ((id(study), generation), parents)  # chosen once per generation, then fixed
+            return parents
         parents = self.select_parent(study, generation)
-        study._storage.set_study_system_attr(study._study_id, key, [t._trial_id for t in parents])
+        ids = [t._trial_id for t in parents]
+        study._storage.set_study_system_attr(study._study_id, key, ids)
+        # Later calls get them as Optuna's would: read back from the cache, in study order.
+        self._parents_of = ((id(study), generation), self._index(study).by_ids(ids))
         return parents
 
     def sample_relative(
