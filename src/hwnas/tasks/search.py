@@ -159,9 +159,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             slog.log_final(summary["final"])
         elif isinstance(evaluator, TrainingEvaluator):
             log.info(
-                "final stage not run (final.enabled=false; search=darts/gdas/xnas/petridish default to the "
-                "search alone in mini mode): `python src/final.py run=%s` trains, checks and measures the "
-                "gallery, or add final=default to the search command",
+                "final stage not run (final.enabled=false%s): `python src/final.py run=%s` trains, checks "
+                "and measures the gallery, or add final=default to the search command",
+                ", the mini mode of the gradient strategies" if gradient is not None else "",
                 run_dir,
             )
         write_html_report(run_dir)
