@@ -99,7 +99,7 @@ def test_a_noisy_figure_is_not_cached(tmp_path: Path) -> None:
 
 
 def test_noisy_timing_loops_are_repeated_until_quiet(lock: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    prof = OnnxRuntimeProfiler(repeats=10, max_spread=0.2, retries=3, loops=1, loop_gap_s=0)
+    prof = OnnxRuntimeProfiler(repeats=10, max_spread=0.2, retries=3, loops=1, loop_gap_s=0, agree=1.0)
     loops = iter([[1.0] * 5 + [3.0] * 5, [1.0, 1.5] * 5, [1.0] * 10])  # noisy, noisy, quiet
     monkeypatch.setattr(prof, "time_onnx", lambda path, shape: next(loops))
     samples, attempts, _ = prof.quiet_samples("x.onnx", (1, 3, 8, 8))
@@ -115,7 +115,7 @@ def test_a_figure_is_the_quietest_of_loops_taken_apart_with_the_lock_released(
 ) -> None:
     """Three loops per figure by default; the lowest-median loop is reported, and between loops the
     machine-wide lock is free (another process's training or timing can run in the gap)."""
-    prof = OnnxRuntimeProfiler(repeats=10, max_spread=0.3, retries=2, loop_gap_s=0.05)
+    prof = OnnxRuntimeProfiler(repeats=10, max_spread=0.3, retries=2, loop_gap_s=0.05, agree=1.0)
     assert prof.loops == 3
     held: list[str] = []
     loops = iter([[2.0] * 10, [1.0] * 10, [1.5] * 10, [9.9] * 10])
@@ -137,3 +137,9 @@ def test_a_figure_is_the_quietest_of_loops_taken_apart_with_the_lock_released(
     loops = iter([[1.0] * 5 + [3.0] * 5] * 3 + [[1.2] * 10])
     samples, attempts, _ = prof.quiet_samples("x.onnx", (1, 3, 8, 8))
     assert attempts == 4 and samples == [1.2] * 10
+
+    # loops that disagree earn extra loops until the two quietest agree within `agree`
+    prof.agree = 0.03
+    loops = iter([[1.0] * 10, [1.5] * 10, [2.0] * 10, [1.02] * 10, [9.9] * 10])
+    samples, attempts, _ = prof.quiet_samples("x.onnx", (1, 3, 8, 8))
+    assert attempts == 4 and samples == [1.0] * 10

@@ -172,6 +172,8 @@ class OnnxRuntimeProfiler(Profiler):
             loop's of the same model within 5 % in 36 % of pairs, the quietest of 3 in 79 % (8
             models, 9 rounds; ``make bench-workers`` prints the agreement of a run).
         loop_gap_s: Seconds between the loops of one figure (others may train meanwhile).
+        agree: The figure is settled when the two quietest loops' medians agree within this fraction;
+            until then (and while the quietest is too spread) up to ``retries`` more loops are taken.
         max_spread: A timing whose ``(p90 − p10) / median`` exceeds this is noisy (something else ran):
             while the quietest loop is still noisy, up to ``retries`` more loops are taken, and a
             figure still noisy is marked ``extra["noisy"]``, which the latency cache refuses to keep.
@@ -202,6 +204,7 @@ class OnnxRuntimeProfiler(Profiler):
         retries: int = 2,
         loops: int = 3,
         loop_gap_s: float = 0.2,
+        agree: float = 0.03,
     ) -> None:
         self.target = target
         self.precision = check_choice(precision, PRECISIONS, key="hardware.precision")
@@ -209,7 +212,7 @@ class OnnxRuntimeProfiler(Profiler):
             calibration_method, CALIBRATION_METHODS, key="hardware.calibration_method"
         )
         for key, value, low in (("warmup", warmup, 0), ("repeats", repeats, 1), ("threads", threads, 1),
-                                ("loops", loops, 1), ("loop_gap_s", loop_gap_s, 0)):  # fmt: skip
+                                ("loops", loops, 1), ("loop_gap_s", loop_gap_s, 0), ("agree", agree, 0)):  # fmt: skip
             if int(value) < low:
                 raise ConfigError(f"must be >= {low}, got {value}", key=f"hardware.{key}")
         self.warmup = int(warmup)
@@ -228,7 +231,7 @@ class OnnxRuntimeProfiler(Profiler):
                 fix="e.g. hardware.max_spread=0.3 hardware.retries=2",
             )
         self.max_spread, self.retries = float(max_spread), int(retries)
-        self.loops, self.loop_gap_s = int(loops), float(loop_gap_s)
+        self.loops, self.loop_gap_s, self.agree = int(loops), float(loop_gap_s), float(agree)
         self._open: tuple[str, Any] | None = None  # the session of the model being timed, across its loops
 
     def cache_identity(self) -> dict[str, Any]:
@@ -237,7 +240,7 @@ class OnnxRuntimeProfiler(Profiler):
             "threads": self.threads,
             "device": cpu_name(),
             "calibration_method": self.calibration_method if self.precision == "int8" else None,
-            "statistic": f"median of the quietest of {self.loops} loop(s)",  # a single loop's figures differ
+            "statistic": f"median of the quietest of >= {self.loops} loop(s), two agreeing within {self.agree}",
         }
 
     def _session(self, path: Path) -> Any:
@@ -333,8 +336,8 @@ class OnnxRuntimeProfiler(Profiler):
 
     def quiet_samples(self, path: str | Path, input_shape: tuple[int, ...]) -> tuple[list[float], int, float]:
         """``loops`` timing loops apart in time, each under the machine-wide lock, then up to ``retries``
-        more while the quietest (lowest median) is too spread; returns the quietest loop's samples, the
-        loops run and the seconds waited for the lock."""
+        more while the quietest (lowest median) is too spread or the two quietest medians differ by more
+        than ``agree``; returns the quietest loop's samples, the loops run and the seconds waited."""
         taken: list[tuple[float, list[float]]] = []
         waited = 0.0
         try:
@@ -346,9 +349,12 @@ class OnnxRuntimeProfiler(Profiler):
                 waited += wait
                 taken.append((summarise_ms(samples)[0], samples))
                 if attempt >= self.loops:
-                    best = min(taken, key=lambda t: t[0])[1]
+                    ranked = sorted(taken, key=lambda t: t[0])
+                    best = ranked[0][1]
                     med, p10, p90 = summarise_ms(best)
-                    if med <= 0 or (p90 - p10) / med <= self.max_spread:
+                    quiet = med <= 0 or (p90 - p10) / med <= self.max_spread
+                    settled = len(ranked) < 2 or med <= 0 or ranked[1][0] - med <= self.agree * med
+                    if quiet and settled:
                         break
         finally:
             self._open = None
