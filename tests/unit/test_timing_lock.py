@@ -133,10 +133,14 @@ def test_a_figure_is_the_quietest_of_loops_taken_apart_with_the_lock_released(
     assert attempts == 3 and samples == [1.0] * 10
     assert held == ["loop", "gap", "loop", "gap", "loop"]
     assert timing_lock._depth["timing"] == 0  # released after the last loop
-    # a noisy quietest loop earns extra loops, up to `retries`
-    loops = iter([[1.0] * 5 + [3.0] * 5] * 3 + [[1.2] * 10])
+    # noisy loops (spread over max_spread) earn extra loops, up to `retries`, until two are quiet
+    loops = iter([[1.0] * 5 + [3.0] * 5] * 3 + [[1.2] * 10, [1.25] * 10])
     samples, attempts, _ = prof.quiet_samples("x.onnx", (1, 3, 8, 8))
-    assert attempts == 4 and samples == [1.2] * 10
+    assert attempts == 5 and samples == [1.2] * 10
+    # a quiet loop is preferred to a faster noisy one (whose figure could not be cached)
+    loops = iter([[0.5] * 6 + [3.0] * 4, [1.0] * 10, [1.01] * 10])  # the noisy one: median 0.5
+    samples, attempts, _ = prof.quiet_samples("x.onnx", (1, 3, 8, 8))
+    assert attempts == 3 and samples == [1.0] * 10
 
     # loops that disagree earn extra loops until the two quietest agree within `agree`
     prof.agree = 0.03

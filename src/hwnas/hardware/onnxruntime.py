@@ -336,9 +336,10 @@ class OnnxRuntimeProfiler(Profiler):
 
     def quiet_samples(self, path: str | Path, input_shape: tuple[int, ...]) -> tuple[list[float], int, float]:
         """``loops`` timing loops apart in time, each under the machine-wide lock, then up to ``retries``
-        more while the quietest (lowest median) is too spread or the two quietest medians differ by more
-        than ``agree``; returns the quietest loop's samples, the loops run and the seconds waited."""
-        taken: list[tuple[float, list[float]]] = []
+        more until two *quiet* loops (p10–p90 spread within ``max_spread``) have medians within ``agree``
+        of each other. Returns the samples of the quiet loop with the lowest median (of the least spread
+        loop when none is quiet: then the figure is flagged noisy), the loops run and the seconds waited."""
+        taken: list[tuple[float, float, list[float]]] = []  # (median, spread, samples)
         waited = 0.0
         try:
             for attempt in range(1, self.loops + self.retries + 1):
@@ -347,18 +348,21 @@ class OnnxRuntimeProfiler(Profiler):
                 with timing_lock.timing() as wait:
                     samples = self.time_onnx(path, input_shape)
                 waited += wait
-                taken.append((summarise_ms(samples)[0], samples))
-                if attempt >= self.loops:
-                    ranked = sorted(taken, key=lambda t: t[0])
-                    best = ranked[0][1]
-                    med, p10, p90 = summarise_ms(best)
-                    quiet = med <= 0 or (p90 - p10) / med <= self.max_spread
-                    settled = len(ranked) < 2 or med <= 0 or ranked[1][0] - med <= self.agree * med
-                    if quiet and settled:
-                        break
+                med, p10, p90 = summarise_ms(samples)
+                taken.append((med, (p90 - p10) / med if med > 0 else 0.0, samples))
+                quiet = sorted(t[0] for t in taken if t[1] <= self.max_spread)  # their medians
+                enough = len(quiet) >= min(2, self.loops)
+                if (
+                    attempt >= self.loops
+                    and enough
+                    and (len(quiet) < 2 or quiet[1] - quiet[0] <= self.agree * quiet[0])
+                ):
+                    break
         finally:
             self._open = None
-        return best, len(taken), waited
+        quiet_loops = [t for t in taken if t[1] <= self.max_spread]
+        best = min(quiet_loops, key=lambda t: t[0]) if quiet_loops else min(taken, key=lambda t: t[1])
+        return best[2], len(taken), waited
 
     def describe(self) -> str:
         return f"{self.target} via onnxruntime ({self.precision}, {self.threads} thread(s), {cpu_name()})"
