@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from hwnas.utils import timing_lock
 from hwnas.utils.errors import CandidateFailed
 
 log = logging.getLogger(__name__)
@@ -113,7 +114,9 @@ def export_onnx(
     model = model.cpu().eval()
     x = torch.zeros(tuple(int(d) for d in input_shape), dtype=torch.float32)
     try:
-        with torch.no_grad(), _quiet():
+        # Shared with trainings, exclusive of timings: an export is seconds of CPU work that would
+        # slow another worker's timing loop on the same machine (see hwnas.utils.timing_lock).
+        with torch.no_grad(), _quiet(), timing_lock.busy():
             try:
                 _export_legacy(model, x, tmp, opset)
             except Exception as legacy_err:  # noqa: BLE001 - fall back to the other exporter

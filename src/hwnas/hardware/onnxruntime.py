@@ -298,13 +298,14 @@ class OnnxRuntimeProfiler(Profiler):
         ) as fp32:
             path = fp32
             if self.precision == "int8":
-                path = quantize_int8(
-                    fp32,
-                    calibration,
-                    input_shape=input_shape,
-                    per_channel=self.per_channel,
-                    calibration_method=self.calibration_method,
-                )
+                with timing_lock.busy():  # calibration inference: CPU work, never beside a timing loop
+                    path = quantize_int8(
+                        fp32,
+                        calibration,
+                        input_shape=input_shape,
+                        per_channel=self.per_channel,
+                        calibration_method=self.calibration_method,
+                    )
             try:
                 samples, attempts, waited = self.quiet_samples(path, input_shape)
             except Exception as exc:
