@@ -15,6 +15,7 @@ from hwnas.hardware.base import LatencyReport, Profiler
 from hwnas.hardware.cache import CachedProfiler
 from hwnas.hardware.onnxruntime import OnnxRuntimeProfiler
 from hwnas.utils import timing_lock
+from hwnas.utils.errors import ConfigError
 
 
 def _hold_busy(path: str, seconds: float, ready: mp.Event) -> None:
@@ -147,3 +148,9 @@ def test_a_figure_is_the_quietest_of_loops_taken_apart_with_the_lock_released(
     loops = iter([[1.0] * 10, [1.5] * 10, [2.0] * 10, [1.02] * 10, [9.9] * 10])
     samples, attempts, _ = prof.quiet_samples("x.onnx", (1, 3, 8, 8))
     assert attempts == 4 and samples == [1.0] * 10
+
+
+@pytest.mark.parametrize("key", ["loop_gap_s", "agree"])
+def test_a_negative_gap_or_agreement_is_refused(key: str) -> None:
+    with pytest.raises(ConfigError, match=f"hardware.{key}"):
+        OnnxRuntimeProfiler(**{key: -0.5})

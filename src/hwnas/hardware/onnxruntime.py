@@ -150,6 +150,12 @@ def u8s8_saturates(cpuinfo: str | None = None) -> bool:
     return bool(flags) and "avx2" in flags and not ({"avx512_vnni", "avx_vnni", "amx_int8"} & flags)
 
 
+def _spread(samples: list[float]) -> float:
+    """``(p90 − p10) / median`` of a timing loop (0 for a zero median): above ``max_spread`` it is noisy."""
+    med, p10, p90 = summarise_ms(samples)
+    return (p90 - p10) / med if med > 0 else 0.0
+
+
 class OnnxRuntimeProfiler(Profiler):
     """Median latency of the ONNX export under onnxruntime's CPU execution provider.
 
@@ -167,16 +173,16 @@ class OnnxRuntimeProfiler(Profiler):
         workdir: Where exports are cached (default ``outputs/cache/onnx``).
         opset: ONNX opset of the export.
         loops: Timing loops per figure, taken apart in time (the lock is released and ``loop_gap_s``
-            waited between them); the figures are those of the quietest loop (the lowest median). On
+            waited between them); the figures are those of the quiet loop with the lowest median. On
             this VM the noise comes in windows of seconds: one loop's median agreed with another
             loop's of the same model within 5 % in 36 % of pairs, the quietest of 3 in 79 % (8
             models, 9 rounds; ``make bench-workers`` prints the agreement of a run).
         loop_gap_s: Seconds between the loops of one figure (others may train meanwhile).
-        agree: The figure is settled when the two quietest loops' medians agree within this fraction;
-            until then (and while the quietest is too spread) up to ``retries`` more loops are taken.
-        max_spread: A timing whose ``(p90 − p10) / median`` exceeds this is noisy (something else ran):
-            while the quietest loop is still noisy, up to ``retries`` more loops are taken, and a
-            figure still noisy is marked ``extra["noisy"]``, which the latency cache refuses to keep.
+        agree: The figure is settled when two quiet loops' medians (the two lowest) agree within this
+            fraction; until then up to ``retries`` more loops are taken.
+        max_spread: A loop whose ``(p90 − p10) / median`` exceeds this is noisy (something else ran)
+            and never the figure while a quiet loop exists; when no loop is quiet after ``retries``
+            extra loops, the least spread one is, marked ``extra["noisy"]`` (the cache refuses it).
         retries: Extra timing loops for a noisy figure (the quietest is reported).
 
     Every timing loop holds the machine-wide timing lock (:mod:`hwnas.utils.timing_lock`): no
@@ -213,7 +219,7 @@ class OnnxRuntimeProfiler(Profiler):
         )
         for key, value, low in (("warmup", warmup, 0), ("repeats", repeats, 1), ("threads", threads, 1),
                                 ("loops", loops, 1), ("loop_gap_s", loop_gap_s, 0), ("agree", agree, 0)):  # fmt: skip
-            if int(value) < low:
+            if float(value) < low:  # float: a negative loop_gap_s or agree must not truncate to 0
                 raise ConfigError(f"must be >= {low}, got {value}", key=f"hardware.{key}")
         self.warmup = int(warmup)
         self.repeats = int(repeats)
@@ -311,7 +317,7 @@ class OnnxRuntimeProfiler(Profiler):
             except Exception as exc:
                 raise CandidateFailed(f"onnxruntime failed: {type(exc).__name__}: {exc}") from exc
         med, p10, p90 = summarise_ms(samples)
-        noisy = (p90 - p10) / med > self.max_spread if med > 0 else False
+        noisy = _spread(samples) > self.max_spread
         return LatencyReport(
             median_ms=med,
             p10_ms=p10,
@@ -349,8 +355,7 @@ class OnnxRuntimeProfiler(Profiler):
                 with timing_lock.timing() as wait:
                     samples = self.time_onnx(path, input_shape)
                 waited += wait
-                med, p10, p90 = summarise_ms(samples)
-                taken.append((med, (p90 - p10) / med if med > 0 else 0.0, samples))
+                taken.append((summarise_ms(samples)[0], _spread(samples), samples))
                 quiet = sorted(t[0] for t in taken if t[1] <= self.max_spread)  # their medians
                 enough = len(quiet) >= min(2, self.loops)
                 if (
