@@ -110,7 +110,7 @@ CASES = {
     "resume from a non-search dir": (
         "search",
         ["search.resume={tmp}/empty"],
-        ["[search.resume]", "study.db", "Fix:"],
+        ["[search.resume]", "study.journal", "Fix:"],
     ),
     "predictor measuring with an unknown target": (
         "search",

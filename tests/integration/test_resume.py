@@ -22,6 +22,7 @@ from optuna.trial import TrialState
 
 from hwnas.reporting.trials import generation_of
 from hwnas.search.loop import is_evaluated
+from hwnas.search.study import make_storage, run_has_study, storage_url
 from hwnas.search.table_evaluator import TableEvaluator
 from hwnas.search_space.base import ArchSpec
 from tests.conftest import PgDatabase
@@ -72,7 +73,7 @@ STUDY = "nb201-cifar10_test_acc-pixel3_latency_ms"
 
 
 def load(run_dir: Path, name: str = STUDY) -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{run_dir / 'study.db'}")
+    return optuna.load_study(study_name=name, storage=make_storage(storage_url(None, run_dir)))
 
 
 def evaluated(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
@@ -111,7 +112,7 @@ def test_sigkilled_search_resumes_in_the_same_run_dir(tmp_path: Path, nb201_path
     try:
 
         def first_generation_done_one_in_flight() -> bool:
-            if not (run_dir / "study.db").is_file():
+            if not run_has_study(run_dir):
                 return False
             try:
                 trials = load(run_dir).get_trials(deepcopy=False)
@@ -134,7 +135,7 @@ def test_sigkilled_search_resumes_in_the_same_run_dir(tmp_path: Path, nb201_path
     gen_before = max(generation_of(t) or 0 for t in before)
     assert stale and len(kept) >= 5 and gen_before >= 1 and not (run_dir / "trials.csv").exists()
 
-    # Same hydra.run.dir: finds study.db and continues.
+    # Same hydra.run.dir: finds study.journal and continues.
     out = subprocess.run(
         search_cmd(run_dir, n_trials=budget),
         cwd=ROOT,
@@ -172,7 +173,7 @@ def test_resume_flag_continues_a_finished_search_without_paying_again(
     tmp_path: Path, nb201_table: Path, shared_db: PgDatabase | None
 ) -> None:
     first = tmp_path / "first"
-    # SQLite: the study is the run dir's study.db. PostgreSQL: search.storage, the password from the env.
+    # The study is the run dir's journal file (the default). PostgreSQL: search.storage, the password from the env.
     extra = [f"benchmark.path={nb201_table}", *([f"search.storage={shared_db.url}"] if shared_db else [])]
     run_env = {**env(), **(shared_db.env if shared_db else {})}
     out = subprocess.run(

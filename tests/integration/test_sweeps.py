@@ -58,7 +58,7 @@ def assert_complete(run_dir: Path, n_trials: int) -> tuple[pd.DataFrame, dict]:
     trials = pd.read_csv(run_dir / "trials.csv")
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["unique_evaluated"] == n_trials, run_dir
-    assert (run_dir / "study.db").is_file() and summary["front_size"] >= 1
+    assert (run_dir / "study.journal").is_file() and summary["front_size"] >= 1
     return trials, summary
 
 

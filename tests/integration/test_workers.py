@@ -16,6 +16,7 @@ import pytest
 from optuna.trial import TrialState
 
 from hwnas.search.loop import is_evaluated
+from hwnas.search.study import make_storage, storage_url
 from tests.conftest import PgDatabase
 from tests.integration.test_resume import (
     ROOT,
@@ -33,7 +34,7 @@ def test_three_local_workers_share_the_budget_exactly(
     tmp_path: Path, nb201_table: Path, shared_db: PgDatabase | None
 ) -> None:
     run_dir, budget = tmp_path / "run", 15
-    # SQLite: the run dir's study.db, the default. PostgreSQL: search.storage, the password from the env.
+    # The run dir's journal file, the default. PostgreSQL: search.storage, the password from the env.
     storage = [f"search.storage={shared_db.url}"] if shared_db else []
     # Slow enough trials that the spawned workers (a few seconds to start) join in.
     out = subprocess.run(
@@ -46,7 +47,7 @@ def test_three_local_workers_share_the_budget_exactly(
     )
     assert out.returncode == 0, out.stderr[-3000:]
     assert "locked" not in out.stderr.lower() and "Traceback" not in out.stderr
-    read = shared_db.full_url if shared_db else f"sqlite:///{run_dir / 'study.db'}"
+    read = shared_db.full_url if shared_db else make_storage(storage_url(None, run_dir))
     trials = optuna.load_study(study_name=STUDY, storage=read).get_trials()
     assert_budget_exact(trials, budget)
     assert {t.user_attrs.get("worker") for t in evaluated(trials)} == {"0", "1", "2"}
@@ -68,8 +69,9 @@ def test_three_local_workers_share_the_budget_exactly(
 def test_a_killed_worker_is_detected_by_heartbeat_and_its_trial_requeued(
     tmp_path: Path, nb201_table: Path, shared_db: PgDatabase | None
 ) -> None:
-    storage, budget = (shared_db.url if shared_db else f"sqlite:///{tmp_path / 'shared.db'}"), 6
-    read = shared_db.full_url if shared_db else storage
+    # A journal file two launches share (its heartbeats are hwnas.search.journal_heartbeat's), or PostgreSQL.
+    storage, budget = (shared_db.url if shared_db else f"journal:{tmp_path / 'shared.journal'}"), 6
+    read = shared_db.full_url if shared_db else make_storage(storage)
     run_env = shared_db.env if shared_db else {}
     shared = [
         f"search.storage={storage}",

@@ -119,7 +119,7 @@ def test_run_spec_overrides_give_each_run_its_own_storage(bench, tmp_path) -> No
     b = bench.RunSpec(st, 1, 300, ACC, LAT, "journal", tmp_path / "s1").overrides()
     assert "experiment=nb201" in a and "search.n_trials=300" in a and "seed=1" in b
     assert f"search.storage=journal:{tmp_path / 's0' / 'study.journal'}" in a
-    assert not any(
-        o.startswith("search.storage")
-        for o in bench.RunSpec(st, 0, 9, ACC, LAT, "sqlite", tmp_path).overrides()
-    )
+    sqlite = bench.RunSpec(st, 0, 9, ACC, LAT, "sqlite", tmp_path).overrides()
+    assert (
+        f"search.storage=sqlite:///{tmp_path / 'study.db'}" in sqlite
+    )  # explicit: the default is the journal

@@ -102,3 +102,28 @@ def test_the_lock_dies_with_a_killed_process(tmp_path: Path) -> None:
     backend.append_logs([{"op_code": 8, "after": "kill"}])
     assert time.monotonic() - t0 < 2.0  # Optuna's symlink lock would wait out a grace period here
     assert list(backend.read_logs(0)) == [{"op_code": 8, "after": "kill"}]
+
+
+def test_a_record_torn_by_a_crash_is_cut_off_and_the_study_stays_readable(tmp_path: Path) -> None:
+    """An OS crash between fsyncs can leave the last record cut short; the next append must not glue a
+    record onto it (Optuna's reader would then refuse the whole study)."""
+    path = tmp_path / "study.journal"
+    study = optuna.create_study(storage=make_storage(f"journal:{path}"), study_name="s")
+    study.tell(study.ask(), 1.0)
+    whole = path.read_bytes()
+    with open(path, "ab") as f:
+        f.write(
+            b'{"op_code":4,"worker_id":"torn-fragment","study_id":0,"datetime_st'
+        )  # the crash cut it here
+    again = optuna.load_study(storage=make_storage(f"journal:{path}"), study_name="s")
+    assert len(again.trials) == 1  # the fragment is never read as a record
+    again.tell(again.ask(), 2.0)  # the next append removes it first
+    text = path.read_bytes()
+    assert text.startswith(whole) and b"torn-fragment" not in text and text.endswith(b"\n")
+    fresh = optuna.load_study(storage=make_storage(f"journal:{path}"), study_name="s")
+    assert [t.value for t in fresh.trials] == [1.0, 2.0]
+    fd = os.open(path, os.O_RDWR)
+    try:
+        assert journal_backend.cut_torn_tail(fd, str(path)) == 0  # a whole file is left alone
+    finally:
+        os.close(fd)

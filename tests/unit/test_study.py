@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
 
@@ -9,9 +10,11 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from hwnas.search.journal_backend import FlockJournalFileBackend
+from hwnas.search.journal_heartbeat import HEARTBEAT_ATTR, HeartbeatJournalStorage
 from hwnas.search.loop import committed
 from hwnas.search.resume import recover_stale_trials
-from hwnas.search.study import make_storage, open_study, redact, storage_url
+from hwnas.search.study import make_storage, open_study, redact, run_has_study, storage_url
 from hwnas.search.workers import fail_stale, heartbeat
 from hwnas.utils.errors import ConfigError
 
@@ -26,11 +29,22 @@ def _study(tmp_path: Path, **kw) -> optuna.Study:
     )
 
 
-def test_default_storage_is_sqlite_in_the_run_dir_and_reopens(tmp_path: Path) -> None:
-    assert storage_url(None, tmp_path) == f"sqlite:///{(tmp_path / 'study.db').resolve()}"
+def test_default_storage_is_a_journal_in_the_run_dir_and_reopens(tmp_path: Path) -> None:
+    assert storage_url(None, tmp_path) == f"journal:{(tmp_path / 'study.journal').resolve()}"
+    assert not run_has_study(tmp_path)
     s = _study(tmp_path)
     s.tell(s.ask(), 1.0)
+    assert run_has_study(tmp_path) and (tmp_path / "study.journal").is_file()
     assert len(_study(tmp_path).trials) == 1  # same run dir: same study
+
+
+def test_a_run_made_with_sqlite_keeps_its_study_db(tmp_path: Path) -> None:
+    """Runs from before the journal was the default resume on their own study.db."""
+    old = open_study(url=f"sqlite:///{tmp_path / 'study.db'}", study_name="s", directions=["maximize"],
+                     sampler=optuna.samplers.RandomSampler(seed=0))  # fmt: skip
+    old.tell(old.ask(), 1.0)
+    assert storage_url(None, tmp_path) == f"sqlite:///{(tmp_path / 'study.db').resolve()}"
+    assert run_has_study(tmp_path) and len(_study(tmp_path).trials) == 1
 
 
 def test_mismatched_directions_are_a_config_error(tmp_path: Path) -> None:
@@ -67,14 +81,33 @@ def test_private_storage_recovery_fails_and_requeues_running_trials(tmp_path: Pa
     assert trials[1].system_attrs["fixed_params"] == trials[0].params  # asked next, with these params
 
 
-def test_heartbeat_keeps_a_trial_alive_and_a_lapsed_one_is_recovered(tmp_path: Path) -> None:
-    s = _study(tmp_path, heartbeat_s=1, grace_s=2)
+@pytest.mark.parametrize("kind", ["journal", "sqlite"])
+def test_heartbeat_keeps_a_trial_alive_and_a_lapsed_one_is_recovered(tmp_path: Path, kind: str) -> None:
+    url = storage_url(None, tmp_path) if kind == "journal" else f"sqlite:///{tmp_path / 'h.db'}"
+    s = open_study(url=url, study_name="s", directions=["maximize"], sampler=optuna.samplers.RandomSampler(seed=0),
+                   heartbeat_s=1, grace_s=2)  # fmt: skip
     dist = {"x": optuna.distributions.IntDistribution(0, 9)}
     alive = s.ask(dist)
     with heartbeat(s, alive):
         time.sleep(2.5)
         assert fail_stale(s) == 0
     s.tell(alive, 1.0)
+    for _ in range(3):  # one beating thread per process and storage, not one per trial
+        t = s.ask(dist)
+        with heartbeat(s, t):
+            pass
+        s.tell(t, 0.0)
+    beaters = [th for th in threading.enumerate() if th.name == "hwnas-heartbeat"]
+    assert (
+        len(
+            [
+                th
+                for th in beaters
+                if getattr(th, "_target", None) and th._target.__self__.storage is s._storage
+            ]
+        )
+        == 1
+    )
     dead = s.ask(dist)
     dead.set_user_attr("arch_key", "k")
     s._storage.record_heartbeat(dead._trial_id)  # one beat, then silence (a killed worker)
@@ -86,3 +119,30 @@ def test_heartbeat_keeps_a_trial_alive_and_a_lapsed_one_is_recovered(tmp_path: P
     assert [t.user_attrs.get("requeued_from") for t in s.trials if t.state == TrialState.WAITING] == [
         dead.number
     ]
+
+
+def test_journal_heartbeat_of_an_ended_trial_is_ignored_and_off_without_an_interval(tmp_path: Path) -> None:
+    s = _study(tmp_path, heartbeat_s=1, grace_s=2)
+    t = s.ask()
+    s.tell(t, 1.0)
+    s._storage.record_heartbeat(t._trial_id)  # its start was its first beat: nothing written
+    s._storage.record_heartbeat(t._trial_id)  # the beat thread may outlive tell(): no error, no record
+    assert HEARTBEAT_ATTR not in s.trials[0].system_attrs
+    quiet = _study(tmp_path)  # no heartbeat_s: heartbeats off, nothing is ever stale
+    assert quiet._storage.get_heartbeat_interval() is None and fail_stale(quiet) == 0
+    with pytest.raises(ValueError, match="heartbeat_interval"):
+        HeartbeatJournalStorage(FlockJournalFileBackend(str(tmp_path / "x.journal")), heartbeat_interval=0)
+
+
+def test_a_journal_trial_that_died_before_its_first_beat_is_stale_after_the_grace(tmp_path: Path) -> None:
+    """The start is the first beat: a worker killed right after ask() does not block the budget forever,
+    and a trial that beats stays alive past the grace."""
+    s = _study(tmp_path, heartbeat_s=1, grace_s=2)
+    dead, alive = s.ask(), s.ask()
+    s._storage.record_heartbeat(alive._trial_id)  # the thread's first call: the start, nothing written
+    assert fail_stale(s) == 0
+    time.sleep(1.5)
+    s._storage.record_heartbeat(alive._trial_id)  # a real beat
+    assert HEARTBEAT_ATTR in s.trials[alive.number].system_attrs
+    time.sleep(1.0)
+    assert s._storage._get_stale_trial_ids(s._study_id) == [dead._trial_id]

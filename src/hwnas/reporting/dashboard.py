@@ -36,13 +36,14 @@ def name_objectives(study: optuna.Study, names: Sequence[str]) -> None:
 
 
 def storage_of_run(run_dir: Path) -> str:
-    """The study storage URL of a search run: ``search.storage`` from its saved config, else its study.db.
+    """The study storage URL of a search run: ``search.storage`` from its saved config, else its own study
+    file (``study.journal``, or ``study.db`` for runs made with SQLite).
 
     A password the saved config masks is read from ``HWNAS_STORAGE_PASSWORD`` when the storage is opened,
     as the search itself does.
 
     Raises:
-        ConfigError: the directory is no search run (no config, no study.db).
+        ConfigError: the directory is no search run (no config, no study file).
     """
     from hwnas.utils.secrets import MASK
 
@@ -53,14 +54,15 @@ def storage_of_run(run_dir: Path) -> str:
         storage = OmegaConf.select(cfg, "search.storage", default=None, throw_on_resolution_failure=False)
     if storage not in (None, "", "null"):
         return str(storage).replace(f":{MASK}@", "@")
-    db = run_dir / "study.db"
-    if not db.is_file():
+    from hwnas.search.study import run_has_study, storage_url
+
+    if not run_has_study(run_dir):
         raise ConfigError(
-            f"{run_dir} holds no study (no study.db, and no search.storage in .hydra/config.yaml)",
+            f"{run_dir} holds no study (no study.journal or study.db, and no search.storage in .hydra/config.yaml)",
             key="RUN",
             fix="pass a search's run dir, e.g. make dashboard RUN=outputs/search/<time>",
         )
-    return f"sqlite:///{db.resolve()}"
+    return storage_url(None, run_dir)
 
 
 def serve(run_dir: Path, *, host: str = "127.0.0.1", port: int = 8080) -> None:

@@ -15,7 +15,8 @@ This backend keeps Optuna's file format and reader and changes two things:
   (its parameters and attributes) reach the OS at once, so every process reads them, and reach the disk
   with the trial's end. A killed process loses nothing (the OS holds its writes); after a power loss
   or OS crash a trial that had not ended is at worst unknown or RUNNING, which ``search.resume``
-  already treats as unfinished (failed as stale and re-queued, or never counted).
+  already treats as unfinished (failed as stale and re-queued, or never counted). A record cut short
+  by such a crash is removed before the next append (:func:`cut_torn_tail`), so the file stays readable.
 
 Every process of one study must open the journal through this backend (``hwnas.search.study.make_storage``
 does): a plain Optuna process writing with its symlink lock would not exclude ours.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -40,13 +42,15 @@ _UNFINISHED_TRIAL_OPS = {_CREATE_TRIAL, _SET_TRIAL_PARAM, _SET_TRIAL_INTERMEDIAT
                          _SET_TRIAL_USER_ATTR, _SET_TRIAL_SYSTEM_ATTR}  # fmt: skip
 _FINISHED = {int(s) for s in TrialState if s.is_finished()}
 
+log = logging.getLogger("hwnas.search")
+
 
 def needs_fsync(logs: Sequence[dict[str, Any]]) -> bool:
     """Whether ``logs`` end a trial or change the study (then the journal is forced to disk)."""
-    for log in logs:
-        op = int(log.get("op_code", -1))
+    for record in logs:
+        op = int(record.get("op_code", -1))
         if op == _SET_TRIAL_STATE_VALUES:
-            if int(log.get("state", -1)) in _FINISHED:
+            if int(record.get("state", -1)) in _FINISHED:
                 return True
         elif op not in _UNFINISHED_TRIAL_OPS:
             return True
@@ -74,13 +78,46 @@ class FlockJournalFileBackend(JournalFileBackend):
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         data = ("\n".join(json.dumps(log, separators=(",", ":")) for log in logs) + "\n").encode("utf-8")
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        lock = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            with open(self._file_path, "ab") as f:
-                f.write(data)
-                f.flush()
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            fd = os.open(self._file_path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                cut_torn_tail(fd, self._file_path)
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
                 if needs_fsync(logs):
-                    os.fsync(f.fileno())
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
         finally:
-            os.close(fd)  # closing the descriptor releases the lock
+            os.close(lock)  # closing the descriptor releases the lock
+
+
+def cut_torn_tail(fd: int, path: str) -> int:
+    """Cut off a record cut short at the end of the journal; return the bytes removed.
+
+    A journal that does not end in a newline lost the end of its last record: the OS crashed before that
+    write reached the disk (records of a running trial are not fsynced), or the write was killed half-way.
+    Appending after it would glue the next record onto the fragment, and Optuna's reader refuses every
+    record after a line it cannot decode: the study could no longer be opened. The fragment's writer is
+    gone (every writer appends under the lock, which the caller holds), and no reader ever took it (the
+    reader stops at a line without its newline), so it is removed. What it described was a running trial's
+    detail, which resume already treats as unfinished.
+    """
+    size = os.fstat(fd).st_size
+    if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+        return 0
+    end = size
+    while end > 0:
+        start = max(0, end - 65536)
+        newline = os.pread(fd, end - start, start).rfind(b"\n")
+        if newline >= 0:
+            end = start + newline + 1
+            break
+        end = start
+    os.ftruncate(fd, end)
+    os.fsync(fd)
+    log.warning("%s: removed a torn last record (%d bytes, a write cut short by a crash)", path, size - end)
+    return size - end

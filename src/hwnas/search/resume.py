@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
+from hwnas.search.study import run_has_study
 from hwnas.search.workers import fail_stale, requeue
 from hwnas.utils.config import run_dir_of
 from hwnas.utils.errors import ConfigError
@@ -25,11 +26,11 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
     if not resume:
         return run_dir_of(cfg)
     path = Path(str(resume))
-    if not (path / "study.db").is_file() and not cfg.search.get("storage"):
+    if not run_has_study(path) and not cfg.search.get("storage"):
         raise ConfigError(
-            f"{path} is not a previous search (no study.db in it)",
+            f"{path} is not a previous search (no study.journal or study.db in it)",
             key="search.resume",
-            fix="pass the run dir of an earlier search (it contains study.db and trials.csv), "
+            fix="pass the run dir of an earlier search (it contains study.journal and trials.csv), "
             "or set search.storage=<url> to resume a study kept in a database",
         )
     log.info("resuming the search in %s", path)
@@ -39,7 +40,7 @@ def resolve_run_dir(cfg: DictConfig) -> Path:
 def recover_stale_trials(study: optuna.Study, *, single_worker: bool) -> int:
     """Trials left RUNNING by a dead process: mark FAIL (reason ``stale``) and re-queue their architectures.
 
-    On private storage (the run dir's SQLite), before this search starts any worker, nobody else can be
+    On private storage (the run dir's journal or SQLite file), before this search starts any worker, nobody else can be
     evaluating, so every RUNNING trial is stale (``single_worker=True``). On shared storage another launch
     may be alive: only trials whose heartbeat lapsed are stale (``hwnas.search.workers.fail_stale``).
     """
