@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from pathlib import Path
 
@@ -10,6 +9,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from hwnas.search import workers
 from hwnas.search.journal_backend import FlockJournalFileBackend
 from hwnas.search.journal_heartbeat import HEARTBEAT_ATTR, HeartbeatJournalStorage
 from hwnas.search.loop import committed
@@ -92,22 +92,16 @@ def test_heartbeat_keeps_a_trial_alive_and_a_lapsed_one_is_recovered(tmp_path: P
         time.sleep(2.5)
         assert fail_stale(s) == 0
     s.tell(alive, 1.0)
+    beater = workers._BEATERS[s._storage]
+    threads = set()
     for _ in range(3):  # one beating thread per process and storage, not one per trial
         t = s.ask(dist)
         with heartbeat(s, t):
-            pass
+            threads.add(beater.thread)
         s.tell(t, 0.0)
-    beaters = [th for th in threading.enumerate() if th.name == "hwnas-heartbeat"]
-    assert (
-        len(
-            [
-                th
-                for th in beaters
-                if getattr(th, "_target", None) and th._target.__self__.storage is s._storage
-            ]
-        )
-        == 1
-    )
+    assert len(threads) == 1 and None not in threads
+    time.sleep(2.5)  # a search that ended: the thread stops after an idle interval
+    assert beater.thread is None and not next(iter(threads)).is_alive()
     dead = s.ask(dist)
     dead.set_user_attr("arch_key", "k")
     s._storage.record_heartbeat(dead._trial_id)  # one beat, then silence (a killed worker)

@@ -58,20 +58,24 @@ class Beater:
     Optuna's ``HeartbeatThread`` starts and joins a thread per trial: ~0.5 ms, a seventh of a table
     trial's whole cost on the journal. Here a trial's first beat is written by the caller (as Optuna's
     thread does at once; a journal's start counts as that beat and writes nothing) and the thread beats
-    every registered trial once per interval. A beat that lands after its trial ended is harmless: the
-    stale query only looks at RUNNING trials, and the journal ignores it.
+    every registered trial once per interval. It ends after an interval with no trial (a search that
+    finished), and holds its storage weakly, so neither outlives the search. A beat that lands after its
+    trial ended is harmless: the stale query only looks at RUNNING trials, and the journal ignores it.
     """
 
     def __init__(self, storage: BaseHeartbeat, interval: float) -> None:
-        self.storage, self.interval = storage, float(interval)
+        self._storage = weakref.ref(storage)
+        self.interval = float(interval)
         self.trials: set[int] = set()
         self.lock = threading.Lock()
         self.thread: threading.Thread | None = None
+        self._added = False  # a trial registered since the thread last woke
 
-    def add(self, trial_id: int) -> None:
-        self.storage.record_heartbeat(trial_id)
+    def add(self, storage: BaseHeartbeat, trial_id: int) -> None:
+        storage.record_heartbeat(trial_id)
         with self.lock:
             self.trials.add(trial_id)
+            self._added = True
             if self.thread is None:
                 self.thread = threading.Thread(target=self._run, name="hwnas-heartbeat", daemon=True)
                 self.thread.start()
@@ -83,13 +87,18 @@ class Beater:
     def _run(self) -> None:
         while True:
             time.sleep(self.interval)
+            storage = self._storage()
             with self.lock:
-                beating = list(self.trials)
+                beating, added, self._added = list(self.trials), self._added, False
+                if storage is None or not (beating or added):
+                    self.thread = None  # idle for an interval, or the storage is gone: done
+                    return
             for trial_id in beating:
                 try:
-                    self.storage.record_heartbeat(trial_id)
+                    storage.record_heartbeat(trial_id)
                 except Exception as exc:  # noqa: BLE001 - a lost beat must not kill the thread
                     log.warning("heartbeat of trial id %d not recorded: %s", trial_id, exc)
+            del storage
 
 
 _BEATERS: weakref.WeakKeyDictionary[Any, Beater] = weakref.WeakKeyDictionary()
@@ -107,7 +116,7 @@ def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
         beater = _BEATERS.get(storage)
         if beater is None:
             beater = _BEATERS[storage] = Beater(storage, storage.get_heartbeat_interval() or HEARTBEAT_S)
-    beater.add(trial._trial_id)
+    beater.add(storage, trial._trial_id)
     try:
         yield
     finally:
