@@ -58,7 +58,7 @@ def measure_alone(run_dir: Path, trials: pd.DataFrame) -> list[float]:
 def machine_drift(run_dir: Path, arch: str, seconds: float) -> np.ndarray:
     """The machine's own speed over ``seconds``: one architecture timed back to back, the median of each
     0.25 s window divided by the fastest window's. On a quiet machine these stay within a few %; on a
-    shared VM whose neighbours load the host they drift by 15-25 % (measured here: 2026-11-27), and no
+    shared VM whose neighbours load the host they drift by 15-25 % (measured here: 2026-11-26), and no
     profiler can then agree with itself, or a 2-worker run with a 1-worker one, within 5 %."""
     import onnxruntime as ort
 
