@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -39,50 +40,47 @@ def run_search(run_dir: Path, workers: int, n: int, extra: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def measure_alone(run_dir: Path, trials: pd.DataFrame) -> list[float]:
+def run_models(
+    run_dir: Path, trials: pd.DataFrame, **hardware: Any
+) -> tuple[Any, list[tuple[Any, tuple[int, ...], str]]]:
+    """The run's hardware profiler (uncached; ``hardware`` overrides its settings) and each trial's
+    ``(model, input shape, arch key)``, built from the run's saved config as the search built them."""
     from hwnas.hardware.build import build_profiler
     from hwnas.utils.config import build_space
 
     cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
     space = build_space(cfg)
-    profiler = build_profiler(cfg.hardware, cache_dir=None)
-    out = []
+    profiler = build_profiler(OmegaConf.merge(cfg.hardware, hardware), cache_dir=None)
+    models = []
     for _, row in trials.iterrows():
         spec = space.parse(row["arch"])
         model = space.build(spec, num_classes=int(cfg.dataset.num_classes)).eval()
-        shape = tuple(int(d) for d in str(row["hw/input_shape"]).split("x"))
-        out.append(float(profiler.profile(model, shape, arch_key=spec.key).median_ms))
-    return out
+        models.append((model, tuple(int(d) for d in str(row["hw/input_shape"]).split("x")), spec.key))
+    return profiler, models
 
 
-def machine_drift(run_dir: Path, arch: str, seconds: float) -> np.ndarray:
-    """The machine's own speed over ``seconds``: one architecture timed back to back, the median of each
-    0.25 s window divided by the fastest window's. On a quiet machine these stay within a few %; on a
-    shared VM whose neighbours load the host they drift by 15-25 % (measured here: 2026-11-26), and no
-    profiler can then agree with itself, or a 2-worker run with a 1-worker one, within 5 %."""
-    import onnxruntime as ort
+def measure_alone(run_dir: Path, trials: pd.DataFrame) -> list[float]:
+    profiler, models = run_models(run_dir, trials)
+    return [float(profiler.profile(m, shape, arch_key=key).median_ms) for m, shape, key in models]
 
+
+def machine_drift(run_dir: Path, trials: pd.DataFrame, seconds: float) -> np.ndarray:
+    """The machine's own speed over ``seconds``: the first architecture timed back to back, run by run
+    with the profiler's own session and timer, the median of each 0.25 s window divided by the fastest
+    window's. On a quiet machine these stay within a few %; on a shared VM whose neighbours load the
+    host they drift by 15-25 % (measured here: 2026-11-26), and no profiler can then agree with itself,
+    or a 2-worker run with a 1-worker one, within 5 %."""
     from hwnas.hardware.export import export_onnx
-    from hwnas.utils.config import build_space
 
-    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
-    space = build_space(cfg)
-    model = space.build(space.parse(arch), num_classes=int(cfg.dataset.num_classes)).eval()
-    size = int(cfg.dataset.image_size)
-    path = export_onnx(model, (1, 3, size, size), run_dir / "drift.onnx")
-    so = ort.SessionOptions()
-    so.intra_op_num_threads, so.inter_op_num_threads = 1, 1
-    sess = ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
-    feed = {sess.get_inputs()[0].name: np.zeros((1, 3, size, size), np.float32)}
-    for _ in range(5):
-        sess.run(None, feed)
+    profiler, [(model, shape, _)] = run_models(run_dir, trials.head(1), repeats=1, warmup=0)
+    path = export_onnx(model, shape, run_dir / "drift.onnx")
+    for _ in range(5):  # warm-up
+        profiler.time_onnx(path, shape)
     windows, end = [], time.perf_counter() + seconds
     while time.perf_counter() < end:
         window, stop = [], time.perf_counter() + 0.25
         while time.perf_counter() < stop:
-            t0 = time.perf_counter_ns()
-            sess.run(None, feed)
-            window.append(time.perf_counter_ns() - t0)
+            window += profiler.time_onnx(path, shape)
         windows.append(float(np.median(window)))
     w = np.array(windows)
     return w / w.min()
@@ -106,9 +104,7 @@ def main() -> None:
         trials = trials[trials["state"] == "COMPLETE"].drop_duplicates("arch_key")
         alone = np.array(measure_alone(run_dir, trials))
         again = np.array(measure_alone(run_dir, trials))  # the profiler's own repeatability: the floor
-        drift = (
-            machine_drift(run_dir, str(trials["arch"].iloc[0]), args.drift_s) if args.drift_s > 0 else None
-        )
+        drift = machine_drift(run_dir, trials, args.drift_s) if args.drift_s > 0 else None
     in_run = trials["hw/latency_ms"].to_numpy(float)
     rel = np.abs(in_run - alone) / alone
     floor = np.abs(again - alone) / alone
