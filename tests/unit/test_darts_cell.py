@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterator
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -226,55 +226,125 @@ def test_latency_ops_names_and_shapes() -> None:
     assert "darts:stem:c3-12:8x8:b2" in net.latency_ops((2, 3, 8, 8))
 
 
-def _hand_expected(cost: dict[str, Fraction], fixed_ms: Fraction) -> Fraction:
-    """Uniform probabilities on the tiny net with ``table[name] = cost[op] * (pixels / 64)``."""
-    mean = sum(cost.values(), Fraction(0)) / len(OPS)  # `none` costs 0
+def _px(cell: int, src: int) -> int:
+    """Input pixels of an edge of the tiny net (3 cells at 8x8 input: normal 8x8, reduce 8->4, reduce 4->2)."""
+    return [(64, 64), (64, 16), (16, 4)][cell][0 if src < 2 else 1]
 
-    def cell(in_px: int, node_px: int) -> Fraction:
-        total = Fraction(0)
+
+def _tiny_table(net: DartsSearchNet, cost: dict[str, float]) -> dict[str, float]:
+    """``table[name] = cost[op] · pixels / 64``; 0.5 ms per fixed part."""
+    table = {}
+    for name in net.latency_ops((1, 3, 8, 8)):
+        op, side = name.split(":")[1], name.split(":")[-1]
+        h, w = (int(s) for s in side.split("x"))
+        table[name] = 0.5 if op in ("stem", "pre", "head") else cost[op] * h * w / 64
+    return table
+
+
+FIXED_MS = 0.5 * (1 + 2 * 3 + 1)  # stem, 2 preprocesses per cell, head
+CELL_KINDS = ("normal", "reduce", "reduce")
+
+
+def _hand_expected(probs: dict[str, torch.Tensor], cost: dict[str, float]) -> torch.Tensor:
+    """Written out loop by loop: per node, each edge's op cost renormalised over the non-`none` ops,
+    the node keeping 2 edges in proportion to their non-`none` probability mass."""
+    total = torch.tensor(FIXED_MS, dtype=torch.float64)
+    for c, kind in enumerate(CELL_KINDS):
+        p = probs[kind]
+        e = 0
         for node in range(4):
-            scale = Fraction(2, node + 2)  # a finalized node keeps 2 of its node + 2 edges
-            total += scale * (2 * Fraction(in_px, 64) + node * Fraction(node_px, 64))
-        return total * mean
-
-    return fixed_ms + cell(64, 64) + cell(64, 16) + cell(16, 4)
+            masses, edge_costs = [], []
+            for src in range(node + 2):
+                mass = sum(p[e, o] for o, op in enumerate(OPS) if op != "none")
+                ms = sum(p[e, o] * cost[op] * _px(c, src) / 64 for o, op in enumerate(OPS) if op != "none")
+                masses.append(mass)
+                edge_costs.append(ms / mass)
+                e += 1
+            total = total + sum(2 * m / sum(masses) * ce for m, ce in zip(masses, edge_costs, strict=True))
+    return total
 
 
 def test_expected_latency_matches_a_hand_computation() -> None:
     net = _net()
-    ops = net.latency_ops((1, 3, 8, 8))
-    cost = {op: Fraction(i + 1) for i, op in enumerate(CELL_OPS)}
-    table = {}
-    for name in ops:
-        op, side = name.split(":")[1], name.split(":")[-1]
-        h, w = (int(s) for s in side.split("x"))
-        table[name] = 0.5 if op in ("stem", "pre", "head") else float(cost[op] * Fraction(h * w, 64))
-    probs = {
-        k: torch.full((14, 8), 1 / 8, dtype=torch.float64, requires_grad=True) for k in ("normal", "reduce")
-    }
-    got = net.expected_latency(probs, table)
-    fixed_ms = Fraction(1, 2) * (1 + 2 * 3 + 1)  # stem, 2 preprocesses per cell, head
-    assert float(got.detach()) == pytest.approx(float(_hand_expected(cost, fixed_ms)), rel=1e-12)
-    got.backward()
-    # d/dp: Σ over the cells of that type of scale(node) · table; normal: 1 cell at 8x8.
-    assert probs["normal"].grad[_edge(0, 0), OPS.index("sep_conv_3x3")] == pytest.approx(
-        float(cost["sep_conv_3x3"])
+    cost = {op: float(i + 1) for i, op in enumerate(CELL_OPS)}
+    table = _tiny_table(net, cost)
+    gen = torch.Generator().manual_seed(0)
+    for scale in (0.0, 1.0):  # uniform, then random probabilities
+        logits = {
+            k: scale * torch.randn(14, 8, generator=gen, dtype=torch.float64) for k in ("normal", "reduce")
+        }
+        probs = {k: v.softmax(-1).requires_grad_(True) for k, v in logits.items()}
+        got = net.expected_latency(probs, table)
+        want = _hand_expected(probs, cost)
+        assert float(got) == pytest.approx(float(want), rel=1e-12)
+        g_got = torch.autograd.grad(got, list(probs.values()))
+        g_want = torch.autograd.grad(want, list(probs.values()))
+        for a, b in zip(g_got, g_want, strict=True):
+            assert torch.allclose(a, b, rtol=1e-9, atol=1e-12)
+        assert all(float(g[:, OPS.index("none")].abs().sum()) == 0.0 for g in g_got)
+    # uniform: every node counts two edges at the mean of the 7 keepable ops (not of 8 with `none` at 0)
+    uniform = {k: torch.full((14, 8), 1 / 8, dtype=torch.float64) for k in ("normal", "reduce")}
+    mean7 = sum(cost.values()) / 7
+    by_hand = FIXED_MS + sum(
+        mean7 * sum(2 / (n + 2) * sum(_px(c, s) / 64 for s in range(n + 2)) for n in range(4))
+        for c in range(3)
     )
-    assert probs["normal"].grad[_edge(3, 4), OPS.index("max_pool_3x3")] == pytest.approx(
-        0.4 * float(cost["max_pool_3x3"])
-    )
-    # reduce: input edge of node 3 at 8x8 (1st) and 4x4 (2nd), scale 2/5.
-    assert probs["reduce"].grad[_edge(3, 1), OPS.index("skip_connect")] == pytest.approx(
-        0.4 * 3 * (1 + 1 / 4)
-    )
-    assert float(probs["reduce"].grad[:, OPS.index("none")].abs().sum()) == 0.0
+    assert float(net.expected_latency(uniform, table)) == pytest.approx(by_hand, rel=1e-12)
     everything = DartsSearchNet(num_classes=3, latency_edges="all", **TINY)
     with pytest.raises(ValueError, match="latency_ops"):
-        everything.expected_latency(probs, table)
+        everything.expected_latency(uniform, table)
     with torch.no_grad():
-        assert float(everything.expected_latency(probs, table, input_shape=(1, 3, 8, 8))) > float(got)
+        assert float(everything.expected_latency(uniform, table, input_shape=(1, 3, 8, 8))) > float(
+            net.expected_latency(uniform, table)
+        )
     with pytest.raises(KeyError, match="latency_ops"):
-        net.expected_latency(probs, {})
+        net.expected_latency(uniform, {})
+
+
+def _random_genotype(rng: random.Random) -> Genotype:
+    cells = []
+    for _ in range(2):
+        gene = []
+        for node in range(4):
+            for src in sorted(rng.sample(range(node + 2), 2)):
+                gene.append((rng.choice(CELL_OPS), src))
+        cells.append(tuple(gene))
+    return Genotype(normal=cells[0], reduce=cells[1])
+
+
+def _onehot_alphas(genotype: Genotype, *, none_elsewhere: bool) -> dict[str, torch.Tensor]:
+    """Large logits: each gene's op on its edge; the other edges on `none` (or left at 0)."""
+    out = {}
+    for cell in ("normal", "reduce"):
+        a = torch.zeros(len(EDGES), len(OPS), dtype=torch.float64)
+        if none_elsewhere:
+            a[:, OPS.index("none")] = 60.0
+        for k, (op, src) in enumerate(getattr(genotype, cell)):
+            a[_edge(k // 2, src)] = 0.0
+            a[_edge(k // 2, src), OPS.index(op)] = 60.0
+        out[cell] = a
+    return out
+
+
+def test_expected_latency_at_a_one_hot_alpha_is_the_finalized_genotypes_table_sum() -> None:
+    """What the latency term optimises is what the finalized network costs: at a one-hot α the expectation
+    equals the table's sum over the genotype ``finalize`` returns (fixed parts + the 8 kept ops per cell),
+    and `none` on the dropped edges lowers nothing (it used to count at cost 0)."""
+    net = _net()
+    cost = {op: float(3 * i + 2) for i, op in enumerate(CELL_OPS)}
+    table = _tiny_table(net, cost)
+    rng = random.Random(0)
+    for _ in range(20):
+        genotype = _random_genotype(rng)
+        alphas = _onehot_alphas(genotype, none_elsewhere=True)
+        assert net.finalize(alphas) == genotype.to_params()
+        table_sum = FIXED_MS + sum(
+            cost[op] * _px(c, src) / 64
+            for c, kind in enumerate(CELL_KINDS)
+            for op, src in getattr(genotype, kind)
+        )
+        expected = net.expected_latency({k: v.softmax(-1) for k, v in alphas.items()}, table)
+        assert float(expected) == pytest.approx(table_sum, rel=1e-9)
 
 
 def test_aux_skip_only_changes_shape_preserving_edges() -> None:
@@ -285,3 +355,47 @@ def test_aux_skip_only_changes_shape_preserving_edges() -> None:
         base = net(x, w)
         net.aux_skip = 0.5
         assert not torch.allclose(net(x, w), base)
+
+
+def test_limit_skips_strikes_the_weakest_skips_first() -> None:
+    net = _net()
+    gen = torch.Generator().manual_seed(0)
+    alphas = {k: 0.1 * torch.randn(14, 8, generator=gen) for k in ("normal", "reduce")}
+    alphas["normal"][:, OPS.index("skip_connect")] = torch.linspace(3.0, 4.3, 14)  # skips everywhere
+    assert net.skip_count(net.finalize(alphas)) == 8
+    capped = net.limit_skips(alphas, 2)
+    params = net.finalize(capped)
+    assert net.skip_count(params) == 2
+    kept = [EDGES.index((k // 2, src)) for k, (op, src) in enumerate(Genotype.from_params(params).normal)
+            if op == "skip_connect"]  # fmt: skip
+    struck = [e for e in range(14) if capped["normal"][e, OPS.index("skip_connect")] == float("-inf")]
+    strength = alphas["normal"][:, OPS.index("skip_connect")]
+    assert min(strength[kept]) > max(strength[struck])  # the strongest skips stay
+    assert (
+        torch.equal(capped["reduce"], alphas["reduce"])
+        and net.limit_skips(alphas, 8)["normal"].isfinite().all()
+    )
+
+
+def test_a_search_collapsed_from_its_first_epoch_returns_capped_skips() -> None:
+    """The collapse guard with no earlier architecture within the limit (the first epoch already collapsed)
+    returns the architecture with its skips capped, never the collapsed one."""
+    from omegaconf import OmegaConf
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from hwnas.lit.dnas import DnasModule
+    from hwnas.lit.dnas_fit import fit_dnas
+
+    torch.manual_seed(0)
+    net = _net()
+    arch = ArchParameters(net.alpha_shapes())
+    with torch.no_grad():
+        arch.alphas["normal"][:, OPS.index("skip_connect")] = 5.0
+    ds = TensorDataset(torch.randn(16, 3, 8, 8), torch.randint(0, 3, (16,)))
+    trainer = OmegaConf.create({"_target_": "pytorch_lightning.Trainer", "accelerator": "cpu", "devices": 1})
+    run = fit_dnas(DnasModule(net, arch, a_lr=0.0), train_loader=DataLoader(ds, batch_size=8),
+                   val_loader=DataLoader(ds, batch_size=8), trainer_cfg=trainer, max_epochs=2,
+                   limit_train_batches=1, run_dir="/tmp/hwnas-test-collapse", label="test",
+                   max_normal_skips=2)  # fmt: skip
+    assert run.stopped_early and len(run.history) == 1 and run.history[0]["normal_skips"] == 8
+    assert net.skip_count(run.params) == 2

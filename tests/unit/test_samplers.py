@@ -97,14 +97,28 @@ def test_gp_interpolates_and_is_unsure_far_away() -> None:
     test = rng.randint(0, 5, size=(40, 6))
     pred, _ = gp.predict(test)
     assert np.corrcoef(pred, (test == 3).sum(axis=1))[0, 1] > 0.6
+    # unsure far away: genomes sharing no gene with any training genome (value 9 is never seen) get the
+    # prior's spread, far above the spread at the training genomes themselves
+    far = np.full((5, 6), 9)
+    _, std_far = gp.predict(far)
+    assert std_far.min() > 0.9 and std_far.min() > 5 * std.max()
+    one_off = x[:10].copy()
+    one_off[:, 0] = 9  # one gene away from a training genome: in between
+    _, std_near = gp.predict(one_off)
+    assert std.max() < std_near.mean() < std_far.min()
 
 
 def test_sampler_cache_is_per_study() -> None:
-    # One sampler object reused for a second study must not read the first study's cached genomes.
+    """One sampler object reused for a second study must not read the first study's cached genomes (the
+    cache is keyed by trial number, which both studies share)."""
     sampler = SurrogateParetoSampler(seed=0, n_startup_trials=3)
-    for _ in range(2):
+    space = {"a": optuna.distributions.CategoricalDistribution([0, 1, 2])}
+    genomes = []
+    for value in (0, 2):
         study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
-        study.optimize(
-            lambda t: (t.suggest_categorical("a", [0, 1, 2]), -t.suggest_categorical("b", [0, 1])), 6
-        )
-        assert len(study.trials) == 6
+        for _ in range(4):
+            study.enqueue_trial({"a": value})
+        study.optimize(lambda t: (t.suggest_categorical("a", [0, 1, 2]), 0.0), 4)
+        history = sampler.history(study, space)
+        genomes.append({g for g in history.seen})
+    assert genomes == [{(0,)}, {(2,)}], genomes

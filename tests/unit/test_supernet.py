@@ -143,3 +143,83 @@ def test_sandwich_step_trains_shared_weights_and_stops_on_nan() -> None:
     )  # fmt: skip
     trainer.fit(bad, train_dataloaders=nan_loader)
     assert bad.nonfinite_loss
+
+
+def test_distillation_ignores_unlabelled_pixels() -> None:
+    """In-place distillation averages over labelled pixels only, like the label loss: what the student
+    does on an ignored (255) pixel changes nothing."""
+    from hwnas.data.labels import IGNORE_INDEX
+    from hwnas.lit.supernet import soft_cross_entropy
+
+    g = torch.Generator().manual_seed(0)
+    logits, teacher = torch.randn(2, 4, 3, 3, generator=g), torch.randn(2, 4, 3, 3, generator=g).softmax(1)
+    labels = torch.randint(0, 4, (2, 3, 3), generator=g)
+    labels[:, 0] = IGNORE_INDEX
+    base = soft_cross_entropy(logits, teacher, labels)
+    other = logits.clone()
+    other[:, :, 0] = 50 * torch.randn(2, 4, 3, generator=g)  # wild predictions where nothing is labelled
+    assert float(soft_cross_entropy(other, teacher, labels)) == pytest.approx(float(base))
+    valid = labels != IGNORE_INDEX
+    per = -(teacher * logits.log_softmax(1)).sum(1)
+    assert float(base) == pytest.approx(float(per[valid].mean()))
+    assert float(soft_cross_entropy(logits, teacher)) == pytest.approx(float(per.mean()))
+
+
+def test_every_step_trains_the_largest_then_the_smallest_sub_network() -> None:
+    """The sandwich rule: each step's forward passes are the largest, the smallest, then the random ones,
+    and the smallest's loss reaches the weights (the weights it uses change)."""
+    import pytorch_lightning as pl
+
+    space = _space()
+    net = space.supernet(num_classes=5)
+    steps: list[list] = []
+    net.register_forward_hook(lambda m, *_: steps[-1].append(m.active))
+    loader = torch.utils.data.DataLoader(
+        torch.utils.data.TensorDataset(torch.randn(12, 3, 32, 32), torch.randint(0, 5, (12, 32, 32))),
+        batch_size=4,
+    )
+
+    class Mark(pl.Callback):
+        def on_train_batch_start(self, *_: object) -> None:
+            steps.append([])
+
+    module = SupernetModule(net, lr=1e-2, weight_decay=0.0, n_random=2, distill=0.0)
+    trainer = pl.Trainer(
+        max_epochs=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, accelerator="cpu", limit_val_batches=0, callbacks=[Mark()],
+    )  # fmt: skip
+    trainer.fit(module, train_dataloaders=loader)
+    assert len(steps) == 3
+    for passes in steps:
+        assert len(passes) == 4 and passes[0] == net.largest() and passes[1] == net.smallest()
+    # the smallest alone changes the weights it uses: one step with only its loss (largest's loss x 0)
+    small = space.supernet(num_classes=5)
+    x, y = torch.randn(4, 3, 32, 32), torch.randint(0, 5, (4, 32, 32))
+    small.set_active(small.smallest())
+    torch.nn.functional.cross_entropy(small(x), y).backward()
+    used = {n for n, p in small.named_parameters() if p.grad is not None and p.grad.abs().sum() > 0}
+    assert used and any("stem" in n for n in used)
+
+
+def test_the_evaluator_scores_subnets_with_recalibrated_batchnorm() -> None:
+    """``SupernetEvaluator.subnet``: the extracted sub-network's BatchNorm statistics are re-estimated on
+    the evaluator's calibration batches (not the supernet's running averages over all sub-networks)."""
+    from types import SimpleNamespace
+
+    from hwnas.search.supernet_evaluator import SupernetEvaluator
+
+    space = _space()
+    net = space.supernet(num_classes=5)
+    _randomise_bn(net)
+    calib = [torch.randn(8, 3, 32, 32, generator=torch.Generator().manual_seed(i)) + 2.0 for i in range(2)]
+    fake = SimpleNamespace(space=space, supernet=net, train_size=(32, 32), channels_last=False, _calib=calib)
+    spec = space.sample(np.random.default_rng(0))
+    model = SupernetEvaluator.subnet(fake, spec)
+    plain = net.extract(space.model_config(spec))
+    reference = recalibrate_bn(net.extract(space.model_config(spec)), calib)
+    bns = [n for n, m in model.named_modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert bns and not model.training
+    sd, sd_plain, sd_ref = model.state_dict(), plain.state_dict(), reference.state_dict()
+    for n in bns:
+        assert torch.allclose(sd[f"{n}.running_mean"], sd_ref[f"{n}.running_mean"])
+        assert not torch.allclose(sd[f"{n}.running_mean"], sd_plain[f"{n}.running_mean"])

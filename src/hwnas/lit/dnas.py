@@ -37,27 +37,73 @@ from hwnas.models.mixed import ArchParameters, DifferentiableSupernet
 
 log = logging.getLogger("hwnas.dnas")
 
+#: The differentiable search's version, part of the key of a run's saved sweep points: a resumed run never
+#: reuses architectures found by earlier code. 2: schedules count batches; the expected latency of DARTS
+#: cells leaves out `none`; the published latency-loss forms.
+DNAS_VERSION = 2
+
 MIXINGS = ("softmax", "gumbel")
 UPDATES = ("adam", "xnas")
-LATENCY_LOSSES = ("none", "mul", "add")
+LATENCY_FORMS = ("abs", "mul", "add", "mul_clamped", "add_clamped")
+LATENCY_LOSSES = ("none", *LATENCY_FORMS)
+LATENCY_ESTIMATES = ("expected", "finalized")
 ALPHA_REGS = ("none", "l1", "entropy")
+
+
+def combination_error(*, mixing: str, order: int, update: str) -> tuple[str, str, str] | None:
+    """``(key, problem, fix)`` when ``mixing``, ``order`` and ``update`` cannot go together, else ``None``:
+    the one place these rules live (the module raises them, the strategy reports them with their key)."""
+    if mixing not in MIXINGS:
+        return "mixing", f"mixing must be one of {MIXINGS}, got {mixing!r}", "search.gradient.mixing=softmax"
+    if update not in UPDATES:
+        return "update", f"update must be one of {UPDATES}, got {update!r}", "search.gradient.update=adam"
+    if int(order) not in (1, 2):
+        return "order", f"order must be 1 or 2, got {order!r}", "search.gradient.order=1"
+    if int(order) == 2 and mixing != "softmax":
+        return (
+            "order",
+            "the second-order hypergradient needs deterministic (softmax) mixing",
+            "use search=darts search.gradient.order=2, or order 1 with GDAS",
+        )
+    if update == "xnas" and (mixing != "softmax" or int(order) != 1):
+        return (
+            "update",
+            "XNAS's exponentiated-gradient update (xnas) mixes by softmax, first order",
+            "search=xnas (softmax mixing, order 1), or update=adam with GDAS / second-order DARTS",
+        )
+    return None
 
 
 @dataclass(frozen=True)
 class LatencyTerm:
     """Latency-aware losses on the differentiable expected latency ``E`` (ms), against a target ``T``.
 
-    * ``mul``: ``CE · max(1, E/T) ** beta`` — the multiplicative soft constraint of MnasNet/ProxylessNAS,
-      in its hard-target setting (no reward for being faster than the target, so a sweep over targets
-      spreads the found architectures along the latency axis instead of all racing to the fastest);
-    * ``add``: ``CE + lam · max(0, E − T) / T`` — ProxylessNAS's additive linear form, against the target.
+    The published forms:
+
+    * ``mul``: ``CE · (E/T) ** beta``: the multiplicative soft constraint of MnasNet and ProxylessNAS
+      (a log-ratio in the log domain: faster than the target is rewarded too, so the search settles
+      where the accuracy gained by a millisecond equals ``beta`` times its relative cost);
+    * ``add``: ``CE + lam · E/T``: ProxylessNAS's additive form, linear in the latency (here in units of
+      the target, so ``lam`` does not depend on the device's speed);
+    * ``abs``: ``CE + lam · |E/T − 1|``: TuNAS's absolute-value reward, two-sided, so the search is pulled
+      *to* the target from either side: the default, as it is the one form that lands a sweep of targets
+      on their latencies (measured in ``bench/bench_latency_loss.py``).
+
+    And the hard-target forms (no pull below the target, only a penalty above it):
+
+    * ``mul_clamped``: ``CE · max(1, E/T) ** beta``;
+    * ``add_clamped``: ``CE + lam · max(0, E/T − 1)``.
 
     Attributes:
         table: ``{op name: ms}`` from :func:`hwnas.hardware.op_table.op_latency_table`.
-        form: ``mul`` or ``add``.
+        form: One of :data:`LATENCY_FORMS`.
         target_ms: The latency target on the table's scale.
-        beta: Exponent of the multiplicative form.
-        lam: Weight of the additive form.
+        beta: Exponent of the multiplicative forms.
+        lam: Weight of the additive forms.
+        estimate: What ``E`` is. ``expected``: the mixture's expected latency; ``finalized``: the table
+            latency of the architecture ``α`` finalizes to *now*, with the expectation's gradient
+            (straight-through: ``E_fin + E − stop_grad(E)``), so the term acts on the latency the search
+            will actually return rather than on the mixture's (the discretisation gap).
     """
 
     table: Mapping[str, float]
@@ -65,11 +111,24 @@ class LatencyTerm:
     target_ms: float
     beta: float = 0.6
     lam: float = 1.0
+    estimate: str = "expected"
+
+    def __post_init__(self) -> None:
+        if self.form not in LATENCY_FORMS:
+            raise ValueError(f"latency form must be one of {LATENCY_FORMS}, got {self.form!r}")
+        if self.estimate not in LATENCY_ESTIMATES:
+            raise ValueError(f"latency estimate must be one of {LATENCY_ESTIMATES}, got {self.estimate!r}")
 
     def apply(self, ce: torch.Tensor, expected_ms: torch.Tensor) -> torch.Tensor:
         ratio = expected_ms / self.target_ms
         if self.form == "mul":
+            return ce * ratio**self.beta
+        if self.form == "mul_clamped":
             return ce * ratio.clamp_min(1.0) ** self.beta
+        if self.form == "add":
+            return ce + self.lam * ratio
+        if self.form == "abs":
+            return ce + self.lam * (ratio - 1.0).abs()
         return ce + self.lam * (ratio - 1.0).clamp_min(0.0)
 
 
@@ -151,10 +210,9 @@ class DnasModule(pl.LightningModule):
         self.w_weight_decay, self.grad_clip = float(w_weight_decay), grad_clip
         self.a_lr, self.a_betas, self.a_weight_decay = float(a_lr), tuple(a_betas), float(a_weight_decay)
         self.tau_max, self.tau_min = float(tau_max), float(tau_min)
-        if update not in UPDATES or (update == "xnas" and (mixing != "softmax" or int(order) != 1)):
-            raise ValueError(
-                f"update must be one of {UPDATES} (xnas: softmax mixing, order 1), got {update!r}"
-            )
+        error = combination_error(mixing=mixing, order=order, update=update)
+        if error:
+            raise ValueError(f"{error[1]} (fix: {error[2]})")
         self.update, self.xnas_grad_bound, self.xnas_wipeout = (
             update,
             float(xnas_grad_bound),
@@ -170,12 +228,23 @@ class DnasModule(pl.LightningModule):
         self.last: dict[str, float] = {}
 
     # ----- schedules ------------------------------------------------------------------------------
-    def _progress(self) -> float:
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        return min(1.0, self.global_step / total)
+    # Every schedule (GDAS's τ, DARTS−'s skip decay, XNAS's step index and horizon) counts *batches*:
+    # ``global_step`` counts optimizer steps, two per batch when both the weights and α step, which
+    # once ended the schedules at half the search.
+    def batch_index(self) -> int:
+        """The current training batch, 0-based, across epochs (survives a checkpoint resume)."""
+        return max(0, int(self.trainer.fit_loop.epoch_loop.total_batch_idx))
+
+    def total_batches(self) -> int:
+        """The batches of the whole fit (every epoch)."""
+        return max(1, int(self.trainer.estimated_stepping_batches))
+
+    def progress(self) -> float:
+        """0 at the first batch, 1 at the last: the linear schedules' position."""
+        return min(1.0, self.batch_index() / max(1, self.total_batches() - 1))
 
     def _update_schedules(self) -> None:
-        p = self._progress()
+        p = self.progress()
         self.tau = self.tau_max - (self.tau_max - self.tau_min) * p
         self.net.aux_skip = self.aux_skip0 * (1.0 - p)
 
@@ -184,9 +253,25 @@ class DnasModule(pl.LightningModule):
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def expected_latency(self, probs: Mapping[str, torch.Tensor] | None = None) -> torch.Tensor | None:
+        """The latency the term sees: the mixture's expectation under ``probs`` (default ``softmax(α)``), or,
+        under ``estimate="finalized"``, the finalized architecture's with the expectation's gradient."""
         if self.latency is None:
             return None
-        return self.net.expected_latency(self.arch.probs() if probs is None else probs, self.latency.table)
+        expected = self.net.expected_latency(
+            self.arch.probs() if probs is None else probs, self.latency.table
+        )
+        if self.latency.estimate == "expected":
+            return expected
+        finalized = self.finalized_latency()
+        return expected + (finalized - expected.detach())
+
+    def finalized_latency(self) -> float | None:
+        """The table latency of the architecture ``α`` finalizes to now (``None`` without a latency term)."""
+        if self.latency is None:
+            return None
+        with torch.no_grad():
+            probs = self.net.finalized_probs(self.arch.detached())
+            return float(self.net.expected_latency(probs, self.latency.table))
 
     def task_objective(
         self, logits: torch.Tensor, y: torch.Tensor, probs: Mapping[str, torch.Tensor] | None = None
@@ -242,6 +327,9 @@ class DnasModule(pl.LightningModule):
                 params, alphas, train_loss=self.weight_loss_fn(train), val_objective=val_objective,
                 xi=lr, weight_decay=self.w_weight_decay, momentum=momentum,
             )  # fmt: skip
+            if not all(bool(torch.isfinite(g).all()) for g in grads):
+                self._stop_nonfinite()
+                return
             for a, g in zip(alphas, grads, strict=True):
                 a.grad = g
             loss_value = self.last.get("val_ce", float("nan"))
@@ -261,7 +349,7 @@ class DnasModule(pl.LightningModule):
         if self.expert is None:
             self.expert = ExpertAdvice(
                 self.arch,
-                total_steps=max(1, int(self.trainer.estimated_stepping_batches)),
+                total_steps=self.total_batches(),
                 grad_bound=self.xnas_grad_bound,
                 wipeout=self.xnas_wipeout,
                 never_chosen=self.net.never_chosen(),
@@ -280,7 +368,7 @@ class DnasModule(pl.LightningModule):
             alphas = self.arch.as_dict()
             reg_grads = dict(zip(alphas, torch.autograd.grad(reg, list(alphas.values())), strict=True))
         self.last["xnas_grad_absmax"] = max(float(g.abs().max()) for g in grads.values())
-        self.expert.step(grads, self.global_step, reg_grads)
+        self.expert.step(grads, self.batch_index(), reg_grads)
         self.last["xnas_alive"] = self.expert.alive_fraction()
         value = float(loss.detach()) + (float(reg.detach()) if reg is not None else 0.0)
         self.log("search/arch_loss", value, on_step=False, on_epoch=True, batch_size=len(xv))
@@ -324,6 +412,7 @@ class DnasModule(pl.LightningModule):
         a_opt = torch.optim.Adam(
             self.arch.parameters(), lr=self.a_lr, betas=self.a_betas, weight_decay=self.a_weight_decay
         )
-        total = max(1, int(self.trainer.estimated_stepping_batches))
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(w_opt, T_max=total, eta_min=self.w_lr_min)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(
+            w_opt, T_max=self.total_batches(), eta_min=self.w_lr_min
+        )  # stepped once per batch
         return [w_opt, a_opt], [{"scheduler": sched, "interval": "step"}]

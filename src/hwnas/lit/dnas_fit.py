@@ -57,6 +57,7 @@ class EpochMonitor(pl.Callback):
             "weight_loss": _num(metrics.get("search/weight_loss")),
             "arch_loss": _num(metrics.get("search/arch_loss")),
             "expected_latency_ms": module.last.get("expected_latency_ms"),
+            "table_latency_ms": module.finalized_latency(),
             "tau": round(module.tau, 4) if module.mixing == "gumbel" else None,
             "aux_skip": round(module.net.aux_skip, 4),
             "experts_alive": module.last.get("xnas_alive"),
@@ -129,6 +130,15 @@ def fit_dnas(
     params = module.net.finalize(module.arch.detached())
     if monitor.stopped_early and monitor.best_within is not None:
         params = monitor.best_within
+    elif monitor.stopped_early and max_normal_skips is not None:
+        # collapsed from the first epoch: no earlier architecture to keep, so cap the skips (P-DARTS)
+        params = module.net.finalize(module.net.limit_skips(module.arch.detached(), max_normal_skips))
+        log.warning(
+            "%s: collapsed in its first epoch; skips capped at %d (P-DARTS): %d left",
+            label,
+            max_normal_skips,
+            module.net.skip_count(params) or 0,
+        )
     return DnasRun(
         params=params, history=monitor.history, stopped_early=monitor.stopped_early, seconds=seconds
     )

@@ -32,9 +32,22 @@ from hwnas.utils.errors import CandidateFailed
 log = logging.getLogger("hwnas.supernet")
 
 
-def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
-    """Mean over pixels of the cross-entropy to soft targets (KL up to a constant)."""
-    return -(target_probs * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+#: The supernet training algorithm's version: part of the supernet cache key, so a supernet trained by
+#: earlier code is never reused for this code's searches. 2: distillation ignores unlabelled pixels.
+SUPERNET_VERSION = 2
+
+
+def soft_cross_entropy(
+    logits: torch.Tensor, target_probs: torch.Tensor, labels: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean cross-entropy to soft targets (KL up to a constant) over the positions whose label is not
+    ``IGNORE_INDEX`` (all of them when ``labels`` is None): like the label loss, ignored pixels carry no
+    signal, so the teacher's guesses there are not distilled."""
+    per = -(target_probs * F.log_softmax(logits, dim=1)).sum(dim=1)
+    if labels is None:
+        return per.mean()
+    valid = (labels != IGNORE_INDEX).to(per.dtype)
+    return (per * valid).sum() / valid.sum().clamp_min(1.0)
 
 
 class SupernetModule(pl.LightningModule):
@@ -94,7 +107,7 @@ class SupernetModule(pl.LightningModule):
             if teacher is None:
                 teacher = logits.detach().softmax(dim=1)
             elif self.distill:
-                loss = loss + self.distill * soft_cross_entropy(logits, teacher)
+                loss = loss + self.distill * soft_cross_entropy(logits, teacher, y)
             if not torch.isfinite(loss):
                 self.nonfinite_loss = True
                 self.trainer.should_stop = True

@@ -73,15 +73,18 @@ class ExpertAdvice:
         step: int,
         reg_grads: Mapping[str, torch.Tensor] | None = None,
     ) -> int:
-        """One update at step ``step`` (0-based) from the expert gradients ``∂ℓ/∂p``; ``reg_grads`` (an α
-        regulariser's ``∂R/∂α``) are added unclipped. Returns the experts wiped out by this step."""
+        """One update at step ``step`` (0-based) from the expert gradients ``∂ℓ/∂p`` plus ``reg_grads`` (an α
+        regulariser's ``∂R/∂α``), their sum clipped to ``[−L, L]``: an expert's α moves by at most ``L η`` per
+        step, which is what makes a wiped-out expert provably unable to lead again. Returns the experts
+        wiped out by this step."""
         wiped = 0
         remaining = max(0, self.T - int(step) - 1)
         for k, a in self.arch.alphas.items():
             alive = self.alive[k].to(a.device)
-            g = grads[k].to(a.dtype).clamp(-self.L, self.L)
+            g = grads[k].to(a.dtype)
             if reg_grads is not None and reg_grads.get(k) is not None:
                 g = g + reg_grads[k]
+            g = g.clamp(-self.L, self.L)  # the whole step: the wipe-out margin assumes |g| <= L
             a.sub_(self.eta[k] * g * alive)
             if self.wipeout:
                 candidates = alive & self.finalizable[k].to(a.device)

@@ -155,10 +155,10 @@ class DartsSearchNet(DifferentiableSupernet):
         channels: Width C of the first cells; the paper searches with C=16.
         layers: Number of cells; the paper searches with 8.
         stem_multiplier: Stem width relative to C.
-        latency_edges: What :meth:`expected_latency` counts per node. ``"kept"`` (default) scales each
-            node's ``i + 2`` edges by ``2 / (i + 2)``, the number a finalized node keeps, so the value is on
-            the scale of the discrete network's latency; ``"all"`` counts every edge of the mixture (the
-            search network's own cost).
+        latency_edges: What :meth:`expected_latency` counts per node. ``"kept"`` (default): the latency
+            of the discrete network a finalizer can make (two edges per node, never ``none``), in
+            expectation; ``"all"`` counts every edge of the mixture, ``none`` at 0 (the search network's
+            own cost).
     """
 
     def __init__(
@@ -202,9 +202,39 @@ class DartsSearchNet(DifferentiableSupernet):
         """The flat genotype parameters by DARTS's rule (see :func:`finalize_alphas`)."""
         return finalize_alphas(alphas)
 
+    def finalized_probs(self, alphas: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The finalized genotype as one-hot weights: each kept edge on its op, every other edge on ``none``
+        (at which :meth:`expected_latency` is exactly the genotype's table sum)."""
+        genotype = Genotype.from_params(self.finalize(alphas))
+        out = {}
+        for cell in CELL_TYPES:
+            ref = alphas[cell]
+            w = torch.zeros(len(EDGES), len(OPS), dtype=ref.dtype, device=ref.device)
+            w[:, OPS.index("none")] = 1.0
+            for k, (op, src) in enumerate(getattr(genotype, cell)):
+                e = EDGES.index((k // 2, src))
+                w[e] = 0.0
+                w[e, OPS.index(op)] = 1.0
+            out[cell] = w
+        return out
+
     def never_chosen(self) -> dict[str, list[int]]:
         """``none`` is never kept by ``finalize``."""
         return {cell: [OPS.index("none")] for cell in CELL_TYPES}
+
+    def limit_skips(self, alphas: Mapping[str, torch.Tensor], max_skips: int) -> dict[str, torch.Tensor]:
+        """P-DARTS's cap on skips: while the finalized normal cell holds more than ``max_skips`` skip
+        connections, the kept skip with the weakest ``α`` is struck out (its logit set to ``-inf``), so its
+        edge takes its next strongest op or the node another edge."""
+        out = {k: v.detach().clone() for k, v in alphas.items()}
+        skip = OPS.index("skip_connect")
+        while True:
+            genotype = Genotype.from_params(self.finalize(out))
+            kept = [EDGES.index((k // 2, src)) for k, (op, src) in enumerate(genotype.normal) if op == "skip_connect"]
+            if len(kept) <= max_skips:
+                return out
+            weakest = min(kept, key=lambda e: float(out["normal"][e, skip]))
+            out["normal"][weakest, skip] = float("-inf")
 
     def skip_count(self, params: Mapping[str, Any]) -> int | None:
         return count_skips(params)
@@ -238,10 +268,18 @@ class DartsSearchNet(DifferentiableSupernet):
         *,
         input_shape: tuple[int, ...] | None = None,
     ) -> torch.Tensor:
-        """Fixed parts + ``Σ_cells Σ_edges scale(node) Σ_ops probs[cell type][edge, op] · table[op name]``.
+        """The expected latency of the finalized network: fixed parts plus, per node, the edges it keeps.
 
-        An expectation over the mixture: each op weighs in with its probability (``none`` costs 0), and
-        ``scale`` is ``2 / (i + 2)`` for node ``i`` under ``latency_edges="kept"`` (1 under ``"all"``).
+        A finalized cell never holds ``none`` and keeps two input edges per node (:func:`finalize_alphas`),
+        so under ``latency_edges="kept"`` each edge's op cost is the expectation over the ops a finalized
+        cell can keep, ``c_e = Σ_{o≠none} p_eo · t_eo / m_e`` with ``m_e = Σ_{o≠none} p_eo`` (``none``
+        renormalised away), and node ``i`` keeps ``2`` edges in proportion to their non-``none`` mass:
+        ``Σ_e (2 m_e / Σ_e' m_e') · c_e = 2 Σ_e Σ_{o≠none} p_eo t_eo / Σ_e m_e``. Raising ``none``
+        everywhere therefore lowers nothing (before, ``none`` counted at cost 0 and a latency target could
+        be met by growing it), and at a one-hot ``α`` that encodes a genotype (two edges per node on
+        their ops, the others on ``none``) the value is exactly the table's sum for that genotype.
+        ``t_eo`` sums the op's table entries over every cell of the type (they share ``α``).
+        Under ``latency_edges="all"``: ``Σ_e Σ_o p_eo · t_eo`` with ``none`` at 0 (the mixture's own cost).
         Differentiable in ``probs``.
 
         Args:
@@ -259,16 +297,25 @@ class DartsSearchNet(DifferentiableSupernet):
         fixed_ms = sum(_lookup(table, name, shape) for name, _, _ in fixed)
         costs = {cell: [[0.0] * len(OPS) for _ in EDGES] for cell in CELL_TYPES}
         for cell, names in cells:
-            for e, (node, _) in enumerate(EDGES):
-                scale = 2.0 / (node + 2) if self.latency_edges == "kept" else 1.0
+            for e in range(len(EDGES)):
                 for o, name in enumerate(names[e]):
                     if name is not None:
-                        costs[cell][e][o] += scale * _lookup(table, name, shape)
+                        costs[cell][e][o] += _lookup(table, name, shape)
         ref = probs[CELL_TYPES[0]]
         total = torch.as_tensor(fixed_ms, dtype=ref.dtype, device=ref.device)
+        keep = torch.tensor([op != "none" for op in OPS], device=ref.device)
         for cell in CELL_TYPES:
             p = probs[cell]
-            total = total + (p * torch.tensor(costs[cell], dtype=p.dtype, device=p.device)).sum()
+            weighted = (p * torch.tensor(costs[cell], dtype=p.dtype, device=p.device)).sum(dim=-1)  # (14,)
+            if self.latency_edges == "all":
+                total = total + weighted.sum()
+                continue
+            mass = (p * keep).sum(dim=-1)  # (14,)
+            start = 0
+            for i in range(STEPS):
+                node = slice(start, start + i + 2)
+                total = total + 2.0 * weighted[node].sum() / mass[node].sum().clamp_min(1e-12)
+                start += i + 2
         return total
 
     def _layout(self, input_shape: tuple[int, ...]) -> tuple[_Fixed, dict[str, tuple], list]:

@@ -138,10 +138,28 @@ class DifferentiableSupernet(nn.Module, ABC):
     def expected_latency(self, probs: Mapping[str, torch.Tensor], table: Mapping[str, float]) -> torch.Tensor:
         """``E[latency]`` in ms under the choice probabilities ``probs``: differentiable in ``probs``."""
 
+    def finalized_probs(self, alphas: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One-hot mixing weights of the architecture ``finalize(alphas)`` returns, so that
+        ``expected_latency(finalized_probs(α), table)`` is the table latency of the *finalized* network
+        (against ``expected_latency(softmax(α))``, the mixture's: the difference is the discretisation gap).
+        Default: the largest ``α`` per group (ties: the lowest index), the rule of a per-group argmax."""
+        out = {}
+        for name, a in alphas.items():
+            a = a.detach()
+            first_max = (a == a.amax(dim=-1, keepdim=True)).float().cumsum(dim=-1) == 1
+            out[name] = (first_max & (a == a.amax(dim=-1, keepdim=True))).to(a.dtype)
+        return out
+
     def never_chosen(self) -> dict[str, list[int]]:
         """Choice indices per group that ``finalize`` never picks (DARTS's ``none``): bounds of the
         expected latency over finalizable architectures leave them out."""
         return {}
+
+    def limit_skips(self, alphas: Mapping[str, torch.Tensor], max_skips: int) -> dict[str, torch.Tensor]:
+        """``α`` changed as little as possible so that ``finalize`` keeps at most ``max_skips`` skips in the
+        normal cell (the collapse guard's fallback when even the first epoch had collapsed); spaces without
+        a skip count return ``α`` unchanged."""
+        return dict(alphas)
 
     def skip_count(self, params: Mapping[str, Any]) -> int | None:
         """Skip connections in the finalized normal cell (the collapse guard's count); ``None`` = n/a."""

@@ -23,11 +23,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 
 from hwnas.hardware.op_table import describe_table, op_latency_table
-from hwnas.lit.dnas import ALPHA_REGS, LATENCY_LOSSES, MIXINGS, UPDATES, DnasModule, LatencyTerm
+from hwnas.lit.dnas import (
+    ALPHA_REGS,
+    DNAS_VERSION,
+    LATENCY_ESTIMATES,
+    LATENCY_LOSSES,
+    MIXINGS,
+    UPDATES,
+    DnasModule,
+    LatencyTerm,
+    combination_error,
+)
 from hwnas.lit.dnas_fit import fit_dnas
 from hwnas.lit.fit import channels_last_of
 from hwnas.models.mixed import ArchParameters, DifferentiableSupernet
@@ -81,6 +90,8 @@ class GradientSearch:
         latency_unit: ``relative`` (0 = the table's fastest architecture, 1 = its slowest) or ``ms``.
         latency_lambda: Weight(s) of the additive form; a list sweeps it.
         latency_beta: Exponent of the multiplicative form.
+        latency_estimate: ``expected`` (the mixture's) or ``finalized`` (the finalized architecture's table
+            latency, straight-through; :class:`hwnas.lit.dnas.LatencyTerm`).
         alpha_reg, alpha_reg_weight: α regulariser (``none`` | ``l1`` | ``entropy``) for every strategy.
         max_normal_skips: Collapse guard: stop when the normal cell holds more skips (``None`` = off).
         aux_skip: DARTS−'s auxiliary skip weight (decays to 0; 0 = off).
@@ -107,6 +118,7 @@ class GradientSearch:
         latency_unit: str = "relative",
         latency_lambda: Any = 1.0,
         latency_beta: float = 0.6,
+        latency_estimate: str = "expected",
         alpha_reg: str = "none",
         alpha_reg_weight: float = 0.0,
         max_normal_skips: int | None = None,
@@ -116,22 +128,13 @@ class GradientSearch:
     ) -> None:
         self.name = str(name)
         self.mixing = self._choice(mixing, MIXINGS, "search.gradient.mixing")
-        self.order = int(order)
-        if self.order not in (1, 2):
-            raise ConfigError(f"must be 1 or 2, got {order!r}", key="search.gradient.order", choices=[1, 2])
-        if self.order == 2 and self.mixing != "softmax":
-            raise ConfigError(
-                "the second-order hypergradient needs deterministic (softmax) mixing",
-                key="search.gradient.order",
-                fix="use search=darts search.gradient.order=2, or order 1 with GDAS",
-            )
         self.update = self._choice(update, UPDATES, "search.gradient.update")
-        if self.update == "xnas" and (self.mixing != "softmax" or self.order != 1):
-            raise ConfigError(
-                "XNAS's exponentiated-gradient update mixes by softmax, first order",
-                key="search.gradient.update",
-                fix="search=xnas (softmax mixing, order 1), or update=adam with GDAS / second-order DARTS",
-            )
+        if str(order) not in ("1", "2"):
+            raise ConfigError(f"must be 1 or 2, got {order!r}", key="search.gradient.order", choices=[1, 2])
+        self.order = int(order)
+        error = combination_error(mixing=self.mixing, order=self.order, update=self.update)
+        if error:
+            raise ConfigError(error[1], key=f"search.gradient.{error[0]}", fix=error[2])
         xnas = dict(OmegaConf.to_container(xnas, resolve=True) if OmegaConf.is_config(xnas) else xnas or {})
         unknown_x = sorted(set(xnas) - {"grad_bound", "wipeout"})
         if unknown_x or not float(xnas.get("grad_bound", 1.0)) > 0:
@@ -175,6 +178,7 @@ class GradientSearch:
             [(t, lam) for t in targets for lam in lambdas] if self.latency_loss != "none" else [(None, None)]
         )
         self.latency_beta = float(latency_beta)
+        self.latency_estimate = self._choice(latency_estimate, LATENCY_ESTIMATES, "search.latency_estimate")
         self.alpha_reg = self._choice(alpha_reg, ALPHA_REGS, "search.alpha_reg")
         self.alpha_reg_weight = float(alpha_reg_weight)
         self.max_normal_skips = None if max_normal_skips is None else int(max_normal_skips)
@@ -227,13 +231,22 @@ class GradientSearch:
         if target is None:
             return "no latency term"
         unit = "" if self.latency_unit == "relative" else " ms"
-        lam_s = f", λ {lam:g}" if self.latency_loss == "add" else ""
+        lam_s = f", λ {lam:g}" if self.latency_loss in ("add", "abs", "add_clamped") else ""
         return f"target {float(target):g}{unit}{lam_s}"
 
     # ----- the search ------------------------------------------------------------------------------
     def recipe(self) -> dict[str, Any]:
         """Everything that decides the architectures found (a run-dir result is reused only if equal)."""
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+    def run_recipe(self, space: SearchSpace, cfg: DictConfig) -> dict[str, Any]:
+        """The key of a run's saved sweep points: the recipe, the space, the seed and the code's version."""
+        return json.loads(
+            json.dumps(
+                {**self.recipe(), "space": space.name, "seed_cfg": int(cfg.seed), "version": DNAS_VERSION},
+                default=str,
+            )
+        )
 
     def planned(self) -> int:
         """Architectures this search proposes: one per sweep point."""
@@ -251,9 +264,7 @@ class GradientSearch:
         """Search every sweep point; return one architecture per point (reusing a run dir's results)."""
         dm = evaluator.train_datamodule
         out_dir = run_dir / RUN_SUBDIR
-        recipe = json.loads(
-            json.dumps({**self.recipe(), "space": space.name, "seed_cfg": int(cfg.seed)}, default=str)
-        )
+        recipe = self.run_recipe(space, cfg)
         cached = [self._cached(out_dir, i, recipe) for i in range(len(self.points))]
         if all(c is not None for c in cached):
             log.info("%s: every sweep point found in %s (resumed run): nothing to search", self.name, out_dir)
@@ -290,6 +301,7 @@ class GradientSearch:
                     target_ms=max(target_ms, 1e-6),
                     beta=self.latency_beta,
                     lam=float(lam),
+                    estimate=self.latency_estimate,
                 )
                 if target_ms is not None
                 else None
@@ -298,7 +310,16 @@ class GradientSearch:
             label = f"{self.name} [{self._point_label(target, lam)}]"
             result = self._fit(module, dm, cfg, run_dir, epochs=self.epochs, label=label)
             spec = space.make(result.params)
-            final_e = float(module.net.expected_latency(module.arch.probs(), table).detach())
+            with torch.no_grad():
+                final_e = float(module.net.expected_latency(module.arch.probs(), table))
+                table_ms = float(
+                    module.net.expected_latency(module.net.finalized_probs(module.arch.detached()), table)
+                )
+            if result.stopped_early:  # the collapse guard kept an earlier epoch's architecture
+                table_ms = next(
+                    (h["table_latency_ms"] for h in reversed(result.history) if h["params"] == result.params),
+                    table_ms,
+                )
             record = {
                 "recipe": recipe,
                 "point": i,
@@ -309,6 +330,7 @@ class GradientSearch:
                     "latency_target_ms": target_ms,
                     "latency_lambda": None if lam is None else float(lam),
                     "expected_latency_ms": round(final_e, 5),
+                    "table_latency_ms": None if table_ms is None else round(table_ms, 5),
                     "dnas_epochs": len(result.history),
                     "dnas_seconds": round(result.seconds, 2),
                     "dnas_stopped_early": result.stopped_early,
@@ -317,7 +339,14 @@ class GradientSearch:
                 "alphas": {k: v.tolist() for k, v in module.arch.detached().items()},
             }
             write_json(out_dir / f"point-{i}.json", record)
-            log.info("%s: found %s (E[latency] %.3f ms)", label, spec.key, final_e)
+            log.info(
+                "%s: found %s (E[latency] %.3f ms, its table latency %.3f ms%s)",
+                label,
+                spec.key,
+                final_e,
+                table_ms,
+                "" if target_ms is None else f", target {target_ms:.3f} ms",
+            )
             proposals.append(self._proposal(space, record))
         return proposals
 
@@ -370,23 +399,17 @@ class GradientSearch:
 def latency_range(
     net: DifferentiableSupernet, table: Mapping[str, float], steps: int = 200
 ) -> tuple[float, float]:
-    """``(fastest, slowest)`` expected latency over one-hot architectures, found by descending (and
-    ascending) the differentiable expectation itself: works for any supernet's cost model."""
+    """``(fastest, slowest)`` table latency over finalized architectures, found by descending (and
+    ascending) the differentiable expectation itself, then finalizing: works for any supernet's cost model,
+    and both ends are the latencies of real architectures (``finalized_probs``)."""
     out = []
-    excluded = net.never_chosen()
     for sign in (1.0, -1.0):
         arch = ArchParameters(net.alpha_shapes(), init_scale=0.0)
-        with torch.no_grad():
-            for group, idx in excluded.items():
-                arch.alphas[group][..., idx] = -1e4  # softmax weight 0: a choice no finalized net holds
         opt = torch.optim.Adam(arch.parameters(), lr=0.3)
         for _ in range(steps):
             opt.zero_grad()
             (sign * net.expected_latency(arch.probs(), table)).backward()
             opt.step()
-        onehot = {
-            k: F.one_hot(a.detach().argmax(dim=-1), a.shape[-1]).float() for k, a in arch.alphas.items()
-        }
         with torch.no_grad():
-            out.append(float(net.expected_latency(onehot, table)))
+            out.append(float(net.expected_latency(net.finalized_probs(arch.detached()), table)))
     return min(out), max(out)

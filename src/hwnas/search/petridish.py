@@ -2,12 +2,12 @@
 
 Round 0 evaluates a start architecture (the space's smallest at the gradient widths, its baseline, or
 nothing when ``start=front`` grows what the study already holds: a DARTS-, GDAS- or XNAS-found front).
-Every later round draws parents from the current Pareto front of the study (not yet expanded, spread
-across latency), attaches every candidate move of the parent with stopped forward values and stopped
+Every later round draws parents from the current Pareto front of the study (ranked over every trial, then
+the ones not yet expanded, spread across latency; the next rank once the whole front is expanded), attaches every candidate move of the parent with stopped forward values and stopped
 input gradients (:mod:`hwnas.models.growth`), trains parent, candidates and an L1-sparse selector jointly
 (:mod:`hwnas.lit.petridish`) and proposes children that keep the strongest moves: the top
 ``moves_per_child``, the top ``2 × moves_per_child``, ... (``children_per_parent`` nested children, so one
-parent yields a small and a larger step). The children are evaluated by the configured evaluator and stored
+parent yields a small and a larger step); a move on a parameter a stronger move already set is skipped. The children are evaluated by the configured evaluator and stored
 as trials of the same study (``strategy``, ``petridish_parent``, ``petridish_moves`` columns); as the front
 moves, so do the parents, and the gallery grows along the latency axis.
 """
@@ -30,6 +30,7 @@ from hwnas.lit.fit import channels_last_of
 from hwnas.lit.petridish import GrowthModule, fit_growth
 from hwnas.models.growth import GrowingNetwork
 from hwnas.models.mixed import ArchParameters
+from hwnas.reporting.pareto import non_dominated_ranks
 from hwnas.search.gradient import Proposal
 from hwnas.search.loop import KEY_ATTR, trial_attrs
 from hwnas.search.objectives import Objective
@@ -42,6 +43,10 @@ log = logging.getLogger("hwnas.search")
 STARTS = ("minimal", "baseline", "front")
 RUN_SUBDIR = "petridish"
 OPTIM_KEYS = ("w_lr", "w_momentum", "w_weight_decay", "grad_clip", "a_lr")
+#: The growth algorithm's version, part of the key of every round and grow file: a resumed run never
+#: replays children chosen by earlier code. 2: parents from the front over all trials; one move per
+#: parameter per child.
+PETRIDISH_VERSION = 2
 
 
 class PetridishSearch:
@@ -144,7 +149,7 @@ class PetridishSearch:
         if self.start != "front":
             spec = space.growth_seed() if self.start == "minimal" else space.baseline()
             yield [Proposal(spec=spec, attrs=self._attrs(0, None, []))]
-        elif not _front(study, objectives, space, exclude=set()):
+        elif not _ranked(study, objectives, space):
             raise ConfigError(
                 "search.gradient.start=front grows the study's front, but the study has no completed trial",
                 key="search.gradient.start",
@@ -170,8 +175,9 @@ class PetridishSearch:
                 expanded.add(parent.key)
                 ranking = self._grow(parent, space, evaluator, cfg, run_dir, recipe)
                 moves = {m.name: m for m in space.growth_moves(parent)}
+                compatible = compatible_moves([name for name, _ in ranking], moves)
                 for j in range(1, self.children_per_parent + 1):
-                    chosen = [name for name, _ in ranking[: j * self.moves_per_child]]
+                    chosen = compatible[: j * self.moves_per_child]
                     if j > 1 and len(chosen) <= (j - 1) * self.moves_per_child:
                         break  # no more moves to add
                     params = dict(parent.values)
@@ -189,7 +195,9 @@ class PetridishSearch:
             yield proposals
 
     def _recipe(self, space: SearchSpace) -> dict[str, Any]:
-        return json.loads(json.dumps({**self.recipe(), "space": space.name}, default=str))
+        return json.loads(
+            json.dumps({**self.recipe(), "space": space.name, "version": PETRIDISH_VERSION}, default=str)
+        )
 
     # ----- parts -------------------------------------------------------------------------------------
     def _attrs(self, r: int, parent: str | None, moves: Sequence[str]) -> dict[str, Any]:
@@ -203,14 +211,30 @@ class PetridishSearch:
     def _parents(
         self, study: optuna.Study, objectives: Sequence[Objective], space: SearchSpace, expanded: set[str]
     ) -> list[ArchSpec]:
-        """Up to ``parents_per_round`` unexpanded, growable models of the front, spread across latency."""
-        front = _front(study, objectives, space, exclude=expanded)
-        growable = [(lat, spec) for lat, spec in front if space.growth_moves(spec)]
-        if not growable:
-            return []
-        growable.sort(key=lambda p: p[0])
-        idx = sorted({int(round(i)) for i in np.linspace(0, len(growable) - 1, self.parents_per_round)})
-        return [growable[i][1] for i in idx]
+        """Up to ``parents_per_round`` unexpanded, growable models of the best non-dominated rank that
+        still has one, spread across latency.
+
+        Ranks are computed over *every* completed feasible trial, expanded ones included, so a model the
+        front dominates is never a parent while an unexpanded front member is left. Once the whole front
+        has been expanded (its children all dominated by it), the next rank is grown: the models closest
+        to the front, as Petridish grows models near the front rather than stopping with budget left.
+        """
+        for rank, members in enumerate(_ranked(study, objectives, space)):
+            growable = [
+                (lat, spec) for lat, spec in members if spec.key not in expanded and space.growth_moves(spec)
+            ]
+            if not growable:
+                continue
+            if rank:
+                log.info(
+                    "%s: every growable front member is expanded; growing non-dominated rank %d",
+                    self.name,
+                    rank,
+                )
+            growable.sort(key=lambda p: p[0])
+            idx = sorted({int(round(i)) for i in np.linspace(0, len(growable) - 1, self.parents_per_round)})
+            return [growable[i][1] for i in idx]
+        return []
 
     def _grow(
         self,
@@ -268,31 +292,42 @@ class PetridishSearch:
         return run.ranking
 
 
-def _front(
-    study: optuna.Study, objectives: Sequence[Objective], space: SearchSpace, *, exclude: set[str]
-) -> list[tuple[float, ArchSpec]]:
-    """``(latency, spec)`` of the non-dominated feasible completed trials whose key is not in ``exclude``."""
+def compatible_moves(ranking: Sequence[str], moves: Mapping[str, Any]) -> list[str]:
+    """The moves of ``ranking`` (strongest first) that a child can hold together: a move that sets a
+    parameter a stronger move already set is left out (two upgrades of one DARTS edge: the strongest wins,
+    never the weaker by overwriting it), so the top ``k`` are ``k`` real, distinct changes."""
+    taken: set[str] = set()
+    out = []
+    for name in ranking:
+        params = set(dict(moves[name].params))
+        if params & taken:
+            continue
+        taken |= params
+        out.append(name)
+    return out
+
+
+def _ranked(
+    study: optuna.Study, objectives: Sequence[Objective], space: SearchSpace
+) -> list[list[tuple[float, ArchSpec]]]:
+    """``(latency, spec)`` of the completed feasible trials (one per architecture), grouped by
+    non-dominated rank over all of them: ``[front, next rank, ...]``."""
     lat_i = next((i for i, o in enumerate(objectives) if "latency" in o.name), len(objectives) - 1)
-    signs = np.array([1.0 if o.direction == "minimize" else -1.0 for o in objectives])
-    rows: dict[str, tuple[np.ndarray, Any]] = {}
+    rows: dict[str, tuple[list[float], Any]] = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         key = t.user_attrs.get(KEY_ATTR)
-        if (
-            key is None
-            or key in exclude
-            or key in rows
-            or t.values is None
-            or t.user_attrs.get("arch") is None
-        ):
+        if key is None or key in rows or t.values is None or t.user_attrs.get("arch") is None:
             continue
         if trial_attrs(t).get("feasible") is False:
             continue
-        rows[key] = (np.asarray(t.values, dtype=float) * signs, t.user_attrs["arch"])
+        rows[key] = (list(t.values), t.user_attrs["arch"])
+    if not rows:
+        return []
     keys = list(rows)
-    vals = np.array([rows[k][0] for k in keys]) if keys else np.zeros((0, len(objectives)))
-    out = []
-    for i, k in enumerate(keys):
-        dominated = ((vals <= vals[i]).all(axis=1) & (vals < vals[i]).any(axis=1)).any()
-        if not dominated:
-            out.append((float(rows[k][0][lat_i] * signs[lat_i]), space.parse(rows[k][1])))
-    return out
+    ranks = non_dominated_ranks(
+        np.array([rows[k][0] for k in keys], dtype=float), [o.direction for o in objectives]
+    )
+    out: list[list[tuple[float, ArchSpec]]] = [[] for _ in range(int(ranks.max()) + 1)]
+    for k, rank in zip(keys, ranks, strict=True):
+        out[int(rank)].append((float(rows[k][0][lat_i]), space.parse(rows[k][1])))
+    return [members for members in out if members]

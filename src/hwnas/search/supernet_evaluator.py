@@ -28,7 +28,7 @@ from hwnas.data.labels import IGNORE_INDEX
 from hwnas.hardware.export import export_onnx
 from hwnas.lit.candidate import segmentation_metrics
 from hwnas.lit.fit import channels_last_of
-from hwnas.lit.supernet import fit_supernet
+from hwnas.lit.supernet import SUPERNET_VERSION, fit_supernet
 from hwnas.models.elastic_hourglass import KERNEL_MODES, recalibrate_bn
 from hwnas.search.train_evaluator import TrainingEvaluator
 from hwnas.search_space.base import ArchSpec, SearchSpace
@@ -200,6 +200,7 @@ class SupernetEvaluator(TrainingEvaluator):
                 "weight_decay": float(cfg.optim.weight_decay),
             },
             "torch": torch.__version__.split("+")[0],
+            "version": SUPERNET_VERSION,  # the training code's own version: older supernets are not reused
         }
 
     def _load_or_train(self, cfg: DictConfig, run_dir: Path) -> None:

@@ -126,6 +126,7 @@ def heartbeat(study: optuna.Study, trial: optuna.Trial) -> Iterator[None]:
 #: Trial attributes that say where an architecture came from (the strategy and a gradient search's sweep
 #: point, columns of trials.csv): a re-queued trial keeps them, so the retry is still that strategy's row.
 ORIGIN_ATTRS = ("strategy", "latency_target", "latency_target_ms", "latency_lambda", "expected_latency_ms",
+                "table_latency_ms",
                 "dnas_epochs", "dnas_seconds", "dnas_stopped_early",
                 "petridish_round", "petridish_parent", "petridish_moves")  # fmt: skip
 
