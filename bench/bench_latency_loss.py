@@ -95,7 +95,9 @@ def main() -> None:
     ap.add_argument("--forms", default="abs,mul,add,mul_clamped,add_clamped,none")
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument(
-        "--estimates", default="expected", help="latency the term sees: expected,finalized (forms other than none)"
+        "--estimates",
+        default="expected",
+        help="latency the term sees: expected,finalized (forms other than none)",
     )
     ap.add_argument("--target", type=float, default=0.5, help="relative target: 0 fastest, 1 slowest")
     ap.add_argument("--out", type=Path, default=ROOT / "outputs" / "bench_latency_loss")

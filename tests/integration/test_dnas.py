@@ -82,6 +82,7 @@ def test_gradient_found_architectures_go_through_the_final_stage(tmp_path: Path)
     [
         ("search.gradient.order=2", "search.gradient.order"),  # GDAS is first order
         ("search.latency_loss=fast", "search.latency_loss"),
+        ("search.latency_estimate=exact", "search.latency_estimate"),
         ("search.alpha_reg=l2", "search.alpha_reg"),
         ("search.latency_unit=s", "search.latency_unit"),
         ("search.n_workers=2", "search.n_workers"),

@@ -114,7 +114,8 @@ def test_petridish_grows_a_gallery_in_one_study(tmp_path: Path) -> None:
     first = grown[grown["petridish_round"] == 1]
     assert set(first["petridish_parent"]) == set(seed["arch_key"])  # round 1 grows the seed
     assert first["petridish_moves"].str.count(",").tolist() == [0, 1]  # nested children: 1 move, 2 moves
-    assert sorted((run / "petridish").glob("grow-*.json"))
+    grown_files = sorted((run / "petridish").glob("grow-*.json"))
+    assert grown_files and all(json.loads(f.read_text())["parent_init"] == "trained" for f in grown_files)
     # a resumed run grows nothing twice and proposes nothing new
     again = search.run(_cfg(tmp_path, "a", "petridish", [f"search.resume={run}"]))
     assert again["unique_evaluated"] == summary["unique_evaluated"]

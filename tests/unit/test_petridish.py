@@ -171,3 +171,20 @@ def test_gradient_points_and_supernets_are_keyed_by_the_codes_version() -> None:
         max_epochs=1, limit_train_batches=1, n_random=2, distill=1.0, kernel_mode="shared", lr=1e-3,
     )  # fmt: skip
     assert SupernetEvaluator._recipe(fake, cfg)["version"] == SUPERNET_VERSION >= 2
+
+
+def test_a_parent_grows_from_its_trained_weights_when_they_were_kept(tmp_path: Path) -> None:
+    import torch
+
+    from hwnas.search.petridish import _load_trained
+
+    space = _hourglass()
+    parent = space.growth_seed()
+    trained = space.build(parent, num_classes=3)
+    (tmp_path / "weights").mkdir()
+    torch.save(trained.state_dict(), tmp_path / "weights" / f"{parent.stem}.pt")
+    fresh = space.build(parent, num_classes=3)
+    assert _load_trained(fresh, tmp_path / "weights", parent) == "trained"
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), trained.state_dict().values()))
+    assert _load_trained(space.build(parent, num_classes=3), tmp_path / "none", parent) == "scratch"
+    assert _load_trained(space.build(parent, num_classes=3), None, parent) == "scratch"

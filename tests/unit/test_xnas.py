@@ -11,7 +11,7 @@ import torch
 from hwnas.lit.dnas import DnasModule, LatencyTerm
 from hwnas.lit.xnas import WIPED, ExpertAdvice
 from hwnas.models.mixed import ArchParameters
-from tests.unit.test_dnas import COST, OPS, TinyMixed, _fit
+from tests.unit.test_dnas import COST, TinyMixed, _fit
 
 
 def test_rate_is_the_regret_bound_and_gradients_are_clipped() -> None:

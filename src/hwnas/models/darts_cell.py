@@ -230,7 +230,11 @@ class DartsSearchNet(DifferentiableSupernet):
         skip = OPS.index("skip_connect")
         while True:
             genotype = Genotype.from_params(self.finalize(out))
-            kept = [EDGES.index((k // 2, src)) for k, (op, src) in enumerate(genotype.normal) if op == "skip_connect"]
+            kept = [
+                EDGES.index((k // 2, src))
+                for k, (op, src) in enumerate(genotype.normal)
+                if op == "skip_connect"
+            ]
             if len(kept) <= max_skips:
                 return out
             weakest = min(kept, key=lambda e: float(out["normal"][e, skip]))

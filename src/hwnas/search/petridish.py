@@ -46,7 +46,7 @@ OPTIM_KEYS = ("w_lr", "w_momentum", "w_weight_decay", "grad_clip", "a_lr")
 #: The growth algorithm's version, part of the key of every round and grow file: a resumed run never
 #: replays children chosen by earlier code. 2: parents from the front over all trials; one move per
 #: parameter per child.
-PETRIDISH_VERSION = 2
+PETRIDISH_VERSION = 2  # (and: a parent's joint training starts from its trained weights when kept)
 
 
 class PetridishSearch:
@@ -253,9 +253,9 @@ class PetridishSearch:
         dm = evaluator.train_datamodule
         moves = space.growth_moves(parent)
         torch.manual_seed(self.seed)
-        net = GrowingNetwork(
-            space.build(parent, num_classes=int(dm.num_classes), in_channels=int(dm.in_channels)), moves
-        )
+        model = space.build(parent, num_classes=int(dm.num_classes), in_channels=int(dm.in_channels))
+        init = _load_trained(model, getattr(evaluator, "weights_dir", None), parent)
+        net = GrowingNetwork(model, moves)
         arch = ArchParameters({"moves": (len(moves),)}, init_scale=0.0)
         module = GrowthModule(
             net,
@@ -277,19 +277,36 @@ class PetridishSearch:
         )
         top = ", ".join(f"{n} {a:.3f}" for n, a in run.ranking[:4])
         log.info(
-            "%s: grew %s: %d moves in %.0fs, strongest %s",
+            "%s: grew %s (%s): %d moves in %.0fs, strongest %s",
             self.name,
             parent.key,
+            "from its trained weights" if init == "trained" else "from scratch: no trained weights kept",
             len(moves),
             run.seconds,
             top,
         )
         write_json(
             path,
-            {"recipe": recipe, "parent": parent.to_dict(), "ranking": run.ranking, "ce": run.ce,
-             "seconds": round(run.seconds, 2)},
+            {"recipe": recipe, "parent": parent.to_dict(), "parent_init": init, "ranking": run.ranking,
+             "ce": run.ce, "seconds": round(run.seconds, 2)},
         )  # fmt: skip
         return run.ranking
+
+
+def _load_trained(model: torch.nn.Module, weights_dir: Path | None, parent: ArchSpec) -> str:
+    """Start the joint training from the parent's trained weights when the evaluator kept them (the paper
+    grows a trained parent); ``"trained"`` or ``"scratch"``."""
+    path = Path(weights_dir) / f"{parent.stem}.pt" if weights_dir is not None else None
+    if path is None or not path.is_file():
+        return "scratch"
+    try:
+        model.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    except (OSError, RuntimeError) as exc:
+        log.warning(
+            "petridish: weights of %s at %s not usable (%s); training from scratch", parent.key, path, exc
+        )
+        return "scratch"
+    return "trained"
 
 
 def compatible_moves(ranking: Sequence[str], moves: Mapping[str, Any]) -> list[str]:
