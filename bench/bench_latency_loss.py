@@ -27,13 +27,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
 
+from bench_proxy import ROOT, compose_cfg
 from hwnas.tasks import search
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_one(
@@ -52,12 +49,8 @@ def run_one(
         "logger=csv",
         *extra,
     ]
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="search", overrides=overrides)
+    cfg = compose_cfg(overrides, run_dir)  # bench_proxy's: conf/search.yaml outside @hydra.main
     with open_dict(cfg):
-        cfg.run_dir = str(run_dir)
-        cfg.paths.root_dir = str(ROOT)
         cfg.paths.output_dir = str(run_dir / "outputs")
     t0 = time.perf_counter()
     if not (run_dir / "trials.csv").is_file():  # a finished run of an interrupted bench is read, not rerun
