@@ -75,6 +75,9 @@ bench-workers: install ## Latency of a search with search.n_workers=2 vs the sam
 bench-latency-loss: install ## Gradient strategies' latency losses: finalized latency vs target, none's weight, accuracy cost (mini mode)
 	$(PY) bench/bench_latency_loss.py $(ARGS)
 
+bench-bn-calibration: install ## Weight sharing: does BatchNorm re-estimation on more images change the supernet's ranking?
+	$(PY) bench/bench_bn_calibration.py $(ARGS)
+
 bench-predictor: install ## Benchmark hardware=predictor on NB201: each latency column as an unseen device, vs FLOPs/params/roofline
 	$(PY) bench/bench_predictor.py $(ARGS)
 
@@ -89,4 +92,4 @@ format: install ## ruff format + autofix
 clean: ## Remove run outputs and caches (keeps .venv)
 	rm -rf outputs multirun .pytest_cache .ruff_cache lightning_logs
 
-.PHONY: help install search final dashboard train profile latency-table test test-full services services-stop bench-profile bench-proxy bench-supernet bench-search bench-predictor bench-latency-loss lint format clean
+.PHONY: help install search final dashboard train profile latency-table test test-full services services-stop bench-profile bench-proxy bench-supernet bench-search bench-predictor bench-latency-loss bench-bn-calibration lint format clean
