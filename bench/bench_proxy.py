@@ -42,7 +42,7 @@ from hwnas.evaluation.gallery import (  # noqa: E402
 )
 from hwnas.evaluation.parallel import plan_jobs, train_parallel  # noqa: E402
 from hwnas.evaluation.predict import evaluate_torch, split_batches  # noqa: E402
-from hwnas.reporting.pareto import pareto_mask  # noqa: E402
+from hwnas.pareto import pareto_mask  # noqa: E402
 from hwnas.search.train_evaluator import TrainingEvaluator  # noqa: E402
 from hwnas.tasks.final import build_context  # noqa: E402
 from hwnas.utils.cli import quiet_third_party  # noqa: E402

@@ -33,7 +33,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from hwnas.benchmark.table import DIRECTIONS, load_table, reference_point, score, true_front  # noqa: E402
-from hwnas.reporting.pareto import hypervolume_2d  # noqa: E402
+from hwnas.pareto import hypervolume_2d  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TABLE = ROOT.parent / "shared" / "data" / "nb201" / "nb201_hw.csv.gz"

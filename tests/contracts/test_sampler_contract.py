@@ -16,7 +16,7 @@ import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from hwnas.reporting.pareto import pareto_mask
+from hwnas.pareto import pareto_mask
 
 ROOT = Path(__file__).resolve().parents[2]
 OURS = ["evolution_pareto", "regularized_evolution", "local_search", "surrogate_pareto"]

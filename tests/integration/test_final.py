@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from hwnas.reporting.pareto import pareto_mask
+from hwnas.pareto import pareto_mask
 from hwnas.tasks import final, search
 from tests.conftest import ROOT, TINY_FINAL, TINY_SEARCH, compose_cfg
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from hwnas.reporting.pareto import pareto_mask
+from hwnas.pareto import pareto_mask
 from hwnas.tasks import search
 from tests.conftest import TINY_SEARCH
 

@@ -15,7 +15,7 @@ from hwnas.benchmark.table import (
     score,
     true_front,
 )
-from hwnas.reporting.pareto import hypervolume_2d
+from hwnas.pareto import hypervolume_2d
 from hwnas.utils.errors import ConfigError, DataError
 
 ROOT = Path(__file__).resolve().parents[2]

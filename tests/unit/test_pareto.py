@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from hwnas.reporting.pareto import (
+from hwnas.pareto import (
     front_recall,
     hypervolume_2d,
     igd_plus,

@@ -6,7 +6,7 @@ import numpy as np
 import optuna
 import pytest
 
-from hwnas.reporting.pareto import hypervolume_2d
+from hwnas.pareto import hypervolume_2d
 from hwnas.search.samplers import SurrogateParetoSampler
 from hwnas.search.samplers.base import History
 from hwnas.search.samplers.genome import crowding_distance, mutate, neighbours, uniform_crossover, unseen

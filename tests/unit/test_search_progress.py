@@ -13,7 +13,7 @@ from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from hwnas.callbacks.search_progress import SearchProgress, duration
 from hwnas.reporting.front_tracker import FrontTracker
-from hwnas.reporting.pareto import hypervolume_2d, pareto_mask
+from hwnas.pareto import hypervolume_2d, pareto_mask
 from hwnas.search.objectives import Objective
 
 OBJECTIVES = [Objective("val/miou", "maximize"), Objective("hw/latency_ms", "minimize")]

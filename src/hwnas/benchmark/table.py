@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from hwnas.reporting.pareto import front_recall, hypervolume_2d, igd_plus, pareto_mask
+from hwnas.pareto import front_recall, hypervolume_2d, igd_plus, pareto_mask
 from hwnas.utils.errors import ConfigError, DataError
 
 DEFAULT_PATH = "../shared/data/nb201/nb201_hw.csv.gz"

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from hwnas.data.base import PairedDataset, normalize_batch, parse_image_size
 from hwnas.data.labels import CLASS_NAMES, F1_CLASSES, NUM_CLASSES
-from hwnas.tricks.augment import apply_image, apply_paired
+from hwnas.data.transforms import apply_image, apply_paired
 from hwnas.utils.errors import DataError
 
 

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from hwnas.reporting.pareto import pareto_mask  # noqa: E402
+from hwnas.pareto import pareto_mask  # noqa: E402
 from hwnas.utils.io import write_atomic  # noqa: E402
 
 #: final.csv columns, in order (files follow as ``file_<kind>`` columns).

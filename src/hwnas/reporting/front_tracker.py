@@ -4,8 +4,8 @@ A live search has no true front to take a reference point from, so the reference
 point seen* (the worst value of each objective among all feasible evaluated architectures), pushed out by
 ``margin`` of that objective's observed range. It only ever moves outwards, and points are only ever
 added, so the hypervolume never decreases while a search runs; it is 0 until the points seen differ in both
-objectives. The front itself is :func:`~hwnas.reporting.pareto.pareto_mask`'s and the area
-:func:`~hwnas.reporting.pareto.hypervolume_2d`'s: this module keeps only the running state.
+objectives. The front itself is :func:`~hwnas.pareto.pareto_mask`'s and the area
+:func:`~hwnas.pareto.hypervolume_2d`'s: this module keeps only the running state.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from hwnas.reporting.pareto import hypervolume_2d, pareto_mask, to_minimisation
+from hwnas.pareto import hypervolume_2d, pareto_mask, to_minimisation
 
 #: How far beyond the nadir the reference point lies, as a fraction of each objective's observed range.
 MARGIN = 0.1

@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from hwnas.reporting.pareto import pareto_mask  # noqa: E402
+from hwnas.pareto import pareto_mask  # noqa: E402
 from hwnas.search.objectives import Objective  # noqa: E402
 
 

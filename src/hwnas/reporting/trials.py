@@ -10,7 +10,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from hwnas.reporting.pareto import pareto_mask
+from hwnas.pareto import pareto_mask
 from hwnas.search.objectives import Objective
 from hwnas.search.study_view import trial_attrs
 from hwnas.search.workers import ORIGIN_ATTRS

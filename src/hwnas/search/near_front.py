@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from optuna.trial import TrialState
 
-from hwnas.reporting.pareto import pareto_mask
+from hwnas.pareto import pareto_mask
 from hwnas.search.evaluator import Evaluator
 from hwnas.search.objectives import Objective
 from hwnas.search.study_view import StudyView, trial_attrs

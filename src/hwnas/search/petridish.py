@@ -30,7 +30,7 @@ from hwnas.lit.fit import channels_last_of
 from hwnas.lit.petridish import GrowthModule, fit_growth
 from hwnas.models.growth import GrowingNetwork
 from hwnas.models.mixed import ArchParameters
-from hwnas.reporting.pareto import non_dominated_ranks
+from hwnas.pareto import non_dominated_ranks
 from hwnas.search.gradient import Proposal
 from hwnas.search.loop import KEY_ATTR, trial_attrs
 from hwnas.search.objectives import Objective

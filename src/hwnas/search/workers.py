@@ -21,7 +21,7 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -184,8 +184,12 @@ class WorkerPool:
         return bad
 
 
-def start_workers(cfg: DictConfig, *, run_dir: Path, url: str) -> WorkerPool:
-    """Start ``search.n_workers - 1`` spawned processes that run the loop on the study at ``url``."""
+def start_workers(
+    cfg: DictConfig, *, run_dir: Path, url: str, run: Callable[[DictConfig], Any]
+) -> WorkerPool:
+    """Start ``search.n_workers - 1`` spawned processes that each call ``run(cfg)`` (the search task's own
+    entry, passed down so this layer never imports the task) on the study at ``url``. ``run`` must be a
+    module-level function: it is pickled by name into the spawned process."""
     n = int(cfg.search.get("n_workers", 1) or 1)
     if n <= 1 or not is_main_worker(cfg):
         return WorkerPool([])
@@ -193,14 +197,18 @@ def start_workers(cfg: DictConfig, *, run_dir: Path, url: str) -> WorkerPool:
     ctx = mp.get_context("spawn")
     procs = []
     for i in range(1, n):
-        p = ctx.Process(target=_worker_main, args=(base, str(i), str(run_dir), url), name=f"hwnas-worker-{i}")
+        p = ctx.Process(
+            target=_worker_main, args=(base, str(i), str(run_dir), url, run), name=f"hwnas-worker-{i}"
+        )
         p.start()
         procs.append(p)
     log.info("started %d extra worker process(es) on %s", len(procs), run_dir)
     return WorkerPool(procs)
 
 
-def _worker_main(container: dict[str, Any], worker_id: str, run_dir: str, url: str) -> None:
+def _worker_main(
+    container: dict[str, Any], worker_id: str, run_dir: str, url: str, run: Callable[[DictConfig], Any]
+) -> None:
     """Entry of a spawned worker: same config, its own sampler seed, no outputs (the main process writes them)."""
     cfg = OmegaConf.create(container)
     with open_dict(cfg):
@@ -225,8 +233,7 @@ def _worker_main(container: dict[str, Any], worker_id: str, run_dir: str, url: s
     for h in handlers:
         h.setFormatter(fmt)
     logging.basicConfig(level=logging.INFO, handlers=handlers, force=True)
-    from hwnas.tasks import search  # late: the task module imports this one
     from hwnas.utils.cli import quiet_third_party
 
     quiet_third_party()
-    search.run(cfg)
+    run(cfg)

@@ -96,7 +96,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     main = is_main_worker(cfg)
     # Private run-dir storage, before our workers start: every RUNNING trial is a dead process's.
     recovered = recover_stale_trials(study, single_worker=main and not cfg.search.get("storage"))
-    pool = start_workers(cfg, run_dir=run_dir, url=url) if gradient is None else None
+    pool = start_workers(cfg, run_dir=run_dir, url=url, run=run) if gradient is None else None
     before = read_state(study).unique
     log.info(
         "search: %s over %s, %s (%d done already), objectives %s, storage %s, run dir %s",

@@ -16,8 +16,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from hwnas.data.labels import FLIP_SWAP, IGNORE_INDEX
-
-Pair = tuple[np.ndarray, np.ndarray | None]
+from hwnas.data.transforms import Pair, apply_image, apply_paired
 
 __all__ = [
     "ColorJitter",
@@ -29,20 +28,6 @@ __all__ = [
     "apply_image",
     "apply_paired",
 ]
-
-
-def apply_paired(
-    transforms: Sequence, image: np.ndarray, mask: np.ndarray | None, rng: np.random.Generator
-) -> Pair:
-    """Apply ``transforms`` in order to one ``(image, mask)`` pair (``mask=None``: the image alone)."""
-    for t in transforms:
-        image, mask = t(image, mask, rng)
-    return image, mask
-
-
-def apply_image(transforms: Sequence, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Apply ``transforms`` in order to an image without a mask (classification: labels never change)."""
-    return apply_paired(transforms, image, None, rng)[0]
 
 
 class HFlip:

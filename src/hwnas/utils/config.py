@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.errors import InstantiationException
@@ -12,8 +12,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue
 
-from hwnas.search_space.base import ArchSpec, SearchSpace
 from hwnas.utils.errors import ConfigError, HwnasError
+
+if TYPE_CHECKING:  # types only: utils is the ground floor and imports no layer above it
+    from hwnas.search_space.base import ArchSpec, SearchSpace
 
 
 def run_dir_of(cfg: DictConfig) -> Path:

@@ -19,7 +19,7 @@ from optuna.distributions import BaseDistribution, CategoricalDistribution
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
-from hwnas.reporting.pareto import non_dominated_ranks, pareto_mask
+from hwnas.pareto import non_dominated_ranks, pareto_mask
 from hwnas.search.samplers.genome import Genome, random_genome, unseen
 
 

@@ -1,4 +1,5 @@
-"""Pareto fronts and the quality indicators used to compare search strategies.
+"""Pareto fronts and the quality indicators used to compare search strategies: the ground floor (numpy and
+the error types only), imported by the samplers, the strategies, the benchmark and reporting alike.
 
 Every function takes ``directions`` (``"maximize"`` / ``"minimize"`` per objective, as Optuna spells
 them) so callers never have to negate columns by hand; internally everything is turned into
