@@ -185,6 +185,9 @@ def test_a_parent_grows_from_its_trained_weights_when_they_were_kept(tmp_path: P
     torch.save(trained.state_dict(), tmp_path / "weights" / f"{parent.stem}.pt")
     fresh = space.build(parent, num_classes=3)
     assert _load_trained(fresh, tmp_path / "weights", parent) == "trained"
-    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), trained.state_dict().values()))
+    assert all(
+        torch.equal(a, b)
+        for a, b in zip(fresh.state_dict().values(), trained.state_dict().values(), strict=True)
+    )
     assert _load_trained(space.build(parent, num_classes=3), tmp_path / "none", parent) == "scratch"
     assert _load_trained(space.build(parent, num_classes=3), None, parent) == "scratch"

@@ -12,8 +12,8 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import FrozenTrial, TrialState, create_trial
 
 from hwnas.callbacks.search_progress import SearchProgress, duration
-from hwnas.reporting.front_tracker import FrontTracker
 from hwnas.pareto import hypervolume_2d, pareto_mask
+from hwnas.reporting.front_tracker import FrontTracker
 from hwnas.search.objectives import Objective
 
 OBJECTIVES = [Objective("val/miou", "maximize"), Objective("hw/latency_ms", "minimize")]
