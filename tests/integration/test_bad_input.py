@@ -49,6 +49,14 @@ CASES = {
         ["[tricks.memory_format]", "channels_last", "Fix:"],
     ),
     "negative budget": ("search", ["search.n_trials=-5"], ["[search.n_trials]", "Fix:"]),
+    "no workers": ("search", ["search.n_workers=0"], ["[search.n_workers]", "must be >= 1", "Fix:"]),
+    "negative learning rate": ("search", ["optim.lr=-1"], ["[optim.lr]", "must be > 0", "Fix:"]),
+    "a seed that is not a number": ("search", ["seed=abc"], ["[seed]", "must be an integer", "Fix:"]),
+    "training with a negative weight decay": (
+        "train",
+        ["optim.weight_decay=-0.1"],
+        ["[optim.weight_decay]", "must be >= 0", "Fix:"],
+    ),
     "supernet on a space without one": (
         "search",
         ["evaluator=supernet", "search_space=nb201"],

@@ -34,6 +34,7 @@ from hwnas.search.train_evaluator import TrainingEvaluator
 from hwnas.search.workers import heartbeat_settings, is_main_worker, start_workers
 from hwnas.search_space.base import file_stem
 from hwnas.tasks import final
+from hwnas.utils.checks import check_numbers
 from hwnas.utils.config import build, build_space
 from hwnas.utils.errors import ConfigError
 from hwnas.utils.secrets import redact_config, scrub_hydra_outputs
@@ -57,6 +58,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     """Run (or resume) the search and write trials.csv, pareto.csv, plots, the front's models, summary.json."""
     scrub_hydra_outputs()  # first: even a run that fails at start-up leaves .hydra/config.yaml behind
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    check_numbers(cfg)  # before anything reads them (the strategy takes `seed`, the workers n_workers)
     gradient = _gradient_strategy(cfg)
     n_trials, max_attempts = _check_budget(cfg) if gradient is None else (0, 0)
     run_dir = resolve_run_dir(cfg)

@@ -10,6 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from hwnas.utils.checks import check_numbers
 from hwnas.utils.errors import HwnasError
 
 log = logging.getLogger("hwnas")
@@ -42,6 +43,7 @@ def guarded(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
     """
     quiet_third_party()
     try:
+        check_numbers(cfg)  # every entry point: one table of numeric rules (hwnas.utils.checks)
         return fn(cfg)
     except HwnasError as exc:
         log.error("error: %s", exc)
