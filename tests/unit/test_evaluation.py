@@ -94,3 +94,25 @@ def test_plan_jobs_gives_one_training_per_cpu_and_splits_threads() -> None:
     assert plan_jobs(None, 0, cpus=2, gpu=False) == (1, 2)
     assert plan_jobs(None, 4, cpus=16, gpu=True) == (1, 16)  # a GPU trains one model at a time
     assert plan_jobs(2, 4, cpus=16, gpu=True) == (2, 8)  # unless asked
+
+
+def test_final_settings_defaults_are_the_shipped_configs() -> None:
+    """A key left out of a user's final config means what conf/final/default.yaml says (the parser's own
+    defaults once drifted: top_k 4 in code, 3 in the file)."""
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    from hwnas.evaluation.gallery import FinalSettings
+
+    shipped = OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "final" / "default.yaml")
+    raw = OmegaConf.to_container(shipped, resolve=False)
+    literal = {k: v for k, v in raw.items() if not isinstance(v, dict | list) and not str(v).startswith("${")}
+    empty = FinalSettings.from_cfg(OmegaConf.create({}))
+    full = FinalSettings.from_cfg(OmegaConf.create({**literal, "seed": 0}))
+    assert {"top_k", "baseline", "eval_batch_size"} <= set(literal)
+    for name in ("top_k", "baseline", "eval_batch_size", "calibration_batches", "per_channel", "chunk_size"):
+        assert getattr(empty, name) == getattr(full, name), name
+    nested = FinalSettings.from_cfg(OmegaConf.create({"int8": raw["int8"], "device": raw["device"]}))
+    for name in ("calibration_batches", "calibration_method", "per_channel", "chunk_size", "max_images"):
+        assert getattr(empty, name) == getattr(nested, name), name
