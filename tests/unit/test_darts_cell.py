@@ -398,4 +398,4 @@ def test_a_search_collapsed_from_its_first_epoch_returns_capped_skips() -> None:
                    limit_train_batches=1, run_dir="/tmp/hwnas-test-collapse", label="test",
                    max_normal_skips=2)  # fmt: skip
     assert run.stopped_early and len(run.history) == 1 and run.history[0]["normal_skips"] == 8
-    assert net.skip_count(run.params) == 2
+    assert net.skip_count(run.params) == 2 and net.finalize(run.alphas) == run.params

@@ -252,7 +252,7 @@ def test_finalize_is_deterministic_through_fit() -> None:
         arch = ArchParameters(net.alpha_shapes(), generator=torch.Generator().manual_seed(1))
         run = _fit(DnasModule(net, arch), epochs=2)
         saved = {k: torch.tensor(v.tolist()) for k, v in arch.detached().items()}
-        assert run.params == net.finalize(saved)
+        assert run.params == net.finalize(saved) == net.finalize(run.alphas)
         assert run.history[-1]["params"] == run.params
         runs.append((run.params, arch.detached()["edges"]))
     assert runs[0][0] == runs[1][0] and torch.equal(runs[0][1], runs[1][1])

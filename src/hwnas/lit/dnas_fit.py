@@ -26,6 +26,8 @@ class DnasRun:
 
     params: dict[str, Any]
     history: list[dict[str, Any]] = field(default_factory=list)
+    #: The α that ``finalize`` turns into ``params`` (the final α, an earlier epoch's, or the capped one).
+    alphas: dict[str, torch.Tensor] = field(default_factory=dict)
     stopped_early: str | None = None
     seconds: float = 0.0
 
@@ -45,6 +47,7 @@ class EpochMonitor(pl.Callback):
         self.label, self.total, self.max_skips = label, int(total), max_normal_skips
         self.history: list[dict[str, Any]] = []
         self.best_within: dict[str, Any] | None = None
+        self.best_alphas: dict[str, torch.Tensor] | None = None
         self.stopped_early: str | None = None
         self.t0 = time.perf_counter()
 
@@ -80,7 +83,7 @@ class EpochMonitor(pl.Callback):
         if self.max_skips is None or skips is None or not module.search_arch:
             return
         if skips <= self.max_skips:
-            self.best_within = params
+            self.best_within, self.best_alphas = params, module.arch.detached()
             return
         self.stopped_early = (
             f"epoch {entry['epoch']}: {skips} skip connections in the normal cell > "
@@ -127,12 +130,14 @@ def fit_dnas(
     seconds = fit_search_module(
         trainer, module, loader, failure=f"{label}: non-finite loss (NaN/inf) during the search"
     )
-    params = module.net.finalize(module.arch.detached())
-    if monitor.stopped_early and monitor.best_within is not None:
-        params = monitor.best_within
+    alphas = module.arch.detached()
+    if monitor.stopped_early and monitor.best_alphas is not None:
+        alphas = monitor.best_alphas
     elif monitor.stopped_early and max_normal_skips is not None:
         # collapsed from the first epoch: no earlier architecture to keep, so cap the skips (P-DARTS)
-        params = module.net.finalize(module.net.limit_skips(module.arch.detached(), max_normal_skips))
+        alphas = module.net.limit_skips(alphas, max_normal_skips)
+    params = module.net.finalize(alphas)
+    if monitor.stopped_early and max_normal_skips is not None and monitor.best_alphas is None:
         log.warning(
             "%s: collapsed in its first epoch; skips capped at %d (P-DARTS): %d left",
             label,
@@ -140,5 +145,9 @@ def fit_dnas(
             module.net.skip_count(params) or 0,
         )
     return DnasRun(
-        params=params, history=monitor.history, stopped_early=monitor.stopped_early, seconds=seconds
+        params=params,
+        history=monitor.history,
+        alphas=alphas,
+        stopped_early=monitor.stopped_early,
+        seconds=seconds,
     )

@@ -310,15 +310,10 @@ class GradientSearch:
             label = f"{self.name} [{self._point_label(target, lam)}]"
             result = self._fit(module, dm, cfg, run_dir, epochs=self.epochs, label=label)
             spec = space.make(result.params)
-            with torch.no_grad():
+            with torch.no_grad():  # the mixture's expectation, and the returned architecture's table sum
                 final_e = float(module.net.expected_latency(module.arch.probs(), table))
                 table_ms = float(
-                    module.net.expected_latency(module.net.finalized_probs(module.arch.detached()), table)
-                )
-            if result.stopped_early:  # the collapse guard kept an earlier epoch's architecture
-                table_ms = next(
-                    (h["table_latency_ms"] for h in reversed(result.history) if h["params"] == result.params),
-                    table_ms,
+                    module.net.expected_latency(module.net.finalized_probs(result.alphas), table)
                 )
             record = {
                 "recipe": recipe,
@@ -330,7 +325,7 @@ class GradientSearch:
                     "latency_target_ms": target_ms,
                     "latency_lambda": None if lam is None else float(lam),
                     "expected_latency_ms": round(final_e, 5),
-                    "table_latency_ms": None if table_ms is None else round(table_ms, 5),
+                    "table_latency_ms": round(table_ms, 5),
                     "dnas_epochs": len(result.history),
                     "dnas_seconds": round(result.seconds, 2),
                     "dnas_stopped_early": result.stopped_early,
