@@ -20,7 +20,7 @@ import torch
 from omegaconf import open_dict
 from scipy.stats import kendalltau, spearmanr
 
-from bench_proxy import ROOT, compose_cfg
+from bench_proxy import ROOT, compose_cfg, sample_unique
 from hwnas.utils.cli import quiet_third_party
 from hwnas.utils.config import build, build_space
 
@@ -45,13 +45,7 @@ def main() -> None:
     t0 = time.perf_counter()
     ev.setup(cfg=cfg, space=space, run_dir=args.out / "run")
     print(f"supernet {ev.key} ready in {time.perf_counter() - t0:.0f} s", flush=True)
-    rng = np.random.default_rng(args.seed)
-    specs, seen = [], set()
-    while len(specs) < args.n:
-        s = space.sample(rng)
-        if s.key not in seen:
-            seen.add(s.key)
-            specs.append(s)
+    specs = sample_unique(space, args.n, args.seed)
     dm = ev.train_datamodule
     sizes = [int(v) for v in args.sizes.split(",")]
     scores, secs = {}, {}

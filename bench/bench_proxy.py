@@ -63,6 +63,18 @@ def compose_cfg(overrides: list[str], out: Path):
     return cfg
 
 
+def sample_unique(space, n: int, seed: int) -> list:  # noqa: ANN001 - a SearchSpace
+    """``n`` distinct architectures sampled from ``space`` (the same ones for the same seed)."""
+    rng = np.random.default_rng(seed)
+    specs, seen = [], set()
+    while len(specs) < n:
+        s = space.sample(rng)
+        if s.key not in seen:
+            seen.add(s.key)
+            specs.append(s)
+    return specs
+
+
 def parse_proxy(text: str) -> list[str]:
     """The search-config overrides of a proxy: ``e<epochs>b<batches>[@k=v...]`` (partial training) or
     ``supernet[@k=v...]`` (inherited weights from ``evaluator=supernet``)."""
@@ -156,13 +168,7 @@ def main() -> None:
     cfg = compose_cfg(list(args.overrides), args.out)
     ctx = build_context(cfg)
     space = ctx.space
-    rng = np.random.default_rng(args.seed)
-    specs, seen = [], set()
-    while len(specs) < args.n:
-        s = space.sample(rng)
-        if s.key not in seen:
-            seen.add(s.key)
-            specs.append(s)
+    specs = sample_unique(space, args.n, args.seed)
     default_proxy = f"e{int(cfg.evaluator.max_epochs)}b{int(cfg.evaluator.limit_train_batches)}"
     if cfg.evaluator.get("image_size"):
         default_proxy += f"@evaluator.image_size={cfg.evaluator.image_size}"
