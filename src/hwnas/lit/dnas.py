@@ -87,7 +87,7 @@ class LatencyTerm:
       the target, so ``lam`` does not depend on the device's speed);
     * ``abs``: ``CE + lam · |E/T − 1|``: TuNAS's absolute-value reward, two-sided, so the search is pulled
       *to* the target from either side. With ``estimate="finalized"`` it is the strategies' default: the
-      one combination that landed every seed's finalized architecture within ±5 % of a mid-range target
+      one combination that landed every seed's finalized architecture within ±6 % of a mid-range target
       for DARTS and GDAS (``bench/bench_latency_loss.py``, figures in ``docs/results.md``).
 
     And the hard-target forms (no pull below the target, only a penalty above it):
