@@ -249,3 +249,22 @@ def test_every_trial_failing_still_writes_every_output(make_cfg, nb201_path: Pat
     assert (trials["state"] == "FAIL").all() and trials["fail_reason"].str.contains("simulated").all()
     assert summary["failed"] == summary["unique_evaluated"] == 3 and summary["front_size"] == 0
     assert (Path(cfg.run_dir) / "pareto.csv").is_file() and (Path(cfg.run_dir) / "summary.json").is_file()
+
+
+@pytest.mark.integration
+def test_an_unwritable_run_dir_is_one_line(tmp_path: Path) -> None:
+    """Hydra creates the run directory before any of our code runs; failing there is one line naming
+    ``hydra.run.dir``, not Hydra's two chained tracebacks."""
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    out = subprocess.run(
+        [sys.executable, "src/search.py", f"hydra.run.dir={blocker}/run"],
+        cwd=ROOT,
+        env={**os.environ, "WANDB_MODE": "disabled"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    assert out.returncode != 0
+    assert "[hydra.run.dir] cannot create the run directory" in out.stderr and "Fix:" in out.stderr
+    assert "Traceback" not in out.stderr, out.stderr[-2000:]

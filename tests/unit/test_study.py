@@ -58,6 +58,29 @@ def test_mismatched_directions_are_a_config_error(tmp_path: Path) -> None:
         )
 
 
+def test_a_run_dir_holds_one_study(tmp_path: Path) -> None:
+    """Re-running in the same run dir under another study name (nb201 with another latency column) is
+    refused, naming the study already there; a shared storage (search.storage=...) may hold many."""
+    url = storage_url(None, tmp_path)
+    rs = optuna.samplers.RandomSampler
+    first = open_study(
+        url=url, study_name="nb201-acc-pixel3", directions=["maximize"], sampler=rs(), only_study=True
+    )
+    first.tell(first.ask(), 1.0)
+    again = open_study(
+        url=url, study_name="nb201-acc-pixel3", directions=["maximize"], sampler=rs(), only_study=True
+    )
+    assert len(again.trials) == 1
+    with pytest.raises(ConfigError, match="nb201-acc-pixel3") as err:
+        open_study(
+            url=url, study_name="nb201-acc-edgegpu", directions=["maximize"], sampler=rs(), only_study=True
+        )
+    assert err.value.key == "search.study_name" and "hydra.run.dir" in str(err.value)
+    assert optuna.get_all_study_names(make_storage(url)) == ["nb201-acc-pixel3"]  # nothing was created
+    shared = open_study(url=url, study_name="another", directions=["maximize"], sampler=rs())
+    assert shared.study_name == "another"
+
+
 def test_unreachable_storage_message_has_no_password() -> None:
     with pytest.raises(ConfigError) as err:
         make_storage("postgresql://u:secret@127.0.0.1:1/db")

@@ -140,8 +140,15 @@ def open_study(
     sampler: optuna.samplers.BaseSampler,
     heartbeat_s: int | None = None,
     grace_s: int | None = None,
+    only_study: bool = False,
 ) -> optuna.Study:
-    """Create the study, or load it if it exists (resume / extra workers) after checking it matches."""
+    """Create the study, or load it if it exists (resume / extra workers) after checking it matches.
+
+    ``only_study``: the storage is a run directory's own (``search.storage=null``), which holds one study:
+    a second name (e.g. ``experiment=nb201`` re-run with another ``benchmark.latency``, whose study name
+    holds the columns) is refused instead of starting a second study whose outputs would overwrite the
+    first's.
+    """
     if heartbeat_s:
         # The ask/tell loop drives the heartbeat itself (hwnas.search.workers); Optuna warns on every ask.
         warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed to be used")
@@ -149,6 +156,15 @@ def open_study(
             "ignore", category=optuna.exceptions.ExperimentalWarning, message=".*heartbeat.*"
         )
     storage = make_storage(url, heartbeat_s=heartbeat_s, grace_s=grace_s)
+    if only_study:
+        others = [n for n in optuna.get_all_study_names(storage) if n != study_name]
+        if others:
+            raise ConfigError(
+                f"this run directory already holds study '{others[0]}' (one run dir, one study), and the "
+                f"config names '{study_name}': its outputs would overwrite the other's",
+                key="search.study_name",
+                fix="a new hydra.run.dir for the new settings, or the settings of the study to resume it",
+            )
     study = optuna.create_study(
         storage=storage,
         study_name=study_name,

@@ -89,6 +89,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         sampler=sampler,
         heartbeat_s=heartbeat_s,
         grace_s=grace_s,
+        only_study=not cfg.search.get("storage"),  # the run dir's own journal holds one study
     )
     forced = check_resume(study, cfg, force=bool(cfg.search.get("resume_force", False)))
     name_objectives(study, [o.name for o in objectives])  # optuna-dashboard's axes and columns

@@ -20,6 +20,7 @@ import functools
 import os
 import re
 import sys
+import traceback
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -54,7 +55,28 @@ def explain(exc: BaseException) -> str | None:
         return _unknown_option(exc)
     if isinstance(exc, ConfigCompositionException):
         return _unknown_key(exc)
+    if isinstance(exc, OSError):
+        return _run_dir_error(exc)
     return None
+
+
+def _run_dir_error(exc: OSError) -> str | None:
+    """One line when Hydra cannot create the run directory (before any of our code runs); an ``OSError``
+    raised anywhere else keeps its traceback."""
+    frames = traceback.extract_tb(exc.__traceback__)
+    starts = [i for i, f in enumerate(frames) if f.name == "run_job" and "hydra" in f.filename]
+    if not starts or not all(
+        "hydra" in f.filename or f.filename.endswith(("pathlib.py", "os.py"))
+        for f in frames[starts[-1] + 1 :]
+    ):
+        return None
+    return str(
+        ConfigError(
+            f"cannot create the run directory {exc.filename}: {exc.strerror}",
+            key="hydra.run.dir",
+            fix="hydra.run.dir=<a folder you can write> (hydra.sweep.dir=... with -m)",
+        )
+    )
 
 
 def _unknown_option(exc: MissingConfigException) -> str | None:
