@@ -57,8 +57,8 @@ def combination_error(*, mixing: str, order: int, update: str) -> tuple[str, str
         return "mixing", f"mixing must be one of {MIXINGS}, got {mixing!r}", "search.gradient.mixing=softmax"
     if update not in UPDATES:
         return "update", f"update must be one of {UPDATES}, got {update!r}", "search.gradient.update=adam"
-    if int(order) not in (1, 2):
-        return "order", f"order must be 1 or 2, got {order!r}", "search.gradient.order=1"
+    if str(order) not in ("1", "2"):
+        return "order", f"order must be 1 or 2, got {order!r}", "search.gradient.order=1 (or 2: DARTS only)"
     if int(order) == 2 and mixing != "softmax":
         return (
             "order",

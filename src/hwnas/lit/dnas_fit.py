@@ -46,8 +46,7 @@ class EpochMonitor(pl.Callback):
     def __init__(self, *, label: str, total: int, max_normal_skips: int | None) -> None:
         self.label, self.total, self.max_skips = label, int(total), max_normal_skips
         self.history: list[dict[str, Any]] = []
-        self.best_within: dict[str, Any] | None = None
-        self.best_alphas: dict[str, torch.Tensor] | None = None
+        self.best_alphas: dict[str, torch.Tensor] | None = None  # α of the last epoch within the limit
         self.stopped_early: str | None = None
         self.t0 = time.perf_counter()
 
@@ -83,7 +82,7 @@ class EpochMonitor(pl.Callback):
         if self.max_skips is None or skips is None or not module.search_arch:
             return
         if skips <= self.max_skips:
-            self.best_within, self.best_alphas = params, module.arch.detached()
+            self.best_alphas = module.arch.detached()
             return
         self.stopped_early = (
             f"epoch {entry['epoch']}: {skips} skip connections in the normal cell > "
@@ -131,13 +130,16 @@ def fit_dnas(
         trainer, module, loader, failure=f"{label}: non-finite loss (NaN/inf) during the search"
     )
     alphas = module.arch.detached()
+    # collapsed from the first epoch: no earlier architecture to keep, so the skips are capped (P-DARTS)
+    capped = (
+        monitor.stopped_early is not None and monitor.best_alphas is None and max_normal_skips is not None
+    )
     if monitor.stopped_early and monitor.best_alphas is not None:
         alphas = monitor.best_alphas
-    elif monitor.stopped_early and max_normal_skips is not None:
-        # collapsed from the first epoch: no earlier architecture to keep, so cap the skips (P-DARTS)
+    elif capped:
         alphas = module.net.limit_skips(alphas, max_normal_skips)
     params = module.net.finalize(alphas)
-    if monitor.stopped_early and max_normal_skips is not None and monitor.best_alphas is None:
+    if capped:
         log.warning(
             "%s: collapsed in its first epoch; skips capped at %d (P-DARTS): %d left",
             label,

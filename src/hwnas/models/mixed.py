@@ -143,12 +143,10 @@ class DifferentiableSupernet(nn.Module, ABC):
         ``expected_latency(finalized_probs(α), table)`` is the table latency of the *finalized* network
         (against ``expected_latency(softmax(α))``, the mixture's: the difference is the discretisation gap).
         Default: the largest ``α`` per group (ties: the lowest index), the rule of a per-group argmax."""
-        out = {}
-        for name, a in alphas.items():
-            a = a.detach()
-            first_max = (a == a.amax(dim=-1, keepdim=True)).float().cumsum(dim=-1) == 1
-            out[name] = (first_max & (a == a.amax(dim=-1, keepdim=True))).to(a.dtype)
-        return out
+        return {  # torch's argmax returns the first of tied maxima
+            name: nn.functional.one_hot(a.detach().argmax(dim=-1), a.shape[-1]).to(a.dtype)
+            for name, a in alphas.items()
+        }
 
     def never_chosen(self) -> dict[str, list[int]]:
         """Choice indices per group that ``finalize`` never picks (DARTS's ``none``): bounds of the

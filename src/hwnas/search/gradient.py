@@ -129,12 +129,10 @@ class GradientSearch:
         self.name = str(name)
         self.mixing = self._choice(mixing, MIXINGS, "search.gradient.mixing")
         self.update = self._choice(update, UPDATES, "search.gradient.update")
-        if str(order) not in ("1", "2"):
-            raise ConfigError(f"must be 1 or 2, got {order!r}", key="search.gradient.order", choices=[1, 2])
-        self.order = int(order)
-        error = combination_error(mixing=self.mixing, order=self.order, update=self.update)
+        error = combination_error(mixing=self.mixing, order=order, update=self.update)
         if error:
             raise ConfigError(error[1], key=f"search.gradient.{error[0]}", fix=error[2])
+        self.order = int(order)
         xnas = dict(OmegaConf.to_container(xnas, resolve=True) if OmegaConf.is_config(xnas) else xnas or {})
         unknown_x = sorted(set(xnas) - {"grad_bound", "wipeout"})
         if unknown_x or not float(xnas.get("grad_bound", 1.0)) > 0:
