@@ -33,17 +33,17 @@ ROOT = Path(__file__).resolve().parents[1]
 
 import hwnas  # noqa: E402,F401
 from hwnas.callbacks.progress import StageProgress  # noqa: E402
-from hwnas.evaluation.gallery import (  # noqa: E402
+from hwnas.evaluators.train import TrainingEvaluator  # noqa: E402
+from hwnas.final.gallery import (  # noqa: E402
     FinalSettings,
     build_model,
     config_recipe,
     params_of,
     train_full,
 )
-from hwnas.evaluation.parallel import plan_jobs, train_parallel  # noqa: E402
-from hwnas.evaluation.predict import evaluate_torch, split_batches  # noqa: E402
+from hwnas.final.parallel import plan_jobs, train_parallel  # noqa: E402
+from hwnas.final.predict import evaluate_torch, split_batches  # noqa: E402
 from hwnas.pareto import pareto_mask  # noqa: E402
-from hwnas.search.train_evaluator import TrainingEvaluator  # noqa: E402
 from hwnas.tasks.final import build_context  # noqa: E402
 from hwnas.utils.cli import quiet_third_party  # noqa: E402
 from hwnas.utils.config import build  # noqa: E402

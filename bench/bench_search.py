@@ -60,7 +60,7 @@ TO_BEAT = [
     ("Archai EvolutionPareto", "0.925", "0.965", ""),
 ]
 STORAGE_NOTE = {
-    "journal": "the CLI default, the journal file in the run dir (hwnas.search.journal_backend: ~3-5 ms/trial; append-only, resumable)",
+    "journal": "the CLI default, the journal file in the run dir (hwnas.search.storage.journal: ~3-5 ms/trial; append-only, resumable)",
     "sqlite": "SQLite in the run dir (~40 ms/trial, dominates a table search)",
     "memory": "in-memory (fastest; not resumable, so not what a user's search runs on)",
 }

@@ -107,8 +107,8 @@ CASES = {
     ),
     "xnas with gumbel mixing": (
         "search",
-        ["search=xnas", "search.gradient.mixing=gumbel"],
-        ["[search.gradient.update]", "softmax", "Fix:"],
+        ["search=xnas", "search.strategy.mixing=gumbel"],
+        ["[search.strategy.update]", "softmax", "Fix:"],
     ),
     "petridish on a space without growth": (
         "search",
@@ -237,7 +237,7 @@ def test_latency_budget_nobody_meets_finishes_with_an_empty_front_and_a_warning(
 
 @pytest.mark.integration
 def test_every_trial_failing_still_writes_every_output(make_cfg, nb201_path: Path, monkeypatch) -> None:
-    from hwnas.search.table_evaluator import TableEvaluator
+    from hwnas.evaluators.table import TableEvaluator
 
     def broken(self, spec):
         raise RuntimeError("simulated: no candidate can be evaluated")

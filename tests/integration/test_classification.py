@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from hwnas.evaluation.predict import evaluate_torch, split_batches
+from hwnas.final.predict import evaluate_torch, split_batches
 from hwnas.tasks import search
 from hwnas.utils.config import build_datamodule, build_space
 

@@ -11,8 +11,8 @@ import onnx
 import pandas as pd
 import pytest
 
+from hwnas.evaluators.train import TrainingEvaluator
 from hwnas.hardware.build import build_profiler, input_shape_for
-from hwnas.search.train_evaluator import TrainingEvaluator
 from hwnas.tasks import search
 from hwnas.utils.config import build, build_datamodule, build_space
 from hwnas.utils.errors import ConfigError
@@ -34,7 +34,7 @@ def _evaluator(cfg) -> TrainingEvaluator:
 
 @pytest.mark.integration
 def test_snapdragon888_trains_the_proxy_at_32_and_profiles_at_256(make_cfg, monkeypatch) -> None:
-    import hwnas.search.train_evaluator as te
+    import hwnas.evaluators.train as te
 
     seen: set[tuple[int, ...]] = set()
     original = te.fit_candidate

@@ -16,9 +16,9 @@ from hwnas.utils.errors import ConfigError
 from tests.conftest import TINY_FINAL, TINY_SEARCH, compose_cfg
 
 TINY_DNAS = [
-    "search.gradient.warmup_epochs=1",
-    "search.gradient.epochs=1",
-    "search.gradient.limit_train_batches=2",
+    "search.strategy.warmup_epochs=1",
+    "search.strategy.epochs=1",
+    "search.strategy.limit_train_batches=2",
     "search_space.gradient_widths.base_channels=12",  # inside TINY_SEARCH's narrowed widths
 ]
 
@@ -80,7 +80,7 @@ def test_gradient_found_architectures_go_through_the_final_stage(tmp_path: Path)
 @pytest.mark.parametrize(
     ("override", "key"),
     [
-        ("search.gradient.order=2", "search.gradient.order"),  # GDAS is first order
+        ("search.strategy.order=2", "search.strategy.order"),  # GDAS is first order
         ("search.latency_loss=fast", "search.latency_loss"),
         ("search.latency_estimate=exact", "search.latency_estimate"),
         ("search.alpha_reg=l2", "search.alpha_reg"),
@@ -128,9 +128,9 @@ def test_a_latency_target_sweep_orders_measured_latencies_on_one_front_with_evol
         *base,
         f"search.resume={tmp_path / 'a'}",
         "search.latency_targets=[0.05,0.5,0.95]",
-        "search.gradient.warmup_epochs=2",
-        "search.gradient.epochs=6",
-        "search.gradient.limit_train_batches=8",
+        "search.strategy.warmup_epochs=2",
+        "search.strategy.epochs=6",
+        "search.strategy.limit_train_batches=8",
     ]
     search.run(_cfg(tmp_path, "b", "gdas", gdas))
     trials = pd.read_csv(tmp_path / "a" / "trials.csv")

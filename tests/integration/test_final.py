@@ -86,7 +86,7 @@ def test_search_ends_with_a_trained_int8_checked_gallery(make_cfg, tmp_path: Pat
 @pytest.mark.integration
 def test_an_interrupted_training_resumes_from_its_last_epoch(make_cfg, tmp_path: Path, monkeypatch) -> None:
     from hwnas.callbacks import progress as progress_mod
-    from hwnas.evaluation.gallery import train_full
+    from hwnas.final.gallery import train_full
     from hwnas.tasks.final import build_context
 
     cfg = make_cfg("search", [*SEARCH, "final.trainer.max_epochs=3"])
@@ -222,8 +222,8 @@ def test_bad_final_settings_are_refused_before_any_training(make_cfg, tmp_path: 
 def test_device_outputs_are_scored_on_the_host_and_labelled_with_the_device(make_cfg, tmp_path: Path) -> None:
     """The phone's outputs (here: the same int8 file run by onnxruntime, returned channels-last the way
     TFLite returns them) are scored like host int8 and labelled with the device, not host-int8."""
-    from hwnas.evaluation.gallery import build_model, evaluate
-    from hwnas.evaluation.predict import onnx_session, run_onnx
+    from hwnas.final.gallery import build_model, evaluate
+    from hwnas.final.predict import onnx_session, run_onnx
     from hwnas.tasks.final import build_context
 
     ctx = build_context(make_cfg("search", SEARCH))
@@ -247,8 +247,8 @@ def test_one_model_trains_with_ddp_over_two_cpu_processes(make_cfg, tmp_path: Pa
     """final.ddp.processes=2: two gloo ranks split every batch, average every gradient, and rank 0 leaves
     the same files as a one-process training (so evaluation, timing and resume are unchanged)."""
     from hwnas.callbacks.progress import StageProgress
-    from hwnas.evaluation.ddp import train_ddp
-    from hwnas.evaluation.gallery import is_trained
+    from hwnas.final.ddp import train_ddp
+    from hwnas.final.gallery import is_trained
     from hwnas.tasks.final import build_context
 
     cfg = make_cfg("search", [*SEARCH, "final.ddp.processes=2", "final.trainer.max_epochs=1"])

@@ -15,18 +15,18 @@ from hwnas.utils.errors import ConfigError
 from tests.conftest import TINY_SEARCH, compose_cfg
 
 TINY_GRADIENT = [
-    "search.gradient.warmup_epochs=1",
-    "search.gradient.epochs=1",
-    "search.gradient.limit_train_batches=2",
+    "search.strategy.warmup_epochs=1",
+    "search.strategy.epochs=1",
+    "search.strategy.limit_train_batches=2",
     "search_space.gradient_widths.base_channels=12",  # inside TINY_SEARCH's narrowed widths
 ]
 TINY_PETRIDISH = [
-    "search.gradient.rounds=2",
-    "search.gradient.parents_per_round=1",
-    "search.gradient.children_per_parent=2",
-    "search.gradient.moves_per_child=1",
-    "search.gradient.epochs=1",
-    "search.gradient.limit_train_batches=2",
+    "search.strategy.rounds=2",
+    "search.strategy.parents_per_round=1",
+    "search.strategy.children_per_parent=2",
+    "search.strategy.moves_per_child=1",
+    "search.strategy.epochs=1",
+    "search.strategy.limit_train_batches=2",
     "search_space.gradient_widths.base_channels=12",
 ]
 TINY_DARTS_CELL = [  # the DARTS cell space on the embedded digits (experiment=darts_digits, smaller)
@@ -47,11 +47,11 @@ TINY_DARTS_CELL = [  # the DARTS cell space on the embedded digits (experiment=d
     "final.enabled=false",
 ]
 TINY_CELL_GRADIENT = [
-    "+search.gradient.network.channels=4",
-    "+search.gradient.network.layers=3",
-    "search.gradient.warmup_epochs=1",
-    "search.gradient.epochs=1",
-    "search.gradient.limit_train_batches=2",
+    "+search.strategy.network.channels=4",
+    "+search.strategy.network.layers=3",
+    "search.strategy.warmup_epochs=1",
+    "search.strategy.epochs=1",
+    "search.strategy.limit_train_batches=2",
 ]
 # (space, switches): each strategy runs with both
 COMBOS = {
@@ -126,7 +126,7 @@ def test_petridish_grows_a_gallery_in_one_study(tmp_path: Path) -> None:
 def test_petridish_grows_a_darts_or_gdas_found_front(tmp_path: Path, seed_strategy: str) -> None:
     search.run(_cfg(tmp_path, "a", seed_strategy, ["search.latency_targets=[0.2]", *TINY_GRADIENT]))
     found = set(pd.read_csv(tmp_path / "a" / "trials.csv")["arch_key"])
-    extra = [f"search.resume={tmp_path / 'a'}", "search.gradient.start=front", "search.gradient.rounds=1"]
+    extra = [f"search.resume={tmp_path / 'a'}", "search.strategy.start=front", "search.strategy.rounds=1"]
     search.run(_cfg(tmp_path, "b", "petridish", extra))
     trials = pd.read_csv(tmp_path / "a" / "trials.csv")
     grown = trials[trials["strategy"] == "petridish"]
@@ -140,7 +140,7 @@ def test_petridish_grows_a_gdas_found_darts_cell(tmp_path: Path) -> None:
     """Petridish's growth applied to a GDAS-searched DARTS cell: heavier ops beside its edges, one study."""
     search.run(_darts_cell_cfg(tmp_path, "a", "gdas", ["search.latency_targets=[0.5]"]))
     found = pd.read_csv(tmp_path / "a" / "trials.csv")
-    extra = [f"search.resume={tmp_path / 'a'}", "search.gradient.start=front", "search.gradient.rounds=1"]
+    extra = [f"search.resume={tmp_path / 'a'}", "search.strategy.start=front", "search.strategy.rounds=1"]
     search.run(_darts_cell_cfg(tmp_path, "b", "petridish", extra))
     trials = pd.read_csv(tmp_path / "a" / "trials.csv")
     grown = trials[trials["strategy"] == "petridish"]
@@ -156,7 +156,7 @@ def test_petridish_grows_a_gdas_found_darts_cell(tmp_path: Path) -> None:
 @pytest.mark.integration
 def test_petridish_refuses_an_empty_front(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="no completed trial"):
-        search.run(_cfg(tmp_path, "b", "petridish", ["search.gradient.start=front"]))
+        search.run(_cfg(tmp_path, "b", "petridish", ["search.strategy.start=front"]))
 
 
 @pytest.mark.integration

@@ -20,10 +20,10 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
+from hwnas.evaluators.table import TableEvaluator
 from hwnas.reporting.trials import generation_of
-from hwnas.search.loop import is_evaluated
-from hwnas.search.study import make_storage, run_has_study, storage_url
-from hwnas.search.table_evaluator import TableEvaluator
+from hwnas.search.storage.study import make_storage, run_has_study, storage_url
+from hwnas.search.trial_attrs import is_evaluated
 from hwnas.search_space.base import ArchSpec
 from tests.conftest import PgDatabase
 

@@ -56,7 +56,7 @@ def test_tiny_search_writes_every_output_and_the_exact_front(make_cfg) -> None:
 
 @pytest.mark.integration
 def test_failing_candidates_become_fail_trials_and_the_search_goes_on(make_cfg, monkeypatch) -> None:
-    from hwnas.search.train_evaluator import TrainingEvaluator
+    from hwnas.evaluators.train import TrainingEvaluator
 
     original = TrainingEvaluator.expensive
     calls = {"n": 0}

@@ -23,7 +23,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from hwnas.search.loop import is_evaluated
+from hwnas.search.trial_attrs import is_evaluated
 from tests.conftest import SERVICES, PgDatabase, service_missing
 from tests.integration.test_resume import ROOT, SLOW, STUDY, assert_budget_exact, env, evaluated
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 from omegaconf import open_dict
 
-from hwnas.evaluation.gallery import build_model, training_context
-from hwnas.search.supernet_evaluator import load_run_supernet
+from hwnas.evaluators.supernet import load_run_supernet
+from hwnas.final.gallery import build_model, training_context
 from hwnas.tasks import search
 from tests.conftest import TINY_FINAL, TINY_SEARCH, compose_cfg
 

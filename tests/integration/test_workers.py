@@ -15,8 +15,8 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hwnas.search.loop import is_evaluated
-from hwnas.search.study import make_storage, storage_url
+from hwnas.search.storage.study import make_storage, storage_url
+from hwnas.search.trial_attrs import is_evaluated
 from tests.conftest import PgDatabase
 from tests.integration.test_resume import (
     ROOT,
@@ -69,7 +69,7 @@ def test_three_local_workers_share_the_budget_exactly(
 def test_a_killed_worker_is_detected_by_heartbeat_and_its_trial_requeued(
     tmp_path: Path, nb201_table: Path, shared_db: PgDatabase | None
 ) -> None:
-    # A journal file two launches share (its heartbeats are hwnas.search.journal_heartbeat's), or PostgreSQL.
+    # A journal file two launches share (its heartbeats are hwnas.search.storage.journal_heartbeat's), or PostgreSQL.
     storage, budget = (shared_db.url if shared_db else f"journal:{tmp_path / 'shared.journal'}"), 6
     read = shared_db.full_url if shared_db else make_storage(storage)
     run_env = shared_db.env if shared_db else {}

@@ -222,7 +222,9 @@ def test_search_draws_every_front_model_and_a_failed_drawing_loses_nothing_else(
             raise RuntimeError("simulated drawing failure")
         return draw_arch(space, spec, path)
 
-    monkeypatch.setattr(search, "draw_arch", first_fails)
+    from hwnas.reporting import search_outputs
+
+    monkeypatch.setattr(search_outputs, "draw_arch", first_fails)
     cfg = make_cfg("search", ["experiment=nb201", "search.n_trials=4", "search.sampler.population_size=2"])
     summary = search.run(cfg)
     run_dir = Path(cfg.run_dir)

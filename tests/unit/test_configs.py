@@ -47,8 +47,13 @@ def test_option_composes_and_instantiates(group: str, option: str, tmp_path: Pat
     cfg = compose_cfg("train" if group == "callbacks" else "search", overrides, tmp_path)
     node = cfg.get(group) if group not in ("experiment", "debug") else None
     OmegaConf.resolve(cfg)
-    if group == "search":
-        instantiate(cfg.search.sampler)
+    if group == "search":  # every option is a strategy (its one strategy: node); no other node names a class
+        from hwnas.search.strategies.base import Strategy
+
+        assert isinstance(instantiate(cfg.search.strategy), Strategy)
+        assert sorted(k for k, v in cfg.search.items() if OmegaConf.is_dict(v) and "_target_" in v) == sorted(
+            ["strategy", "sampler"] if "sampler" in cfg.search else ["strategy"]
+        )
     elif group in ("logger", "callbacks"):
         for sub in (node or {}).values():
             if "_target_" in sub and "Wandb" not in sub["_target_"]:
@@ -86,7 +91,7 @@ def test_run_dirs_do_not_collide_within_a_second() -> None:
 @pytest.mark.parametrize("option", _options("final"))
 def test_final_stage_options_parse(option: str, tmp_path: Path) -> None:
     """Every ``final=`` option is a valid final stage for the search (checked like the search checks it)."""
-    from hwnas.evaluation.gallery import FinalSettings
+    from hwnas.final.gallery import FinalSettings
 
     cfg = compose_cfg("search", [f"final={option}"], tmp_path)
     settings = FinalSettings.from_cfg(cfg.final)

@@ -323,7 +323,7 @@ def test_a_nonfinite_second_order_gradient_stops_the_search() -> None:
 
 def test_gumbel_with_second_order_is_refused_in_one_place() -> None:
     from hwnas.lit.dnas import combination_error
-    from hwnas.search.gradient import GradientSearch
+    from hwnas.search.strategies.dnas import GradientSearch
     from hwnas.utils.errors import ConfigError
 
     net = TinyMixed()
@@ -332,7 +332,7 @@ def test_gumbel_with_second_order_is_refused_in_one_place() -> None:
         DnasModule(net, ArchParameters(net.alpha_shapes()), mixing="gumbel", order=2)
     with pytest.raises(ConfigError, match="softmax") as err:
         GradientSearch(mixing="gumbel", order=2)
-    assert "search.gradient.order" in str(err.value)
+    assert "search.strategy.order" in str(err.value)
 
 
 class _Record(pl.Callback):

@@ -9,9 +9,9 @@ import torch
 from torch import nn
 
 from hwnas.data.labels import IGNORE_INDEX
-from hwnas.evaluation.metrics import F1_CLASSES, ConfusionMatrix
-from hwnas.evaluation.predict import evaluate_onnx, evaluate_outputs, evaluate_torch, run_onnx
-from hwnas.evaluation.selection import spread_across
+from hwnas.final.metrics import F1_CLASSES, ConfusionMatrix
+from hwnas.final.predict import evaluate_onnx, evaluate_outputs, evaluate_torch, run_onnx
+from hwnas.final.selection import spread_across
 from hwnas.hardware.export import export_onnx
 
 
@@ -69,7 +69,7 @@ def test_onnx_runner_pads_the_last_chunk_of_a_static_batch_and_matches_torch(tmp
     model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Conv2d(4, 3, 1)).eval()
     path = export_onnx(model, (2, 3, 8, 8), tmp_path / "m.onnx")  # static batch of 2
     x = np.random.default_rng(0).standard_normal((5, 3, 8, 8)).astype(np.float32)
-    from hwnas.evaluation.predict import onnx_session
+    from hwnas.final.predict import onnx_session
 
     out = run_onnx(onnx_session(path), x)
     with torch.no_grad():
@@ -85,7 +85,7 @@ def test_onnx_runner_pads_the_last_chunk_of_a_static_batch_and_matches_torch(tmp
 
 
 def test_plan_jobs_gives_one_training_per_cpu_and_splits_threads() -> None:
-    from hwnas.evaluation.parallel import plan_jobs
+    from hwnas.final.parallel import plan_jobs
 
     assert plan_jobs(None, 4, cpus=2, gpu=False) == (2, 1)  # auto: one per CPU
     assert plan_jobs(None, 1, cpus=8, gpu=False) == (1, 8)  # never more jobs than models
@@ -103,7 +103,7 @@ def test_final_settings_defaults_are_the_shipped_configs() -> None:
 
     from omegaconf import OmegaConf
 
-    from hwnas.evaluation.gallery import FinalSettings
+    from hwnas.final.gallery import FinalSettings
 
     shipped = OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "final" / "default.yaml")
     raw = OmegaConf.to_container(shipped, resolve=False)

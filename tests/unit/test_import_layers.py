@@ -24,10 +24,11 @@ LAYERS: list[set[str]] = [
     {"search_space", "tricks"},  # spaces build models; training tricks (augmentations, schedules)
     {"hardware", "lit"},  # profilers and export; LightningModules around the models
     {"benchmark"},  # measured ground-truth tables
-    {"search"},  # the trial loop, samplers, evaluators, strategies, storage
+    {"evaluators"},  # what a candidate's metrics cost: train, supernet, table (conf/evaluator)
+    {"search"},  # the trial loop, strategies, samplers, storage
     {"reporting"},  # everything that writes outputs (reads the study)
     {"callbacks"},  # Lightning / Optuna callbacks (progress, logging)
-    {"evaluation"},  # the final stage's pieces
+    {"final"},  # the final stage's pieces (conf/final)
     {"tasks"},  # search.run(cfg), final.run(cfg), ...: what the entry points call
 ]
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}

@@ -13,9 +13,9 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hwnas.search import journal_backend
-from hwnas.search.journal_backend import FlockJournalFileBackend, needs_fsync
-from hwnas.search.study import make_storage
+from hwnas.search.storage import journal as journal_backend
+from hwnas.search.storage.journal import FlockJournalFileBackend, needs_fsync
+from hwnas.search.storage.study import make_storage
 
 
 def test_only_trial_ends_and_study_changes_are_fsynced(

@@ -11,11 +11,12 @@ from typing import Any
 import optuna
 import pytest
 
-from hwnas.search.evaluator import Evaluator
-from hwnas.search.loop import is_evaluated, read_state, run_loop
+from hwnas.evaluators.base import Evaluator
+from hwnas.search.loop import read_state, run_loop
 from hwnas.search.objectives import Objective
 from hwnas.search.resume import recover_stale_trials
-from hwnas.search.study import open_study
+from hwnas.search.storage.study import open_study
+from hwnas.search.trial_attrs import is_evaluated
 from hwnas.search_space.base import ArchSpec, SearchSpace
 
 WRITES = ("create_new_trial", "set_trial_param", "set_trial_state_values", "set_trial_user_attr",
@@ -81,7 +82,7 @@ def _search(study: optuna.Study) -> None:
 
 
 def _url(kind: str, path: Path) -> str:
-    """SQLite (the CLI default) or the journal file (``hwnas.search.journal_backend``: fsync at trial ends)."""
+    """SQLite (the CLI default) or the journal file (``hwnas.search.storage.journal``: fsync at trial ends)."""
     return f"sqlite:///{path}.db" if kind == "sqlite" else f"journal:{path}.journal"
 
 

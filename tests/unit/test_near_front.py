@@ -15,12 +15,13 @@ import optuna
 import pytest
 from omegaconf import OmegaConf
 
-from hwnas.search.evaluator import Evaluator
+from hwnas.evaluators.base import Evaluator
+from hwnas.evaluators.table import TableEvaluator
 from hwnas.search.loop import run_loop
 from hwnas.search.near_front import confirm_near_front
 from hwnas.search.objectives import Objective
-from hwnas.search.study_view import StudyView, trial_attrs
-from hwnas.search.table_evaluator import TableEvaluator
+from hwnas.search.storage.view import StudyView
+from hwnas.search.trial_attrs import trial_attrs
 from hwnas.search_space.nb201 import NB201Space, parse_arch_string
 from tests.unit.test_predictor import all_archs, synthetic_ms
 

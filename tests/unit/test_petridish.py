@@ -13,7 +13,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from hwnas.search.objectives import Objective
-from hwnas.search.petridish import PetridishSearch
+from hwnas.search.strategies.base import SearchContext
+from hwnas.search.strategies.petridish import PetridishSearch
 from hwnas.search_space.base import ArchSpec
 from hwnas.search_space.darts_cell import DartsCellSpace
 from hwnas.search_space.hourglass import HourglassSpace
@@ -43,12 +44,12 @@ def _add(study: optuna.Study, spec: ArchSpec, acc: float, ms: float, **attrs: An
 
 
 def _rounds(search: PetridishSearch, space: Any, study: optuna.Study, tmp_path: Path, ranking: Any):
-    """``rounds_of`` with the joint training replaced by a fixed selector ranking (parent -> moves)."""
+    """``proposal_rounds`` with the joint training replaced by a fixed selector ranking (parent -> moves)."""
     search._grow = lambda parent, *a, **k: ranking(parent)  # type: ignore[method-assign]
     cfg = OmegaConf.create({"seed": 0})
-    return search.rounds_of(
-        space=space, evaluator=None, cfg=cfg, run_dir=tmp_path, study=study, objectives=OBJECTIVES
-    )
+    ctx = SearchContext(cfg=cfg, study=study, space=space, evaluator=None, objectives=OBJECTIVES, constraints=[],
+                        run_dir=tmp_path)  # fmt: skip
+    return search.proposal_rounds(ctx)
 
 
 def _specs(space: HourglassSpace) -> dict[str, ArchSpec]:
@@ -156,10 +157,10 @@ def test_round_files_of_earlier_code_are_not_replayed(tmp_path: Path) -> None:
 def test_gradient_points_and_supernets_are_keyed_by_the_codes_version() -> None:
     from types import SimpleNamespace
 
+    from hwnas.evaluators.supernet import SupernetEvaluator
     from hwnas.lit.dnas import DNAS_VERSION
     from hwnas.lit.supernet import SUPERNET_VERSION
-    from hwnas.search.gradient import GradientSearch
-    from hwnas.search.supernet_evaluator import SupernetEvaluator
+    from hwnas.search.strategies.dnas import GradientSearch
 
     cfg = OmegaConf.create(
         {"seed": 0, "dataset": {}, "tricks": {}, "trainer": {}, "optim": {"weight_decay": 0}}
@@ -176,7 +177,7 @@ def test_gradient_points_and_supernets_are_keyed_by_the_codes_version() -> None:
 def test_a_parent_grows_from_its_trained_weights_when_they_were_kept(tmp_path: Path) -> None:
     import torch
 
-    from hwnas.search.petridish import _load_trained
+    from hwnas.search.strategies.petridish import _load_trained
 
     space = _hourglass()
     parent = space.growth_seed()

@@ -246,7 +246,7 @@ def test_a_noisy_measurement_counts_against_the_budget_but_is_never_fitted(table
 def test_a_table_search_refuses_a_latency_source_that_needs_a_model(make_cfg, nb201_path):
     from pathlib import Path
 
-    from hwnas.search.table_evaluator import TableEvaluator
+    from hwnas.evaluators.table import TableEvaluator
     from hwnas.utils.config import build_space
 
     cfg = make_cfg("search", ["experiment=nb201", "evaluator.latency_from=hardware", "hardware=cpu"])

@@ -9,13 +9,13 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from hwnas.search import workers
-from hwnas.search.journal_backend import FlockJournalFileBackend
-from hwnas.search.journal_heartbeat import HEARTBEAT_ATTR, HeartbeatJournalStorage
 from hwnas.search.loop import committed
 from hwnas.search.resume import recover_stale_trials
-from hwnas.search.study import make_storage, open_study, redact, run_has_study, storage_url
-from hwnas.search.workers import fail_stale, heartbeat
+from hwnas.search.storage import heartbeats
+from hwnas.search.storage.heartbeats import fail_stale, heartbeat
+from hwnas.search.storage.journal import FlockJournalFileBackend
+from hwnas.search.storage.journal_heartbeat import HEARTBEAT_ATTR, HeartbeatJournalStorage
+from hwnas.search.storage.study import make_storage, open_study, redact, run_has_study, storage_url
 from hwnas.utils.errors import ConfigError
 
 
@@ -115,7 +115,7 @@ def test_heartbeat_keeps_a_trial_alive_and_a_lapsed_one_is_recovered(tmp_path: P
         time.sleep(2.5)
         assert fail_stale(s) == 0
     s.tell(alive, 1.0)
-    beater = workers._BEATERS[s._storage]
+    beater = heartbeats._BEATERS[s._storage]
     threads = set()
     for _ in range(3):  # one beating thread per process and storage, not one per trial
         t = s.ask(dist)

@@ -206,7 +206,7 @@ def test_the_evaluator_scores_subnets_with_recalibrated_batchnorm() -> None:
     the evaluator's calibration batches (not the supernet's running averages over all sub-networks)."""
     from types import SimpleNamespace
 
-    from hwnas.search.supernet_evaluator import SupernetEvaluator
+    from hwnas.evaluators.supernet import SupernetEvaluator
 
     space = _space()
     net = space.supernet(num_classes=5)

@@ -11,7 +11,7 @@ from optuna.samplers._ga._base import BaseGASampler
 from optuna.trial import TrialState
 
 from hwnas.search.samplers.nsga2 import UniqueChildNSGAIISampler
-from hwnas.search.study import make_storage
+from hwnas.search.storage.study import make_storage
 
 
 @pytest.mark.parametrize("kind", ["journal", "memory"])

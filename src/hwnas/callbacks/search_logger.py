@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial
 
 from hwnas.callbacks.logger_sinks import RunSink, sink_for
 from hwnas.search.objectives import Objective
-from hwnas.search.study_view import trial_attrs
+from hwnas.search.trial_attrs import trial_attrs
 from hwnas.utils.io import read_json
 
 log = logging.getLogger("hwnas.search")

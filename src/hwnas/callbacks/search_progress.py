@@ -15,7 +15,8 @@ loop's per-trial callback and keeps its own counts and front in memory (no study
 (:class:`~hwnas.reporting.front_tracker.FrontTracker`, reference: the nadir of the feasible points seen,
 pushed out by 10 % of their range) is recomputed at most every ``refresh_s`` seconds. The unique count is
 the study's when the loop passes it (``info["unique"]``: other workers' trials included); failures,
-infeasible candidates and the front are this process's trials.
+infeasible candidates and the front are this process's trials, plus, after :meth:`SearchProgress.seed`, those
+the study held when a resumed run started (so a resumed run's front and hypervolume are the whole run's).
 """
 
 from __future__ import annotations
@@ -29,11 +30,13 @@ from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from typing import Any, TextIO
 
-from optuna.trial import FrozenTrial
+import optuna
+from optuna.trial import FrozenTrial, TrialState
 
 from hwnas.callbacks.progress import bar_wanted
 from hwnas.reporting.front_tracker import FrontTracker
 from hwnas.search.objectives import Objective
+from hwnas.search.trial_attrs import DUPLICATE_ATTR, is_evaluated, trial_attrs
 
 log = logging.getLogger("hwnas.search")
 OnTrial = Callable[[FrozenTrial, dict[str, Any]], None]
@@ -106,6 +109,21 @@ class SearchProgress:
             self.bar = tqdm(total=self.total, initial=self.unique, desc="search", unit="arch", file=file,
                             mininterval=self.refresh_s, **_width(file))  # fmt: skip
             self._redirect_console_logging()
+
+    def seed(self, study: optuna.Study) -> None:
+        """Start from the study's evaluated trials (a resumed run): its front, failures and infeasible ones."""
+        if self.mode == "off":
+            return
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.FAIL)):
+            if t.user_attrs.get(DUPLICATE_ATTR) or not is_evaluated(t):
+                continue
+            if t.state == TrialState.FAIL:
+                self.failed += 1
+            elif not trial_attrs(t).get("feasible", True):
+                self.infeasible += 1
+            elif t.values is not None:
+                self.front.add(t.values)
+        self._refresh(time.monotonic())
 
     def tee(self, *others: OnTrial) -> OnTrial:
         """An ``on_trial`` callback that calls ``others`` (the per-trial logger) first, then this view."""

@@ -1,6 +1,6 @@
 """Lightning DDP for one model trained by processes the caller started (the final stage's ``final.ddp``).
 
-The processes are launched by :mod:`hwnas.evaluation.ddp` with the usual environment (``MASTER_ADDR``,
+The processes are launched by :mod:`hwnas.final.ddp` with the usual environment (``MASTER_ADDR``,
 ``MASTER_PORT``, ``WORLD_SIZE``, ``RANK``, ``LOCAL_RANK``), so Lightning neither re-runs the script (its
 subprocess launcher would re-run the whole search) nor pickles the trainer (``ddp_spawn``). The cluster
 environment is pinned to :class:`LightningEnvironment` so that on a Slurm node Lightning does not take the

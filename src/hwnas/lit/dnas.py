@@ -54,16 +54,16 @@ def combination_error(*, mixing: str, order: int, update: str) -> tuple[str, str
     """``(key, problem, fix)`` when ``mixing``, ``order`` and ``update`` cannot go together, else ``None``:
     the one place these rules live (the module raises them, the strategy reports them with their key)."""
     if mixing not in MIXINGS:
-        return "mixing", f"mixing must be one of {MIXINGS}, got {mixing!r}", "search.gradient.mixing=softmax"
+        return "mixing", f"mixing must be one of {MIXINGS}, got {mixing!r}", "search.strategy.mixing=softmax"
     if update not in UPDATES:
-        return "update", f"update must be one of {UPDATES}, got {update!r}", "search.gradient.update=adam"
+        return "update", f"update must be one of {UPDATES}, got {update!r}", "search.strategy.update=adam"
     if str(order) not in ("1", "2"):
-        return "order", f"order must be 1 or 2, got {order!r}", "search.gradient.order=1 (or 2: DARTS only)"
+        return "order", f"order must be 1 or 2, got {order!r}", "search.strategy.order=1 (or 2: DARTS only)"
     if int(order) == 2 and mixing != "softmax":
         return (
             "order",
             "the second-order hypergradient needs deterministic (softmax) mixing",
-            "use search=darts search.gradient.order=2, or order 1 with GDAS",
+            "use search=darts search.strategy.order=2, or order 1 with GDAS",
         )
     if update == "xnas" and (mixing != "softmax" or int(order) != 1):
         return (

@@ -162,3 +162,22 @@ class DifferentiableSupernet(nn.Module, ABC):
     def skip_count(self, params: Mapping[str, Any]) -> int | None:
         """Skip connections in the finalized normal cell (the collapse guard's count); ``None`` = n/a."""
         return None
+
+
+def latency_range(
+    net: DifferentiableSupernet, table: Mapping[str, float], steps: int = 200
+) -> tuple[float, float]:
+    """``(fastest, slowest)`` table latency over finalized architectures, found by descending (and
+    ascending) the differentiable expectation itself, then finalizing: works for any supernet's cost model,
+    and both ends are the latencies of real architectures (``finalized_probs``)."""
+    out = []
+    for sign in (1.0, -1.0):
+        arch = ArchParameters(net.alpha_shapes(), init_scale=0.0)
+        opt = torch.optim.Adam(arch.parameters(), lr=0.3)
+        for _ in range(steps):
+            opt.zero_grad()
+            (sign * net.expected_latency(arch.probs(), table)).backward()
+            opt.step()
+        with torch.no_grad():
+            out.append(float(net.expected_latency(net.finalized_probs(arch.detached()), table)))
+    return min(out), max(out)

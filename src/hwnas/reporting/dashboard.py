@@ -54,7 +54,7 @@ def storage_of_run(run_dir: Path) -> str:
         storage = OmegaConf.select(cfg, "search.storage", default=None, throw_on_resolution_failure=False)
     if storage not in (None, "", "null"):
         return str(storage).replace(f":{MASK}@", "@")
-    from hwnas.search.study import run_has_study, storage_url
+    from hwnas.search.storage.study import run_has_study, storage_url
 
     if not run_has_study(run_dir):
         raise ConfigError(
@@ -67,7 +67,7 @@ def storage_of_run(run_dir: Path) -> str:
 
 def serve(run_dir: Path, *, host: str = "127.0.0.1", port: int = 8080) -> None:
     """Serve optuna-dashboard on the run's study until interrupted (blocks)."""
-    from hwnas.search.study import make_storage, redact
+    from hwnas.search.storage.study import make_storage, redact
 
     try:
         from optuna_dashboard import run_server

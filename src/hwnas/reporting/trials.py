@@ -12,8 +12,7 @@ import pandas as pd
 
 from hwnas.pareto import pareto_mask
 from hwnas.search.objectives import Objective
-from hwnas.search.study_view import trial_attrs
-from hwnas.search.workers import ORIGIN_ATTRS
+from hwnas.search.trial_attrs import ORIGIN_ATTRS, trial_attrs
 
 #: Columns every trials.csv starts with (then objectives, constraints, other metrics).
 BASE_COLUMNS = [

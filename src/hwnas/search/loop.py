@@ -17,19 +17,23 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from hwnas.search.evaluator import Evaluator
+from hwnas.evaluators.base import Evaluator
 from hwnas.search.near_front import confirm_near_front
 from hwnas.search.objectives import Constraint, Objective
-from hwnas.search.study_view import (
+from hwnas.search.storage.heartbeats import fail_stale, heartbeat, is_heartbeat_enabled
+from hwnas.search.storage.view import LoopState, StudyView
+from hwnas.search.trial_attrs import (
+    ARCH_ATTR,
+    DUPLICATE_ATTR,
+    DUPLICATE_OF_ATTR,
+    FAIL_REASON_ATTR,
     KEY_ATTR,
+    PROPOSAL_ID_ATTRS,
     RESULT_ATTR,
-    STALE_PREFIX,
-    LoopState,
-    StudyView,
+    STRATEGY_ATTR,
+    WORKER_ATTR,
     is_evaluated,
-    trial_attrs,
 )
-from hwnas.search.workers import fail_stale, heartbeat, is_heartbeat_enabled
 from hwnas.search_space.base import SearchSpace
 from hwnas.utils.errors import CandidateFailed, HwnasError
 
@@ -37,8 +41,7 @@ log = logging.getLogger("hwnas.search")
 
 #: Seconds between checks for trials of dead workers (their grace period is a minute: no need per trial).
 STALE_CHECK_S = 1.0
-__all__ = ["KEY_ATTR", "RESULT_ATTR", "STALE_PREFIX", "LoopState", "committed", "evaluate_proposals",
-           "is_evaluated", "read_state", "run_loop", "trial_attrs"]  # fmt: skip
+__all__ = ["LoopState", "committed", "evaluate_proposals", "read_state", "run_loop"]
 
 
 def read_state(study: optuna.Study, *, exclude: int | None = None) -> LoopState:
@@ -89,12 +92,12 @@ def run_loop(
         trial = study.ask()
         asked += 1
         if sum(view.refresh().committed(before=trial.number)) >= n_trials:  # another worker asked first
-            trial.set_user_attr("worker", worker)
-            trial.set_user_attr("fail_reason", "surplus: the budget was filled by other workers meanwhile")
+            trial.set_user_attr(WORKER_ATTR, worker)
+            trial.set_user_attr(FAIL_REASON_ATTR, "surplus: the budget was filled by other workers meanwhile")
             study.tell(trial, state=TrialState.FAIL)
             continue
         if strategy:
-            trial.set_user_attr("strategy", strategy)
+            trial.set_user_attr(STRATEGY_ATTR, strategy)
         _evaluate(study, trial, on_trial, view=view, space=space, evaluator=evaluator, objectives=objectives,
                   constraints=constraints, worker=worker)  # fmt: skip
     else:
@@ -127,12 +130,12 @@ def evaluate_proposals(
     """
     stored = set()  # evaluated, reused as a duplicate, or waiting in the queue (a re-queued twin)
     for t in study.get_trials(deepcopy=False):
-        if not t.user_attrs.get("strategy"):
+        if not t.user_attrs.get(STRATEGY_ATTR):
             continue
         if t.state == TrialState.WAITING:
             fixed = t.system_attrs.get("fixed_params") or {}
             stored.add((space.make(fixed).key if fixed else None, _attrs_id(t.user_attrs)))
-        elif is_evaluated(t) or (t.state == TrialState.COMPLETE and t.user_attrs.get("duplicate")):
+        elif is_evaluated(t) or (t.state == TrialState.COMPLETE and t.user_attrs.get(DUPLICATE_ATTR)):
             stored.add((t.user_attrs.get(KEY_ATTR), _attrs_id(t.user_attrs)))
     for p in proposals:
         if (p.spec.key, _attrs_id(p.attrs)) not in stored:
@@ -160,8 +163,7 @@ def _evaluate(study: optuna.Study, trial: optuna.Trial, on_trial: OnTrial | None
 
 def _attrs_id(attrs: dict[str, Any]) -> str:
     """The identity of a proposal: its strategy, sweep point or growth step (not timings)."""
-    keys = ("strategy", "latency_target", "latency_lambda", "petridish_parent", "petridish_moves")
-    return repr(tuple(attrs.get(k) for k in keys))
+    return repr(tuple(attrs.get(k) for k in PROPOSAL_ID_ATTRS))
 
 
 def _run_one(
@@ -177,17 +179,17 @@ def _run_one(
 ) -> dict[str, Any]:
     info: dict[str, Any] = {}
     t0 = time.perf_counter()
-    trial.set_user_attr("worker", worker)
+    trial.set_user_attr(WORKER_ATTR, worker)
     try:
         spec = space.suggest(trial)
     except HwnasError as exc:
-        trial.set_user_attr("fail_reason", f"invalid: {exc}")
+        trial.set_user_attr(FAIL_REASON_ATTR, f"invalid: {exc}")
         trial.set_user_attr(RESULT_ATTR, {"evaluated": False})
         study.tell(trial, state=TrialState.FAIL)
         info["status"] = "invalid"
         return info
     trial.set_user_attr(KEY_ATTR, spec.key)
-    trial.set_user_attr("arch", space.describe(spec))
+    trial.set_user_attr(ARCH_ATTR, space.describe(spec))
     info["key"] = spec.key
 
     # Someone (this or another worker) already has it: reuse, don't pay twice.
@@ -195,15 +197,15 @@ def _run_one(
     if prior is None and running is not None and running < trial.number:
         prior = _wait_for(study, running)
     if prior is not None:
-        trial.set_user_attr("duplicate", True)
-        trial.set_user_attr("duplicate_of", prior.number)
+        trial.set_user_attr(DUPLICATE_ATTR, True)
+        trial.set_user_attr(DUPLICATE_OF_ATTR, prior.number)
         info["status"] = "duplicate"
         if prior.state == TrialState.COMPLETE:
             for name, value in prior.constraints.items():
                 trial.set_constraint(name, value)
             study.tell(trial, prior.values)
         else:
-            trial.set_user_attr("fail_reason", f"duplicate of failed trial {prior.number}")
+            trial.set_user_attr(FAIL_REASON_ATTR, f"duplicate of failed trial {prior.number}")
             study.tell(trial, state=TrialState.FAIL)
         return info
 
@@ -267,7 +269,7 @@ def _fail(
     timing: dict[str, float] | None = None,
 ) -> None:
     log.debug("trial %d failed: %s", trial.number, reason)
-    trial.set_user_attr("fail_reason", reason[:1000])
+    trial.set_user_attr(FAIL_REASON_ATTR, reason[:1000])
     result = {"metrics": _jsonable(metrics), "evaluated": True, **(timing or {}),
               "seconds": round(time.perf_counter() - t0, 4)}  # fmt: skip
     trial.set_user_attr(RESULT_ATTR, result)

@@ -11,7 +11,7 @@ prediction refits on the larger measured set.
 
 Nothing here runs for other ``hardware=`` options: the loop calls :func:`confirm_near_front` for every
 trained candidate, and it returns at the first check (the latency's source) unless that was predicted.
-The front comes from the loop's :class:`~hwnas.search.study_view.StudyView` (in memory; one tail read).
+The front comes from the loop's :class:`~hwnas.search.storage.view.StudyView` (in memory; one tail read).
 """
 
 from __future__ import annotations
@@ -24,10 +24,11 @@ from typing import Any
 import numpy as np
 from optuna.trial import TrialState
 
+from hwnas.evaluators.base import Evaluator
 from hwnas.pareto import pareto_mask
-from hwnas.search.evaluator import Evaluator
 from hwnas.search.objectives import Objective
-from hwnas.search.study_view import StudyView, trial_attrs
+from hwnas.search.storage.view import StudyView
+from hwnas.search.trial_attrs import trial_attrs
 from hwnas.search_space.base import ArchSpec
 
 log = logging.getLogger("hwnas.search")

@@ -10,8 +10,8 @@ from omegaconf import DictConfig
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
-from hwnas.search.study import run_has_study
-from hwnas.search.workers import fail_stale, requeue
+from hwnas.search.storage.heartbeats import fail_stale, requeue
+from hwnas.search.storage.study import run_has_study
 from hwnas.utils.config import run_dir_of
 from hwnas.utils.errors import ConfigError
 
@@ -42,7 +42,7 @@ def recover_stale_trials(study: optuna.Study, *, single_worker: bool) -> int:
 
     On private storage (the run dir's journal or SQLite file), before this search starts any worker, nobody else can be
     evaluating, so every RUNNING trial is stale (``single_worker=True``). On shared storage another launch
-    may be alive: only trials whose heartbeat lapsed are stale (``hwnas.search.workers.fail_stale``).
+    may be alive: only trials whose heartbeat lapsed are stale (``hwnas.search.storage.heartbeats.fail_stale``).
     """
     if not single_worker:
         return fail_stale(study)

@@ -20,8 +20,8 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hwnas.callbacks.progress import NoProgress, Progress, StageProgress
-from hwnas.evaluation.ddp import check_batch, train_ddp
-from hwnas.evaluation.gallery import (
+from hwnas.final.ddp import check_batch, train_ddp
+from hwnas.final.gallery import (
     INITS,
     MODEL_ERRORS,
     FinalSettings,
@@ -38,8 +38,8 @@ from hwnas.evaluation.gallery import (
     train_full,
     training_recipe,
 )
-from hwnas.evaluation.parallel import available_cpus, plan_jobs, train_parallel
-from hwnas.evaluation.selection import spread_across
+from hwnas.final.parallel import available_cpus, plan_jobs, train_parallel
+from hwnas.final.selection import spread_across
 from hwnas.hardware.build import build_profiler, input_shape_for
 from hwnas.reporting.final import write_final_outputs
 from hwnas.search_space.base import ArchSpec

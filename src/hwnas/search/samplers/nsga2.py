@@ -17,7 +17,7 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import NSGAIISampler
 from optuna.trial import FrozenTrial, TrialState
 
-from hwnas.search.study_view import read_from
+from hwnas.search.storage.view import read_from
 
 
 class UniqueChildNSGAIISampler(NSGAIISampler):

@@ -18,7 +18,6 @@ import inspect
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +38,9 @@ from hwnas.lit.dnas import (
 )
 from hwnas.lit.dnas_fit import fit_dnas
 from hwnas.lit.fit import channels_last_of
-from hwnas.models.mixed import ArchParameters, DifferentiableSupernet
-from hwnas.search_space.base import ArchSpec, SearchSpace
+from hwnas.models.mixed import ArchParameters, DifferentiableSupernet, latency_range
+from hwnas.search.strategies.base import Proposal, ProposingStrategy, SearchContext
+from hwnas.search_space.base import SearchSpace
 from hwnas.utils.errors import ConfigError
 from hwnas.utils.io import read_json, write_json
 
@@ -49,14 +49,6 @@ log = logging.getLogger("hwnas.search")
 UNITS = ("relative", "ms")
 #: Where a run keeps each sweep point's result (a resumed search does not search a point twice).
 RUN_SUBDIR = "dnas"
-
-
-@dataclass(frozen=True)
-class Proposal:
-    """One architecture found by a gradient search and the trial attributes that say how."""
-
-    spec: ArchSpec
-    attrs: dict[str, Any] = field(default_factory=dict)
 
 
 def _as_list(value: Any, key: str) -> list[Any]:
@@ -70,7 +62,7 @@ def _as_list(value: Any, key: str) -> list[Any]:
     return [value]
 
 
-class GradientSearch:
+class GradientSearch(ProposingStrategy):
     """Differentiable NAS over the space's mixed-op supernet (see the module docstring).
 
     Args:
@@ -127,20 +119,20 @@ class GradientSearch:
         seed: int = 0,
     ) -> None:
         self.name = str(name)
-        self.mixing = self._choice(mixing, MIXINGS, "search.gradient.mixing")
-        self.update = self._choice(update, UPDATES, "search.gradient.update")
+        self.mixing = self._choice(mixing, MIXINGS, "search.strategy.mixing")
+        self.update = self._choice(update, UPDATES, "search.strategy.update")
         error = combination_error(mixing=self.mixing, order=order, update=self.update)
         if error:
-            raise ConfigError(error[1], key=f"search.gradient.{error[0]}", fix=error[2])
+            raise ConfigError(error[1], key=f"search.strategy.{error[0]}", fix=error[2])
         self.order = int(order)
         xnas = dict(OmegaConf.to_container(xnas, resolve=True) if OmegaConf.is_config(xnas) else xnas or {})
         unknown_x = sorted(set(xnas) - {"grad_bound", "wipeout"})
         if unknown_x or not float(xnas.get("grad_bound", 1.0)) > 0:
             raise ConfigError(
                 f"unknown keys {unknown_x} or grad_bound <= 0 in {xnas}",
-                key="search.gradient.xnas",
+                key="search.strategy.xnas",
                 choices=["grad_bound", "wipeout"],
-                fix="e.g. search.gradient.xnas.grad_bound=0.5 search.gradient.xnas.wipeout=true",
+                fix="e.g. search.strategy.xnas.grad_bound=0.5 search.strategy.xnas.wipeout=true",
             )
         self.xnas = {
             "grad_bound": float(xnas.get("grad_bound", 1.0)),
@@ -150,7 +142,7 @@ class GradientSearch:
         if self.epochs < 1 or self.warmup_epochs < 0:
             raise ConfigError(
                 f"epochs must be >= 1 and warmup_epochs >= 0, got {epochs} / {warmup_epochs}",
-                key="search.gradient.epochs",
+                key="search.strategy.epochs",
             )
         self.limit_train_batches = limit_train_batches
         self.network = dict(
@@ -190,7 +182,7 @@ class GradientSearch:
         if unknown:
             raise ConfigError(
                 f"unknown optimizer settings {unknown}",
-                key="search.gradient.optim",
+                key="search.strategy.optim",
                 choices=["w_lr", "w_lr_min", "w_momentum", "w_weight_decay", "grad_clip", "a_lr", "a_betas",
                          "a_weight_decay", "tau_max", "tau_min", "alpha_init_scale"],
             )  # fmt: skip
@@ -203,21 +195,19 @@ class GradientSearch:
         return str(value)
 
     # ----- start-up checks -------------------------------------------------------------------------
-    def check(self, space: SearchSpace, cfg: DictConfig) -> None:
-        """Refuse, before any data or training, a space without mixed layers or a parallel launch."""
+    def check(self, *, space: SearchSpace, evaluator: Any, cfg: DictConfig) -> None:
+        """Refuse, before any data or training, a space without mixed layers, bad network settings, a
+        parallel launch or an evaluator without images. The supernet is built on the ``meta`` device:
+        its settings are checked (a bad width: now) without allocating its weights."""
         if not callable(getattr(space, "mixed_supernet", None)):
             raise ConfigError(
                 f"search_space={space.name} has no mixed-op supernet for gradient-based search",
                 key="search",
                 fix="use search_space=darts_cell or search_space=hourglass, or an evolutionary search=",
             )
-        space.mixed_supernet(num_classes=2, **self.network)  # its settings are valid (a bad width: now)
-        if int(cfg.search.get("n_workers", 1) or 1) != 1:
-            raise ConfigError(
-                "a gradient search trains one supernet in this process",
-                key="search.n_workers",
-                fix="search.n_workers=1 (sweep targets with -m on a launcher instead)",
-            )
+        with torch.device("meta"):
+            space.mixed_supernet(num_classes=2, **self.network)
+        super().check(space=space, evaluator=evaluator, cfg=cfg)
 
     def describe(self) -> str:
         pts = ", ".join(self._point_label(t, lam) for t, lam in self.points)
@@ -250,11 +240,9 @@ class GradientSearch:
         """Architectures this search proposes: one per sweep point."""
         return len(self.points)
 
-    def rounds_of(
-        self, *, space: SearchSpace, evaluator: Any, cfg: DictConfig, run_dir: Path, **_: Any
-    ) -> Any:
-        """One round: every sweep point's architecture (the strategy contract shared with Petridish)."""
-        yield self.propose(space=space, evaluator=evaluator, cfg=cfg, run_dir=run_dir)
+    def proposal_rounds(self, ctx: SearchContext) -> Any:
+        """One round: every sweep point's architecture."""
+        yield self.propose(space=ctx.space, evaluator=ctx.evaluator, cfg=ctx.cfg, run_dir=ctx.run_dir)
 
     def propose(
         self, *, space: SearchSpace, evaluator: Any, cfg: DictConfig, run_dir: Path
@@ -387,22 +375,3 @@ class GradientSearch:
             precision=cfg.tricks.get("precision", "auto"),
             seed=self.seed,
         )
-
-
-def latency_range(
-    net: DifferentiableSupernet, table: Mapping[str, float], steps: int = 200
-) -> tuple[float, float]:
-    """``(fastest, slowest)`` table latency over finalized architectures, found by descending (and
-    ascending) the differentiable expectation itself, then finalizing: works for any supernet's cost model,
-    and both ends are the latencies of real architectures (``finalized_probs``)."""
-    out = []
-    for sign in (1.0, -1.0):
-        arch = ArchParameters(net.alpha_shapes(), init_scale=0.0)
-        opt = torch.optim.Adam(arch.parameters(), lr=0.3)
-        for _ in range(steps):
-            opt.zero_grad()
-            (sign * net.expected_latency(arch.probs(), table)).backward()
-            opt.step()
-        with torch.no_grad():
-            out.append(float(net.expected_latency(net.finalized_probs(arch.detached()), table)))
-    return min(out), max(out)

@@ -4,7 +4,7 @@ One model at a time gets every process (gloo on CPUs; nccl on GPUs, one process 
 spawned process that rebuilds the stage's training context from the config, takes its share of every
 batch (``dataset.batch_size / processes``: the global batch, the steps per epoch and the learning-rate
 schedule stay those of a one-process training), and trains under Lightning's DDP; rank 0 writes the
-model's ``weights.pt`` and ``train.json`` exactly as :func:`~hwnas.evaluation.gallery.train_full` does
+model's ``weights.pt`` and ``train.json`` exactly as :func:`~hwnas.final.gallery.train_full` does
 in process, so evaluation, timing and resume after a crash are unchanged. A failing rank fails its model
 (the others are stopped), never the stage.
 """
@@ -21,7 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from hwnas.callbacks.progress import NoProgress, ProgressRelay, StageProgress
-from hwnas.evaluation.parallel import worker_context
+from hwnas.final.parallel import worker_context
 from hwnas.search_space.base import ArchSpec
 from hwnas.utils import timing_lock
 
@@ -51,7 +51,7 @@ def _rank_main(
         MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(world), NODE_RANK="0",
         RANK=str(rank), LOCAL_RANK=str(rank),
     )  # fmt: skip
-    from hwnas.evaluation.gallery import MODEL_ERRORS, failure_reason, train_full
+    from hwnas.final.gallery import MODEL_ERRORS, failure_reason, train_full
 
     ctx = worker_context(container, threads)
     ctx.datamodule.batch_size //= world  # each rank's share of the configured (global) batch

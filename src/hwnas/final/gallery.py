@@ -22,15 +22,15 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from hwnas.callbacks.progress import Progress
-from hwnas.evaluation.metrics import ConfusionMatrix
-from hwnas.evaluation.predict import evaluate_onnx, evaluate_outputs, evaluate_torch, split_batches
+from hwnas.evaluators.train import candidate_seed
+from hwnas.final.metrics import ConfusionMatrix
+from hwnas.final.predict import evaluate_onnx, evaluate_outputs, evaluate_torch, split_batches
 from hwnas.hardware.base import LatencyReport, Profiler
 from hwnas.hardware.cheap import count_params
 from hwnas.hardware.export import export_onnx
 from hwnas.hardware.onnxruntime import CALIBRATION_METHODS, quantize_int8, u8s8_saturates
 from hwnas.lit.fit import fit_candidate
 from hwnas.lit.history import EpochHistory
-from hwnas.search.train_evaluator import candidate_seed
 from hwnas.search_space.base import ArchSpec, SearchSpace
 from hwnas.utils.config import build_datamodule, build_space, config_recipe
 from hwnas.utils.errors import CandidateFailed, ConfigError
@@ -221,7 +221,7 @@ def training_context(cfg: DictConfig) -> GalleryContext:
 def attach_supernet(ctx: GalleryContext) -> GalleryContext:
     """Load the run's supernet into ``ctx`` when ``final.init`` inherits weights (a clear error if none)."""
     if "inherit" in ctx.settings.inits:
-        from hwnas.search.supernet_evaluator import load_run_supernet
+        from hwnas.evaluators.supernet import load_run_supernet
 
         run_dir = Path(str(ctx.cfg.run_dir))
         ctx.supernet, ctx.supernet_key = load_run_supernet(run_dir, ctx.space)
@@ -289,7 +289,7 @@ def train_full(
     weights, resume an interrupted training.
 
     ``ddp > 1``: this process is one rank of a DDP group of that many (launched by
-    :mod:`hwnas.evaluation.ddp`); every rank trains, rank 0 alone writes the model's files.
+    :mod:`hwnas.final.ddp`); every rank trains, rank 0 alone writes the model's files.
     """
     from pytorch_lightning.callbacks import ModelCheckpoint
 

@@ -31,9 +31,9 @@ from hwnas.lit.petridish import GrowthModule, fit_growth
 from hwnas.models.growth import GrowingNetwork
 from hwnas.models.mixed import ArchParameters
 from hwnas.pareto import non_dominated_ranks
-from hwnas.search.gradient import Proposal
-from hwnas.search.loop import KEY_ATTR, trial_attrs
 from hwnas.search.objectives import Objective
+from hwnas.search.strategies.base import Proposal, ProposingStrategy, SearchContext
+from hwnas.search.trial_attrs import KEY_ATTR, trial_attrs
 from hwnas.search_space.base import ArchSpec, SearchSpace
 from hwnas.utils.errors import ConfigError
 from hwnas.utils.io import read_json, write_json
@@ -49,7 +49,7 @@ OPTIM_KEYS = ("w_lr", "w_momentum", "w_weight_decay", "grad_clip", "a_lr")
 PETRIDISH_VERSION = 2  # (and: a parent's joint training starts from its trained weights when kept)
 
 
-class PetridishSearch:
+class PetridishSearch(ProposingStrategy):
     """Petridish (see the module docstring).
 
     Args:
@@ -82,14 +82,14 @@ class PetridishSearch:
     ) -> None:
         self.name = str(name)
         if str(start) not in STARTS:
-            raise ConfigError(f"unknown value {start!r}", key="search.gradient.start", choices=list(STARTS))
+            raise ConfigError(f"unknown value {start!r}", key="search.strategy.start", choices=list(STARTS))
         self.start = str(start)
         counts = {"rounds": rounds, "parents_per_round": parents_per_round,
                   "children_per_parent": children_per_parent, "moves_per_child": moves_per_child,
                   "epochs": epochs}  # fmt: skip
         for key, value in counts.items():
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"must be a positive integer, got {value!r}", key=f"search.gradient.{key}")
+                raise ConfigError(f"must be a positive integer, got {value!r}", key=f"search.strategy.{key}")
         self.rounds, self.parents_per_round = int(rounds), int(parents_per_round)
         self.children_per_parent, self.moves_per_child = int(children_per_parent), int(moves_per_child)
         self.epochs, self.limit_train_batches, self.l1 = int(epochs), limit_train_batches, float(l1)
@@ -99,25 +99,20 @@ class PetridishSearch:
         unknown = sorted(set(self.optim) - set(OPTIM_KEYS))
         if unknown:
             raise ConfigError(
-                f"unknown settings {unknown}", key="search.gradient.optim", choices=list(OPTIM_KEYS)
+                f"unknown settings {unknown}", key="search.strategy.optim", choices=list(OPTIM_KEYS)
             )
         self.seed = int(seed)
 
-    # ----- the strategy contract shared with GradientSearch ----------------------------------------
-    def check(self, space: SearchSpace, cfg: DictConfig) -> None:
-        """Refuse, before any training, a space that cannot grow or a parallel launch."""
+    # ----- the strategy contract ---------------------------------------------------------------------
+    def check(self, *, space: SearchSpace, evaluator: Any, cfg: DictConfig) -> None:
+        """Refuse, before any training, a space that cannot grow, a parallel launch or no images."""
         if not callable(getattr(space, "growth_moves", None)):
             raise ConfigError(
                 f"search_space={space.name} defines no growth moves for Petridish",
                 key="search",
                 fix="use search_space=hourglass or darts_cell with search=petridish, or another strategy for this space",
             )
-        if int(cfg.search.get("n_workers", 1) or 1) != 1:
-            raise ConfigError(
-                "Petridish grows parents one after another in this process",
-                key="search.n_workers",
-                fix="search.n_workers=1",
-            )
+        super().check(space=space, evaluator=evaluator, cfg=cfg)
 
     def describe(self) -> str:
         return (
@@ -132,27 +127,20 @@ class PetridishSearch:
     def recipe(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items() if not k.startswith("_")}
 
-    def rounds_of(
-        self,
-        *,
-        space: SearchSpace,
-        evaluator: Any,
-        cfg: DictConfig,
-        run_dir: Path,
-        study: optuna.Study,
-        objectives: Sequence[Objective],
-    ) -> Iterator[list[Proposal]]:
+    def proposal_rounds(self, ctx: SearchContext) -> Iterator[list[Proposal]]:
         """Proposals round by round; the caller evaluates each round before asking for the next. Every
         round's proposals are written to ``<run>/petridish/round-<r>.json`` before they are handed out, so a
         resumed run re-offers a recorded round (stored trials are skipped) and grows nothing twice."""
+        space, evaluator, cfg, run_dir, study = ctx.space, ctx.evaluator, ctx.cfg, ctx.run_dir, ctx.study
+        objectives = ctx.objectives
         recipe = self._recipe(space)
         if self.start != "front":
             spec = space.growth_seed() if self.start == "minimal" else space.baseline()
             yield [Proposal(spec=spec, attrs=self._attrs(0, None, []))]
         elif not _ranked(study, objectives, space):
             raise ConfigError(
-                "search.gradient.start=front grows the study's front, but the study has no completed trial",
-                key="search.gradient.start",
+                "search.strategy.start=front grows the study's front, but the study has no completed trial",
+                key="search.strategy.start",
                 fix="run another search first and resume it (search.resume=<run dir>), or start=minimal",
             )
         expanded = {

@@ -20,9 +20,9 @@ from typing import Any
 
 import pandas as pd
 
+from hwnas.evaluators.base import Evaluator
+from hwnas.evaluators.train import TrainingEvaluator
 from hwnas.hardware.predictor.profiler import PredictorProfiler
-from hwnas.search.evaluator import Evaluator
-from hwnas.search.train_evaluator import TrainingEvaluator
 from hwnas.utils.errors import CandidateFailed
 
 log = logging.getLogger("hwnas.search")

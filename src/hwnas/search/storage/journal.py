@@ -18,7 +18,7 @@ This backend keeps Optuna's file format and reader and changes two things:
   already treats as unfinished (failed as stale and re-queued, or never counted). A record cut short
   by such a crash is removed before the next append (:func:`cut_torn_tail`), so the file stays readable.
 
-Every process of one study must open the journal through this backend (``hwnas.search.study.make_storage``
+Every process of one study must open the journal through this backend (``hwnas.search.storage.study.make_storage``
 does): a plain Optuna process writing with its symlink lock would not exclude ours.
 """
 

@@ -25,12 +25,12 @@ from omegaconf import DictConfig
 
 from hwnas.data.base import normalize_batch
 from hwnas.data.labels import IGNORE_INDEX
+from hwnas.evaluators.train import TrainingEvaluator
 from hwnas.hardware.export import export_onnx
 from hwnas.lit.candidate import segmentation_metrics
 from hwnas.lit.fit import channels_last_of
 from hwnas.lit.supernet import SUPERNET_VERSION, fit_supernet
 from hwnas.models.elastic_hourglass import KERNEL_MODES, recalibrate_bn
-from hwnas.search.train_evaluator import TrainingEvaluator
 from hwnas.search_space.base import ArchSpec, SearchSpace
 from hwnas.utils.config import config_recipe
 from hwnas.utils.errors import CandidateFailed, ConfigError

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from hwnas.data.base import normalize_batch
-from hwnas.evaluation.metrics import ConfusionMatrix
+from hwnas.final.metrics import ConfusionMatrix
 
 
 def split_batches(
@@ -46,7 +46,7 @@ def evaluate_torch(
     f1_classes: Sequence[int] | None = None,
 ) -> ConfusionMatrix:
     """Argmax predictions of ``model`` (eval mode, CPU) over ``batches``; F1 over ``f1_classes``
-    (``None``: the face classes, :data:`~hwnas.evaluation.metrics.F1_CLASSES`)."""
+    (``None``: the face classes, :data:`~hwnas.final.metrics.F1_CLASSES`)."""
     was_training = model.training
     model.eval()
     cm = _new_cm(num_classes, f1_classes)

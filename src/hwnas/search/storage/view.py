@@ -12,37 +12,12 @@ because every answer comes from storage as of the last :meth:`StudyView.refresh`
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import optuna
 from optuna.storages import InMemoryStorage, JournalStorage
 from optuna.trial import FrozenTrial, TrialState
 
-KEY_ATTR = "arch_key"
-#: One user attribute holding a trial's result (metrics, feasible, trained, evaluated, timings): written in
-#: one storage write with the outcome instead of six (the per-trial cost of a table search is its writes).
-RESULT_ATTR = "result"
-#: ``fail_reason`` prefix of trials failed because their process died mid-evaluation (re-queued).
-STALE_PREFIX = "stale:"
-
-
-def trial_attrs(t: FrozenTrial) -> dict[str, Any]:
-    """``t``'s user attributes with its result's fields flattened in (``metrics``, ``feasible``, ``trained``,
-    ``evaluated``, ``seconds*``); studies written before the result attribute existed read the same."""
-    result = t.user_attrs.get(RESULT_ATTR)
-    return {**t.user_attrs, **result} if isinstance(result, dict) else dict(t.user_attrs)
-
-
-def is_evaluated(t: FrozenTrial) -> bool:
-    """Whether ``t`` holds a finished evaluation that counts against the budget: told COMPLETE, or failed
-    by its own evaluation, with ``evaluated`` set. A trial failed as *stale* never counts, even if it had
-    stored its result attributes before its process was killed: its re-queued twin is the evaluation (so
-    no kill point can lose an architecture, or count one twice)."""
-    if t.state not in (TrialState.COMPLETE, TrialState.FAIL):
-        return False
-    result = t.user_attrs.get(RESULT_ATTR)
-    evaluated = result.get("evaluated") if isinstance(result, dict) else t.user_attrs.get("evaluated")
-    return bool(evaluated) and not str(t.user_attrs.get("fail_reason") or "").startswith(STALE_PREFIX)
+from hwnas.search.trial_attrs import DUPLICATE_ATTR, KEY_ATTR, is_evaluated
 
 
 @dataclass
@@ -89,7 +64,7 @@ class StudyView:
         while i < len(tail) and tail[i].state.is_finished():
             t = tail[i]
             key = t.user_attrs.get(KEY_ATTR)
-            if key is not None and not t.user_attrs.get("duplicate") and is_evaluated(t):
+            if key is not None and not t.user_attrs.get(DUPLICATE_ATTR) and is_evaluated(t):
                 self._done.setdefault(key, t)
             i += 1
         self._low += i
@@ -104,7 +79,7 @@ class StudyView:
         state = LoopState(done=dict(self._done))
         for t in self._tail:
             key = t.user_attrs.get(KEY_ATTR)
-            if key is None or t.user_attrs.get("duplicate") or t.number == exclude:
+            if key is None or t.user_attrs.get(DUPLICATE_ATTR) or t.number == exclude:
                 continue
             if is_evaluated(t):
                 state.done.setdefault(key, t)
@@ -122,7 +97,7 @@ class StudyView:
             return done, None
         running = None
         for t in self._tail:
-            if t.user_attrs.get(KEY_ATTR) != key or t.user_attrs.get("duplicate") or t.number == exclude:
+            if t.user_attrs.get(KEY_ATTR) != key or t.user_attrs.get(DUPLICATE_ATTR) or t.number == exclude:
                 continue
             if is_evaluated(t):
                 return t, None
@@ -137,7 +112,7 @@ class StudyView:
         running: set[str] = set()
         keyless = 0
         for t in self._tail:
-            if t.user_attrs.get("duplicate"):
+            if t.user_attrs.get(DUPLICATE_ATTR):
                 continue
             key = t.user_attrs.get(KEY_ATTR)
             if t.state.is_finished():

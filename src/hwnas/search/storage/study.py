@@ -12,9 +12,9 @@ from typing import Any
 
 import optuna
 
-from hwnas.search.journal_backend import FlockJournalFileBackend
-from hwnas.search.journal_heartbeat import HeartbeatJournalStorage
-from hwnas.search.tail_storage import TailInMemoryStorage
+from hwnas.search.storage.journal import FlockJournalFileBackend
+from hwnas.search.storage.journal_heartbeat import HeartbeatJournalStorage
+from hwnas.search.storage.tail import TailInMemoryStorage
 from hwnas.utils.errors import ConfigError
 from hwnas.utils.secrets import redact_url, scrub, with_password
 
@@ -52,7 +52,7 @@ def redact(url: str) -> str:
 def make_storage(
     url: str, *, heartbeat_s: int | None = None, grace_s: int | None = None
 ) -> optuna.storages.BaseStorage:
-    """The storage of ``url``: ``journal:<path>`` (a journal file, ``hwnas.search.journal_backend``),
+    """The storage of ``url``: ``journal:<path>`` (a journal file, ``hwnas.search.storage.journal``),
     ``memory``, or a database URL (an RDB storage with a generous lock timeout: several workers may share
     one SQLite file).
 

@@ -12,10 +12,10 @@ from typing import Any
 from omegaconf import DictConfig
 
 from hwnas.benchmark.table import load_table
+from hwnas.evaluators.base import Evaluator
 from hwnas.hardware._common import check_choice
 from hwnas.hardware.base import Profiler
 from hwnas.hardware.build import build_profiler
-from hwnas.search.evaluator import Evaluator
 from hwnas.search_space.base import ArchSpec, SearchSpace
 from hwnas.utils.errors import CandidateFailed, ConfigError
 

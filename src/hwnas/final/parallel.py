@@ -79,7 +79,7 @@ def worker_context(container: dict[str, Any], threads: int) -> Any:
     torch.set_num_threads(threads)
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    from hwnas.evaluation.gallery import training_context
+    from hwnas.final.gallery import training_context
 
     return training_context(OmegaConf.create(container))
 
@@ -91,7 +91,7 @@ def _init(container: dict[str, Any], queue: Any, threads: int) -> None:
 
 def _train(spec: dict[str, Any], out_dir: str, init: str) -> tuple[str | None, float]:
     """In a worker: train one model; ``(error or None, seconds)``."""
-    from hwnas.evaluation.gallery import MODEL_ERRORS, failure_reason, train_full
+    from hwnas.final.gallery import MODEL_ERRORS, failure_reason, train_full
 
     t0 = time.perf_counter()
     arch = ArchSpec.from_dict(spec)

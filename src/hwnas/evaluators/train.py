@@ -12,12 +12,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from hwnas.data.base import parse_image_size
+from hwnas.evaluators.base import Evaluator
 from hwnas.hardware.base import LatencyReport
 from hwnas.hardware.build import build_profiler, calibration_for, input_shape_for
 from hwnas.hardware.cheap import cheap_metrics
 from hwnas.hardware.export import export_onnx
 from hwnas.lit.fit import channels_last_of, fit_candidate
-from hwnas.search.evaluator import Evaluator
 from hwnas.search_space.base import ArchSpec, SearchSpace
 from hwnas.utils.config import build_datamodule
 from hwnas.utils.errors import CandidateFailed, ConfigError, InvalidArchError

@@ -1,9 +1,9 @@
 """Trial heartbeats on the journal storage: a dead worker's trial is found stale, as on SQLite or PostgreSQL.
 
 Optuna implements its heartbeat (:class:`optuna.storages._heartbeat.BaseHeartbeat`) for its RDB storage
-only, and the search loop's recovery of dead workers' trials (``hwnas.search.workers.fail_stale``) needs
+only, and the search loop's recovery of dead workers' trials (``hwnas.search.storage.heartbeats.fail_stale``) needs
 it. Here a beat is the trial's system attribute ``hwnas:heartbeat`` (seconds since the epoch on the
-writer's clock), never fsynced (``hwnas.search.journal_backend``). The trial's start counts as its
+writer's clock), never fsynced (``hwnas.search.storage.journal``). The trial's start counts as its
 first beat, so the beat at the start of an evaluation writes nothing: a table trial (milliseconds)
 writes no beat at all, and a trial evaluated for minutes one record per ``heartbeat_s``. A RUNNING
 trial whose last beat (or start) is older than the grace period is stale; unlike Optuna's RDB storage,
@@ -22,13 +22,13 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.trial import FrozenTrial, TrialState
 
-from hwnas.search.tail_storage import TailJournalStorage
+from hwnas.search.storage.tail import TailJournalStorage
 
 HEARTBEAT_ATTR = "hwnas:heartbeat"
 
 
 class HeartbeatJournalStorage(TailJournalStorage, BaseHeartbeat):
-    """:class:`~hwnas.search.tail_storage.TailJournalStorage` with trial heartbeats (module docstring).
+    """:class:`~hwnas.search.storage.tail.TailJournalStorage` with trial heartbeats (module docstring).
 
     Args:
         backend: The journal backend (``FlockJournalFileBackend``).
@@ -68,7 +68,7 @@ class HeartbeatJournalStorage(TailJournalStorage, BaseHeartbeat):
         return self.heartbeat_interval
 
     def get_heartbeat_stale_trial_callback(self) -> Callable[..., None] | None:
-        return None  # hwnas.search.workers.fail_stale re-queues the architecture itself
+        return None  # hwnas.search.storage.heartbeats.fail_stale re-queues the architecture itself
 
 
 def _last_beat(trial: FrozenTrial) -> float:
