@@ -1,28 +1,40 @@
-"""The profiler contract, reused by every profiler that can run on this machine (no device, no network).
+"""The profiler contract, run on every ``conf/hardware`` option as a search builds it (no device, no network).
 
-To add a profiler: add a factory to ``PROFILERS``. Each must turn a model into an honest
-``LatencyReport`` whose fields say where the number came from.
+The profilers come from the option files themselves: each ``conf/hardware/<name>.yaml`` is composed into
+the search config and built with ``build_profiler`` (as ``tests/unit/test_configs.py`` does), once plain
+and once behind the latency cache a search puts in front of it. A new option file is covered without
+editing this test. Each must turn a model into an honest ``LatencyReport`` whose fields say where the
+number came from. Rules, not names, decide what an option is given:
+
+* no remote credentials: the AI Hub token and the SNPE SDK are unset, so nothing can reach the network
+  (``backend: auto`` then resolves offline); a profiler whose ``check()`` still says it cannot run here
+  (``ProfilerUnavailable``: a remote service, an SDK, a device) is skipped with its reason;
+* an option that reads a latency table (``path`` + ``column`` keys) reads a small table of the test's own,
+  with its configured column names, holding the test's architecture key;
+* timing settings an option has (``warmup``, ``repeats``, ``loop_gap_s``) are cut to the minimum.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
+from omegaconf import OmegaConf, open_dict
 from torch import nn
 
 from hwnas.hardware.base import LatencyReport, Profiler
-from hwnas.hardware.cache import CachedProfiler, LatencyCache
-from hwnas.hardware.estimate import EstimateProfiler
-from hwnas.hardware.onnxruntime import OnnxRuntimeProfiler
-from hwnas.hardware.predictor.profiler import PredictorProfiler
-from hwnas.hardware.table import TableProfiler
+from hwnas.hardware.build import build_profiler
+from hwnas.hardware.qai_hub import TOKEN_ENV
+from hwnas.utils.errors import ProfilerUnavailable
+from tests.conftest import CONF, compose_cfg
 
 SHAPE = (1, 3, 16, 16)
 KEY = "toy-arch"
+OPTIONS = sorted(p.stem for p in (CONF / "hardware").glob("*.yaml"))
+#: Timing settings cut to the minimum where an option has them.
+FAST = {"warmup": 1, "repeats": 5, "loop_gap_s": 0}
 
 
 def tiny_net() -> nn.Module:
@@ -31,43 +43,51 @@ def tiny_net() -> nn.Module:
     ).train()
 
 
-_HOST = {"_target_": "hwnas.hardware.onnxruntime.OnnxRuntimeProfiler", "warmup": 1, "repeats": 5}
+def _own_table(node: dict, tmp: Path) -> Path:
+    """A latency table with the option's own key and latency column names, holding ``KEY``."""
+    key_column, column = node.get("key_column", "arch"), node["column"]
+    path = tmp / "latency_table.csv"
+    path.write_text(f"{key_column},{column}\n{KEY},1.25\nother,2.5\n")
+    return path
 
 
-def _table(tmp: Path) -> Profiler:
-    path = tmp / "lat.csv"
-    path.write_text(f"arch,dev_ms\n{KEY},1.25\nother,2.5\n")
-    return TableProfiler(path, "dev_ms")
+def build_option(option: str, tmp: Path, *, cached: bool) -> Profiler:
+    """``conf/hardware/<option>.yaml`` composed into the search config and built as a search builds it."""
+    cfg = compose_cfg("search", [f"hardware={option}"], tmp / "run")
+    with open_dict(cfg):
+        node = OmegaConf.to_container(cfg.hardware)
+        for key, value in FAST.items():
+            if key in node:
+                cfg.hardware[key] = value
+        if "path" in node and "column" in node:
+            cfg.hardware.path = str(_own_table(node, tmp))
+    return build_profiler(cfg.hardware, cache_dir=tmp / "latency" if cached else None)
 
 
-PROFILERS: dict[str, Callable[[Path], Profiler]] = {
-    "cpu_fp32": lambda tmp: OnnxRuntimeProfiler(warmup=1, repeats=5, workdir=tmp / "onnx"),
-    "cpu_int8": lambda tmp: OnnxRuntimeProfiler(
-        target="cpu_int8", precision="int8", warmup=1, repeats=5, workdir=tmp / "onnx"
-    ),
-    "estimate": lambda tmp: EstimateProfiler(workdir=tmp / "onnx"),
-    "table": _table,
-    "cached_estimate": lambda tmp: CachedProfiler(
-        EstimateProfiler(workdir=tmp / "onnx"), LatencyCache(tmp / "c")
-    ),
-    "predictor": lambda tmp: PredictorProfiler(
-        settings={"measure": {**_HOST, "workdir": str(tmp / "onnx")}, "store_dir": str(tmp / "store")}
-    ),
-}
+def test_the_options_are_found() -> None:
+    assert "cpu" in OPTIONS and len(OPTIONS) >= 4, f"no conf/hardware options found under {CONF}"
 
 
-@pytest.fixture(params=sorted(PROFILERS))
-def profiler(request, tmp_path) -> Profiler:
-    return PROFILERS[request.param](tmp_path)
+@pytest.fixture(
+    params=[(o, cached) for o in OPTIONS for cached in (False, True)],
+    ids=lambda p: f"{p[0]}+cache" if p[1] else p[0],
+)
+def profiler(request, tmp_path, monkeypatch) -> Profiler:
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    monkeypatch.delenv("SNPE_ROOT", raising=False)
+    monkeypatch.setenv("QAIHUB_CLIENT_INI", str(tmp_path / "no-client.ini"))
+    option, cached = request.param
+    prof = build_option(option, tmp_path, cached=cached)
+    try:
+        prof.check()  # part of the contract: anything but ProfilerUnavailable fails every test
+    except ProfilerUnavailable as exc:
+        pytest.skip(f"hardware={option} cannot run here: {exc}")
+    return prof
 
 
 def _calibration() -> list[np.ndarray]:
     rng = np.random.default_rng(0)
     return [rng.random((2, *SHAPE[1:]), dtype=np.float32) for _ in range(2)]
-
-
-def test_check_passes_here(profiler):
-    profiler.check()
 
 
 def test_report_is_honest_and_consistent(profiler):
@@ -99,7 +119,8 @@ def test_report_round_trips_through_json(profiler, tmp_path):
 def test_identity_and_description(profiler):
     json.dumps(profiler.cache_identity())
     assert profiler.target in profiler.describe()
-    assert profiler.resolve_input_shape((3, 32, 24)) == (profiler.batch_size, 3, 32, 24)
+    size = tuple(profiler.input_size) if profiler.input_size is not None else (32, 24)
+    assert profiler.resolve_input_shape((3, 32, 24)) == (profiler.batch_size, 3, *size)
 
 
 def test_profile_reuses_a_given_onnx_file(profiler, tmp_path):

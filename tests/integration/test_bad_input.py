@@ -115,6 +115,22 @@ CASES = {
         ["search=petridish", "experiment=nb201", "evaluator=train"],
         ["[search]", "no growth moves", "Fix:"],
     ),
+    "a search option without a strategy": (
+        "search",
+        ["~search.strategy"],
+        ["[search.strategy]", "has no strategy: node", "Fix:"],
+    ),
+    "a strategy that is not one": (
+        "search",
+        [
+            "search.strategy._target_=optuna.samplers.RandomSampler",
+            "~search.strategy.name",
+            "~search.strategy.sampler",
+            "~search.strategy.n_trials",
+            "~search.strategy.max_attempts_factor",
+        ],
+        ["[search.strategy._target_]", "not a hwnas.search.strategies.base.Strategy", "SamplerStrategy"],
+    ),
     "resume from a non-search dir": (
         "search",
         ["search.resume={tmp}/empty"],
@@ -183,6 +199,7 @@ def test_bad_input_on_the_command_line_fails_clearly_and_touches_nothing(case: s
     )
     assert out.returncode != 0
     _check(out.stderr, expected, run_dir)
+    assert (out.stdout + out.stderr).count("error: [") <= 1  # once on the terminal (the log file keeps a copy)
     assert "secret" not in out.stdout
     for saved in (run_dir / ".hydra").glob("*.yaml"):
         assert "secret" not in saved.read_text()

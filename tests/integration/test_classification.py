@@ -1,5 +1,6 @@
 """A classification search end to end: NAS-Bench-201 cells on the embedded digits, then the final stage
-(full training, ONNX fp32 + int8, held-out test scores with F1 over every class, top-1 accuracy)."""
+(full training, ONNX fp32 + int8, held-out test scores with F1 over every class, top-1 accuracy), its
+final.csv columns named after accuracy (``*_acc*``), not segmentation's mIoU."""
 
 from __future__ import annotations
 
@@ -59,9 +60,18 @@ def test_digits_search_and_final_stage_classify_end_to_end(make_cfg) -> None:
     df = pd.read_csv(run_dir / "final" / "final.csv")
     assert len(df) == 1 and df["error"].isna().all(), df.get("error")
     assert (df["n_test"] == 64).all() and df["latency_input"].eq("1x1x16x16").all()
-    for col in ("acc_fp32", "int8_acc", "full_miou_fp32", "int8_miou", "f1"):
+    # Columns named after the classifier's metric, top-1 accuracy (segmentation's are *_miou*)
+    for col in ("proxy_acc", "full_acc_fp32", "onnx_acc_fp32", "int8_acc", "val_acc", "f1"):
         assert df[col].between(0, 1).all(), col
-    assert json.loads((run_dir / "summary.json").read_text())["final"]["n_models"] == len(df)
+    assert not [c for c in df.columns if "miou" in c], list(df.columns)
+    assert df["int8_drop"].to_numpy() == pytest.approx(
+        100 * (df["full_acc_fp32"] - df["int8_acc"]).to_numpy()
+    )
+    searched = ok.loc[ok["arch_key"] == df.loc[0, "arch_key"], "val/acc"]
+    assert df.loc[0, "proxy_acc"] == pytest.approx(searched.iloc[0])  # the search's val accuracy
+    saved = json.loads((run_dir / "summary.json").read_text())["final"]
+    assert saved["n_models"] == len(df) and saved["metric"] == "acc"
+    assert "test top-1 accuracy fp32 / int8" in (run_dir / "report.md").read_text()
     row = df.iloc[0]
     int8 = ort.InferenceSession(str(run_dir / row["file_onnx_int8"]), providers=["CPUExecutionProvider"])
     assert int8.run(None, {"input": np.zeros((1, 1, 16, 16), np.float32)})[0].shape == (1, 10)
@@ -72,4 +82,4 @@ def test_digits_search_and_final_stage_classify_end_to_end(make_cfg) -> None:
     model.load_state_dict(torch.load(run_dir / row["file_weights"], map_location="cpu", weights_only=True))
     cm = evaluate_torch(model, split_batches(dm, "test"), num_classes=10, f1_classes=range(10))
     assert row["f1_fp32"] == pytest.approx(cm.f1(), abs=1e-6)
-    assert row["acc_fp32"] == pytest.approx(cm.pixel_accuracy(), abs=1e-6)
+    assert row["full_acc_fp32"] == pytest.approx(cm.pixel_accuracy(), abs=1e-6)

@@ -74,13 +74,16 @@ def test_search_ends_with_a_trained_int8_checked_gallery(make_cfg, tmp_path: Pat
     saved = json.loads((run_dir / "summary.json").read_text())
     assert saved["final"]["n_models"] == len(df) == summary["final"]["n_models"]
 
-    # Re-running the stage alone (src/final.py's task) trains nothing again and keeps one report section.
+    # Re-running the stage alone (src/final.py's task) trains nothing again and keeps one report section;
+    # its results go to the logger chosen on its command line (the search's csv logger has no event files).
     before = _mtimes(run_dir)
-    again = final.run(
-        compose_cfg("final", [f"run={run_dir}", *[o for o in TINY_FINAL if o.startswith("final.")]], run_dir)
-    )
+    alone = [f"run={run_dir}", "logger=tensorboard", *[o for o in TINY_FINAL if o.startswith("final.")]]
+    again = final.run(compose_cfg("final", alone, run_dir))
     assert _mtimes(run_dir) == before and again["n_models"] == len(df)
     assert (run_dir / "report.md").read_text().count("final stage: begin") == 1
+    [events] = (run_dir / "tensorboard").glob("version_*/events.out.tfevents.*")
+    tags = {"f1_vs_latency", "full_miou_fp32_vs_latency", "models/text_summary"}
+    assert all(f"final/{tag}".encode() in events.read_bytes() for tag in tags)
 
 
 @pytest.mark.integration

@@ -103,7 +103,7 @@ def test_final_settings_defaults_are_the_shipped_configs() -> None:
 
     from omegaconf import OmegaConf
 
-    from hwnas.final.gallery import FinalSettings
+    from hwnas.final.settings import FinalSettings
 
     shipped = OmegaConf.load(Path(__file__).resolve().parents[2] / "conf" / "final" / "default.yaml")
     raw = OmegaConf.to_container(shipped, resolve=False)

@@ -1,7 +1,9 @@
-"""Every conf/hardware option instantiates offline; the Lightning callback checks early and logs hw/*."""
+"""Every conf/hardware option instantiates offline; the Lightning callback checks early and logs hw/*, and
+``src/train.py`` runs it on the model it trained."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -79,3 +81,59 @@ def test_callback_setup_fails_before_training_without_token(monkeypatch, tmp_pat
     cb = LatencyCallback(QaiHubProfiler(hub=object()))
     with pytest.raises(ProfilerUnavailable):
         cb.setup(SimpleNamespace(), SimpleNamespace(), "fit")
+
+
+def test_a_model_the_profiler_cannot_measure_costs_a_warning_not_the_training(tmp_path, caplog):
+    from hwnas.hardware.table import TableProfiler
+
+    table = tmp_path / "lat.csv"
+    table.write_text("arch,ms\nanother-arch,1.0\n")
+    logger = FakeLogger()
+    trainer = SimpleNamespace(datamodule=FakeDM(), loggers=[logger], global_step=1, is_global_zero=True)
+    cb = LatencyCallback(TableProfiler(table, "ms"), arch_key="not-in-the-table")
+    cb.on_fit_end(trainer, SimpleNamespace(model=nn.Conv2d(3, 4, 3)))
+    assert cb.report is None and logger.metrics == {}
+    assert "not-in-the-table" in caplog.text and "not measured" in caplog.text
+
+
+# -- src/train.py logs the trained model's latency on hardware= (conf/callbacks/default.yaml) --------------
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No AI Hub token or SNPE SDK: hardware=snapdragon888 (backend auto) resolves to the offline estimate."""
+    monkeypatch.delenv(TOKEN_ENV, raising=False)
+    monkeypatch.delenv("SNPE_ROOT", raising=False)
+    monkeypatch.setenv("QAIHUB_CLIENT_INI", str(tmp_path / "none.ini"))
+
+
+def test_the_train_config_wires_the_latency_callback_with_the_chosen_hardware(make_cfg, offline):
+    from hwnas.tasks.train import _callbacks
+
+    cfg = make_cfg("train", ["hardware=snapdragon888"])
+    node = cfg.callbacks.latency
+    assert node._target_ == "hwnas.callbacks.latency.LatencyCallback" and node._partial_ is True
+    [latency] = [cb for cb in _callbacks(cfg, arch_key="some-key") if isinstance(cb, LatencyCallback)]
+    assert latency.profiler.target == "snapdragon888" and latency.arch_key == "some-key"
+    off = make_cfg("train", ["hardware=snapdragon888", "callbacks.latency=null"])
+    assert not any(isinstance(cb, LatencyCallback) for cb in _callbacks(off, arch_key="k"))
+
+
+def test_a_short_train_run_logs_the_models_latency_on_the_chosen_hardware(make_cfg, offline):
+    """``python src/train.py hardware=snapdragon888`` at debug scale: hw/latency_ms in the CSV logger's
+    metrics and in metrics.json (offline, the target's estimate)."""
+    import pandas as pd
+
+    from hwnas.tasks import train
+
+    overrides = ["debug=fast", "hardware=snapdragon888", "logger=csv", "export.onnx=false"]
+    cfg = make_cfg("train", overrides)
+    metrics = train.run(cfg)
+    assert metrics["hw/latency_ms"] > 0 and metrics["hw/source"] == "estimated"
+    assert metrics["hw/backend"] == "estimate"
+    saved = json.loads((Path(cfg.run_dir) / "metrics.json").read_text())
+    assert saved["hw/latency_ms"] == metrics["hw/latency_ms"]
+    [csv] = Path(cfg.run_dir).glob("csv/version_*/metrics.csv")
+    logged = pd.read_csv(csv)["hw/latency_ms"].dropna()
+    assert list(logged) == pytest.approx([metrics["hw/latency_ms"]])
+    assert "hw/source: estimated" in (csv.parent / "hparams.yaml").read_text()

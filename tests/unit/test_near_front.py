@@ -49,7 +49,7 @@ def _search(pool: dict[str, Any], order: list[str], acc: dict[str, float], **set
     measure = {"_target_": "hwnas.hardware.table.TableProfiler", "path": str(path), "column": "dev_ms"}
     predictor = {
         "measure": measure,
-        "features": "nb201",
+        "features": {"_target_": "hwnas.hardware.predictor.features.NB201Features", "_partial_": True},
         "seed_size": N_SEEDS,
         "max_measurements": N_SEEDS + 2,
     }

@@ -12,8 +12,10 @@ from hwnas.hardware.estimate import estimate_onnx
 from hwnas.hardware.export import export_onnx
 from hwnas.hardware.predictor.features import (
     NB201_NAMES,
+    AutoFeatures,
     NB201Features,
     OnnxGraphFeatures,
+    feature_classes,
     nb201_features,
 )
 from hwnas.hardware.predictor.model import LatencyModel
@@ -24,6 +26,8 @@ from hwnas.hardware.predictor.store import MeasurementStore
 from hwnas.utils.errors import CandidateFailed, ConfigError
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
+#: ``predictor.features`` as conf/predictor/features/nb201.yaml writes it.
+NB201 = {"_target_": "hwnas.hardware.predictor.features.NB201Features", "_partial_": True}
 
 
 def arch(*ops: str) -> str:
@@ -138,7 +142,7 @@ def table(tmp_path):
 
 def _predictor(table_path, tmp_path, run="run-a", **settings):
     measure = {"_target_": "hwnas.hardware.table.TableProfiler", "path": str(table_path), "column": "dev_ms"}
-    base = {"measure": measure, "features": "nb201", "max_measurements": 10, "seed_size": 5}
+    base = {"measure": measure, "features": NB201, "max_measurements": 10, "seed_size": 5}
     base |= {"store_dir": str(tmp_path / "store")}
     base |= {"near_front_reserve": 0}  # the profiler alone: no search loop spends a reserve near the front
     return PredictorProfiler(settings={**base, **settings}, run_dir=run)
@@ -200,8 +204,18 @@ def test_bad_predictor_settings_are_clear_errors(table, tmp_path):
         PredictorProfiler(settings={"measure": "cpu", "measure_settings": {"repeat": 3}})
     with pytest.raises(ConfigError, match=r"\[predictor\] unknown settings \['max_measurement'\]"):
         PredictorProfiler(settings={"max_measurement": 3})
-    with pytest.raises(ConfigError, match="predictor.features"):
+    classes = "hwnas.hardware.predictor.features.AutoFeatures, .*NB201Features, .*OnnxGraphFeatures"
+    with pytest.raises(
+        ConfigError,
+        match=rf"\[predictor.features\] unknown option 'graph' Valid choices: auto, nb201, onnx\. "
+        rf"Fix: predictor/features=<option> .*{classes}",
+    ):
         PredictorProfiler(settings={"features": "graph"})
+    model = {"_target_": "hwnas.hardware.predictor.model.LatencyModel"}
+    with pytest.raises(ConfigError, match=r"\[predictor.features\] a LatencyModel is not a feature"):
+        PredictorProfiler(settings={"features": model})
+    with pytest.raises(ConfigError, match=r"\[predictor.features\] LatencyModel built no feature extractor"):
+        _predictor(path, tmp_path, features={**model, "_partial_": True})
     with pytest.raises(ConfigError, match="predictor.max_measurements"):
         _predictor(path, tmp_path, max_measurements=2)
 
@@ -213,7 +227,7 @@ def test_the_cache_keeps_measurements_not_predictions(table, tmp_path):
     node = {"_target_": "hwnas.hardware.predictor.profiler.PredictorProfiler", "run_dir": "r"}
     node["settings"] = {
         "measure": {"_target_": "hwnas.hardware.table.TableProfiler", "path": str(path), "column": "dev_ms"},
-        "features": "nb201", "max_measurements": 4, "seed_size": 4, "store_dir": str(tmp_path / "store"),
+        "features": NB201, "max_measurements": 4, "seed_size": 4, "store_dir": str(tmp_path / "store"),
     }  # fmt: skip
     prof = build_profiler(node, cache_dir=tmp_path / "latency")
     assert isinstance(prof, PredictorProfiler)  # not wrapped: predictions never enter the latency cache
@@ -260,3 +274,55 @@ def test_a_table_search_refuses_a_latency_source_that_needs_a_model(make_cfg, nb
         evaluator.setup(cfg=cfg, space=build_space(cfg), run_dir=Path(cfg.run_dir))
     with pytest.raises(ConfigError, match="evaluator.latency_from"):
         TableEvaluator(path="x", accuracy="a", latency="b", latency_from="phone")
+
+
+# -- predictor.features: a _target_ node per conf/predictor/features option ---------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ([], AutoFeatures),  # the default
+        (["predictor/features=onnx"], OnnxGraphFeatures),
+        (["predictor/features=nb201"], NB201Features),
+        (["experiment=nb201_predictor"], NB201Features),
+        (["experiment=nb201_predictor", "predictor/features=auto"], AutoFeatures),  # the command line wins
+    ],
+)
+def test_features_is_a_target_node_built_with_the_measuring_profilers_workdir(
+    make_cfg, overrides, expected, tmp_path
+):
+    from hydra.utils import instantiate
+
+    cfg = make_cfg("search", ["hardware=predictor", *overrides])
+    assert cfg.predictor.features._target_ == f"{expected.__module__}.{expected.__name__}"
+    node = {**dict(cfg.predictor), "features": instantiate(cfg.predictor.features), "measure": "cpu"}
+    node["measure_settings"] = None  # host CPU: no table needed here
+    prof = PredictorProfiler(settings={**node, "store_dir": str(tmp_path / "store")}, paths=cfg.paths)
+    choice = prof.feature_choice
+    assert type(choice) is expected and prof.features == choice.name  # the label evaluator=table checks
+    onnx_extractor = choice.select(nn.Conv2d(3, 4, 3))
+    if expected is NB201Features:
+        assert onnx_extractor is choice
+    else:  # the ONNX graph: exported where the measuring profiler exports
+        assert isinstance(onnx_extractor, OnnxGraphFeatures) and onnx_extractor.workdir == prof.workdir
+    by_key = choice.select(None)
+    assert isinstance(by_key, NB201Features if expected is not OnnxGraphFeatures else OnnxGraphFeatures)
+
+
+def test_an_option_name_still_selects_its_node(table, tmp_path):
+    """``predictor.features=onnx`` (and a run dir saved with ``features: auto``) names a conf option."""
+    path, _ = table
+    for name, expected in (("auto", AutoFeatures), ("onnx", OnnxGraphFeatures), ("nb201", NB201Features)):
+        prof = _predictor(path, tmp_path, features=name)
+        assert type(prof.feature_choice) is expected and prof.features == name
+
+
+def test_every_features_option_names_an_offered_class():
+    from pathlib import Path
+
+    from omegaconf import OmegaConf
+
+    conf = Path(__file__).resolve().parents[2] / "conf" / "predictor" / "features"
+    targets = {OmegaConf.load(p)._target_ for p in conf.glob("*.yaml")}
+    assert targets == set(feature_classes()), "each feature class has a conf option, and only those"

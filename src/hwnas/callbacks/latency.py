@@ -1,4 +1,8 @@
-"""Lightning adapter around a ``Profiler``: profile the trained model once and log ``hw/*`` metrics."""
+"""Lightning adapter around a ``Profiler``: profile the trained model once and log ``hw/*`` metrics.
+
+``conf/callbacks/default.yaml`` wires it into ``src/train.py`` (``callbacks.latency``, a ``_partial_`` node:
+the train task injects the profiler of ``hardware=`` and the architecture's key).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any
 import pytorch_lightning as pl
 
 from hwnas.hardware.base import LatencyReport, Profiler
+from hwnas.utils.errors import CandidateFailed
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +25,9 @@ class LatencyCallback(pl.Callback):
     (backend, device, precision, source) go to ``log_hyperparams`` as ``hw/*``. The report is kept in
     ``self.report`` for the caller.
 
-    ``setup()`` calls ``profiler.check()`` so a missing token or SDK fails before training, not after.
+    ``setup()`` calls ``profiler.check()`` so a missing token or SDK fails before training, not after. A
+    model the profiler cannot measure (its export fails, a table lacks its key) costs a warning and leaves
+    ``self.report`` ``None``: the trained model is never lost to its latency.
 
     Args:
         profiler: Any ``Profiler`` (possibly a ``CachedProfiler``).
@@ -61,12 +68,16 @@ class LatencyCallback(pl.Callback):
         if not trainer.is_global_zero:
             return
         model = getattr(pl_module, "model", pl_module)
-        self.report = self.profiler.profile(
-            model,
-            self._input_shape(trainer),
-            calibration=self._calibration(trainer),
-            arch_key=self.arch_key,
-        )
+        try:
+            self.report = self.profiler.profile(
+                model,
+                self._input_shape(trainer),
+                calibration=self._calibration(trainer),
+                arch_key=self.arch_key,
+            )
+        except CandidateFailed as exc:
+            log.warning("latency on %s not measured: %s", self.profiler.target, exc.reason)
+            return
         metrics = self.report.as_metrics()
         numeric = {k: float(v) for k, v in metrics.items() if isinstance(v, int | float)}
         text = {k: v for k, v in metrics.items() if not isinstance(v, int | float)}

@@ -2,30 +2,40 @@
 
 The per-trial scalars go through Lightning's ``log_metrics`` for every logger (see
 :mod:`hwnas.callbacks.search_logger`); the end-of-run outputs (tables, the front, the final stage's
-charts) need each backend's own vocabulary, so each has a small :class:`RunSink`:
+charts) need each backend's own vocabulary, so each has a small :class:`RunSink`. Which sink a logger gets
+is config, like the logger itself: the logger's node in ``conf/logger/<name>.yaml`` names it as a
+``_partial_`` ``run_sink:`` node, which this module's :class:`WandbLogger` and :class:`TensorBoardLogger`
+(Lightning's, unchanged otherwise) keep for :func:`sink_for` and never pass on to Lightning:
 
-* **W&B** (``logger=wandb``): tables as ``wandb.Table``, fronts as ``wandb.plot.scatter`` custom charts
-  (Table-backed, so points can be hovered and filtered in the UI), PNG charts as ``wandb.Image``, and the
-  scalars into the run summary.
-* **TensorBoard** (``logger=tensorboard``): tables as Markdown text, PNG charts as images, and a front as
-  a scalar curve per metric whose step is the x value in thousandths (latency in µs), so TensorBoard's
-  scalar view draws accuracy against latency.
-* **CSV** (``logger=csv``): nothing more; trials.csv, pareto.csv and final/final.csv are the tables.
+* **W&B** (``logger=wandb``, :class:`WandbSink`): tables as ``wandb.Table``, fronts as ``wandb.plot.scatter``
+  custom charts (Table-backed, so points can be hovered and filtered in the UI), PNG charts as
+  ``wandb.Image``, and the scalars into the run summary.
+* **TensorBoard** (``logger=tensorboard``, :class:`TensorBoardSink`): tables as Markdown text, PNG charts as
+  images, and a front as a scalar curve per metric whose step is the x value in thousandths (latency in µs),
+  so TensorBoard's scalar view draws accuracy against latency.
+* **CSV** (``logger=csv``, Lightning's own ``CSVLogger``, no ``run_sink``): nothing more; trials.csv,
+  pareto.csv and final/final.csv are the tables.
 """
 
 from __future__ import annotations
 
+import importlib
+import logging
 import math
 import netrc
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import urlparse
 
 import numpy as np
 import pandas as pd
+from pytorch_lightning import loggers as pl_loggers
 
 from hwnas.utils.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 #: W&B modes ``WANDB_MODE`` / ``logger.wandb.mode`` may take (``dryrun`` and ``run`` are W&B's aliases).
 WANDB_MODES = ("offline", "online", "disabled", "dryrun", "run", "shared")
@@ -52,13 +62,30 @@ class RunSink(Protocol):
 
 
 def sink_for(logger: Any) -> RunSink | None:
-    """The sink of a Lightning logger, or ``None`` for one that needs no end-of-run outputs (CSV)."""
-    name = type(logger).__name__
-    if name == "WandbLogger":
-        return WandbSink(logger)
-    if name == "TensorBoardLogger":
-        return TensorBoardSink(logger)
-    return None
+    """The sink ``logger``'s config chose (its ``run_sink:`` node), or ``None`` for a logger without one
+    (CSV, or any plain Lightning logger): it needs no end-of-run outputs."""
+    factory = getattr(logger, "sink_factory", None)
+    return factory(logger) if factory is not None else None
+
+
+class _WithRunSink:
+    """Keeps the ``run_sink`` a logger's config names (a ``_partial_`` sink node, built with the logger when
+    the run ends) out of Lightning's arguments: Lightning hands unknown keywords on to ``wandb.init`` or
+    TensorBoard's ``SummaryWriter``, which refuse them."""
+
+    def __init__(self, *args: Any, run_sink: Callable[[Any], RunSink] | None = None, **kwargs: Any) -> None:
+        self.sink_factory = run_sink
+        super().__init__(*args, **kwargs)
+
+
+class WandbLogger(_WithRunSink, pl_loggers.WandbLogger):
+    """Lightning's ``WandbLogger`` with its end-of-run sink (``run_sink``: :class:`WandbSink` in
+    ``conf/logger/wandb.yaml``); every other argument is Lightning's."""
+
+
+class TensorBoardLogger(_WithRunSink, pl_loggers.TensorBoardLogger):
+    """Lightning's ``TensorBoardLogger`` with its end-of-run sink (``run_sink``: :class:`TensorBoardSink` in
+    ``conf/logger/tensorboard.yaml``); every other argument is Lightning's."""
 
 
 def check_wandb_mode(mode: Any, *, key: str = "logger.wandb.mode") -> None:
@@ -198,12 +225,37 @@ def _markdown(df: pd.DataFrame) -> str:
 
 
 def check_logger_config(node: Any) -> None:
-    """Check the ``logger=`` choices before the search spends anything (today: W&B's mode and key)."""
+    """Check the ``logger=`` choices before the search spends anything (W&B's mode and key), and say when a
+    W&B or TensorBoard logger will get no end-of-run outputs (a node without ``run_sink``, as the configs of
+    run dirs saved before the sinks were config have)."""
     for name, sub in (node or {}).items():
-        if sub is not None and str(sub.get("_target_", "")).endswith("WandbLogger"):
+        if sub is None:
+            continue
+        cls = _target_class(sub.get("_target_"))
+        if cls is not None and issubclass(cls, pl_loggers.WandbLogger):
             mode = sub.get("mode") or os.environ.get("WANDB_MODE") or "online"
             check_wandb_mode(mode, key=f"logger.{name}.mode")
             _check_legacy_switch(str(mode), key=f"logger.{name}.mode")
+        if (
+            cls is not None
+            and "run_sink" not in sub
+            and any(issubclass(ours, cls) for ours in _WithRunSink.__subclasses__())
+        ):
+            log.warning(
+                "logger.%s (%s) names no run_sink: the tables, the front and the charts are not logged to "
+                "it, only the per-trial metrics; pass logger=%s to use conf/logger/%s.yaml, which names one",
+                name, cls.__name__, name, name,
+            )  # fmt: skip
+
+
+def _target_class(target: Any) -> type | None:
+    """The class ``_target_`` names, or ``None`` when it does not import (instantiation reports that)."""
+    module, _, name = str(target or "").rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module), name) if module else None
+    except Exception:  # noqa: BLE001 - any import failure: not ours to report here
+        return None
+    return cls if isinstance(cls, type) else None
 
 
 def _check_legacy_switch(mode: str, *, key: str) -> None:

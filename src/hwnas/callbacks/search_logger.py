@@ -176,7 +176,6 @@ class SearchLogger:
         return self._sink_cache[id(lg)]
 
 
-#: final.csv columns drawn against latency (those present: acc_* only for classifiers).
 def _histories(models: pd.DataFrame, run_dir: Path) -> dict[str, list[dict[str, float]]]:
     """Each final model's per-epoch curves (``train.json``'s ``history``, beside its weights)."""
     out: dict[str, list[dict[str, float]]] = {}
@@ -189,7 +188,8 @@ def _histories(models: pd.DataFrame, run_dir: Path) -> dict[str, list[dict[str, 
     return out
 
 
-FINAL_CURVES = ("f1", "full_miou_fp32", "int8_miou", "acc_fp32", "int8_acc")
+#: final.csv columns drawn against latency (those present: *_acc* for classifiers, *_miou* for segmentation).
+FINAL_CURVES = ("f1", "full_miou_fp32", "int8_miou", "full_acc_fp32", "int8_acc")
 
 
 def _axes(objectives: Sequence[Objective]) -> tuple[str | None, str | None]:

@@ -3,7 +3,9 @@
 The dashboard reads the study itself, live: trials with their parameters (the architecture), user
 attributes (``arch_key``, ``arch``, ``worker``, ``strategy``, ``fail_reason`` and ``result``: metrics
 incl. ``hw/source``, feasibility, timings), the objectives by name (set at the start of every search
-by :func:`name_objectives`) and, for two or more objectives, the Pareto front. It serves on
+by :func:`name_objectives`) and, for two or more objectives, the Pareto front: the search's own front
+(:func:`feasible_front`: feasible, not duplicates), not optuna-dashboard's, which ignores
+``search.constraints``. It serves on
 127.0.0.1 only; it needs the optional extra ``pip install -e '.[dashboard]'``.
 """
 
@@ -15,9 +17,14 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import optuna
 from omegaconf import OmegaConf
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
 
+from hwnas.pareto import pareto_mask
+from hwnas.search.trial_attrs import DUPLICATE_ATTR
 from hwnas.utils.errors import ConfigError, HwnasError
 
 INSTALL_FIX = "pip install -e '.[dashboard]' (or: make install, whose dev extra includes it)"
@@ -65,6 +72,31 @@ def storage_of_run(run_dir: Path) -> str:
     return storage_url(None, run_dir)
 
 
+def feasible_front(trials: Sequence[FrozenTrial], directions: Sequence[StudyDirection]) -> list[FrozenTrial]:
+    """The study's Pareto front as the search defines it (pareto.csv): completed trials that satisfy every
+    constraint, duplicates left out (they repeat a member's values); in trial-number order."""
+    pool = [
+        t
+        for t in trials
+        if t.state == TrialState.COMPLETE
+        and t.values is not None
+        and not t.user_attrs.get(DUPLICATE_ATTR)
+        and all(c <= 0 for c in t.constraints.values())
+    ]
+    if not pool:
+        return []
+    names = ["maximize" if d == StudyDirection.MAXIMIZE else "minimize" for d in directions]
+    mask = pareto_mask(np.array([t.values for t in pool], dtype=float), names)
+    return sorted((t for t, keep in zip(pool, mask, strict=True) if keep), key=lambda t: t.number)
+
+
+def _use_feasible_front() -> None:
+    """optuna-dashboard's best trials come from its own front, which ignores constraints: use ours."""
+    from optuna_dashboard import _app
+
+    _app.get_pareto_front_trials = feasible_front
+
+
 def serve(run_dir: Path, *, host: str = "127.0.0.1", port: int = 8080) -> None:
     """Serve optuna-dashboard on the run's study until interrupted (blocks)."""
     from hwnas.search.storage.study import make_storage, redact
@@ -75,6 +107,7 @@ def serve(run_dir: Path, *, host: str = "127.0.0.1", port: int = 8080) -> None:
         raise ConfigError("optuna-dashboard is not installed", key="RUN", fix=INSTALL_FIX) from exc
     url = storage_of_run(run_dir)
     storage = make_storage(url)
+    _use_feasible_front()
     print(f"optuna-dashboard on {redact(url)}: http://{host}:{port}/ (Ctrl-C stops it)", flush=True)
     run_server(storage, host=host, port=port)
 

@@ -1,6 +1,8 @@
 """The final stage's outputs: ``final.csv``, ``final_front.csv``, two charts and report.md's "pick a model".
 
 Only draws and tabulates what ``tasks/final.py`` measured; computes no new numbers besides the front.
+Columns are named after the run's headline metric (:func:`metric_of`): ``*_miou*`` for segmentation,
+``*_acc*`` (top-1 accuracy) for classification.
 """
 
 from __future__ import annotations
@@ -21,25 +23,41 @@ import pandas as pd  # noqa: E402
 from hwnas.pareto import pareto_mask  # noqa: E402
 from hwnas.utils.io import write_atomic  # noqa: E402
 
-#: final.csv columns, in order (files follow as ``file_<kind>`` columns).
-COLUMNS = [
-    "arch_key", "role", "init", "proxy_miou", "full_miou_fp32", "onnx_miou_fp32", "int8_miou", "int8_drop",
-    "f1_fp32", "f1_int8_host", "f1", "f1_source", "latency_ms", "latency_p10_ms", "latency_p90_ms",
-    "latency_source", "latency_input", "train_size", "search_latency_ms", "val_miou", "params",
-    "train_seconds", "n_test", "on_final_front", "error",
-]  # fmt: skip
+#: Headline metric -> (its name in charts and tables, the classes F1 averages over).
+METRICS = {"miou": ("mIoU", "classes 1–17"), "acc": ("top-1 accuracy", "every class")}
+
+
+def metric_of(task: str) -> str:
+    """The headline metric of a datamodule's ``task``: ``acc`` for classification, else ``miou``."""
+    return "acc" if task == "classification" else "miou"
+
+
+def columns(metric: str = "miou") -> list[str]:
+    """final.csv's columns, in order, for a run scored by ``metric`` (files follow as ``file_<kind>``)."""
+    m = metric
+    return [
+        "arch_key", "role", "init", f"proxy_{m}", f"full_{m}_fp32", f"onnx_{m}_fp32", f"int8_{m}", "int8_drop",
+        "f1_fp32", "f1_int8_host", "f1", "f1_source", "latency_ms", "latency_p10_ms", "latency_p90_ms",
+        "latency_source", "latency_input", "train_size", "search_latency_ms", f"val_{m}", "params",
+        "train_seconds", "n_test", "on_final_front", "error",
+    ]  # fmt: skip
+
+
+#: final.csv columns of a segmentation run.
+COLUMNS = columns("miou")
 MARK_BEGIN, MARK_END = "<!-- final stage: begin -->", "<!-- final stage: end -->"
 
 
-def final_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
+def final_frame(rows: Sequence[dict[str, Any]], *, metric: str = "miou") -> pd.DataFrame:
     """One row per model; ``on_final_front`` = non-dominated on (F1 on the target ↑, target latency ↓)."""
+    cols = columns(metric)
     flat = []
     for r in rows:
         row = {k: v for k, v in r.items() if k not in ("files", "reused")}
         row |= {f"file_{k}": v for k, v in (r.get("files") or {}).items()}
         flat.append(row)
     df = pd.DataFrame(flat)
-    for c in COLUMNS:
+    for c in cols:
         if c not in df.columns:
             df[c] = np.nan if c != "error" else ""
     ok = df["error"].fillna("").eq("") & df["f1"].notna() & df["latency_ms"].notna()
@@ -47,11 +65,9 @@ def final_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:
     if ok.any():
         vals = df.loc[ok, ["f1", "latency_ms"]].to_numpy(float)
         df.loc[ok, "on_final_front"] = pareto_mask(vals, ["maximize", "minimize"])
-    extra = [c for c in df.columns if c not in COLUMNS]
+    extra = [c for c in df.columns if c not in cols]
     return (
-        df[COLUMNS + extra]
-        .sort_values("latency_ms", kind="stable", na_position="last")
-        .reset_index(drop=True)
+        df[cols + extra].sort_values("latency_ms", kind="stable", na_position="last").reset_index(drop=True)
     )
 
 
@@ -77,25 +93,26 @@ def _save(fig: Any, ax: Any, path: Path, *, x: str, y: str, title: str) -> Path:
     return path
 
 
-def plot_full_training(df: pd.DataFrame, path: Path, *, latency_label: str) -> Path:
-    """Proxy (search) and full-training mIoU against target latency, each model's pair joined by a line."""
+def plot_full_training(df: pd.DataFrame, path: Path, *, latency_label: str, metric: str = "miou") -> Path:
+    """Proxy (search) and full-training ``metric`` against target latency, each model's pair joined by a line."""
+    proxy, full = f"proxy_{metric}", f"full_{metric}_fp32"
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    ok = df[df["full_miou_fp32"].notna() & df["latency_ms"].notna()]
+    ok = df[df[full].notna() & df["latency_ms"].notna()]
     for _, r in ok.iterrows():
         x = r["latency_ms"]
-        if not math.isnan(r["proxy_miou"]):
-            ax.plot([x, x], [r["proxy_miou"], r["full_miou_fp32"]], "-", c="0.6", lw=1, zorder=1)
+        if not math.isnan(r[proxy]):
+            ax.plot([x, x], [r[proxy], r[full]], "-", c="0.6", lw=1, zorder=1)
         ax.annotate(
             _short(r["arch_key"]),
-            (x, r["full_miou_fp32"]),
+            (x, r[full]),
             fontsize=7,
             xytext=(4, 3),
             textcoords="offset points",
         )
-    prox = ok[ok["proxy_miou"].notna()]
+    prox = ok[ok[proxy].notna()]
     ax.scatter(
         prox["latency_ms"],
-        prox["proxy_miou"],
+        prox[proxy],
         s=36,
         facecolors="none",
         edgecolors="tab:blue",
@@ -105,7 +122,7 @@ def plot_full_training(df: pd.DataFrame, path: Path, *, latency_label: str) -> P
     front = ok[ok["role"] != "baseline"]
     ax.scatter(
         front["latency_ms"],
-        front["full_miou_fp32"],
+        front[full],
         s=40,
         c="tab:orange",
         label="full training (test, fp32)",
@@ -115,18 +132,20 @@ def plot_full_training(df: pd.DataFrame, path: Path, *, latency_label: str) -> P
     if len(base):
         ax.scatter(
             base["latency_ms"],
-            base["full_miou_fp32"],
+            base[full],
             s=120,
             marker="*",
             c="tab:green",
             label="baseline (full, test)",
             zorder=4,
         )
-    return _save(fig, ax, path, x=f"latency, ms ({latency_label}) ↓", y="mIoU ↑",
+    return _save(fig, ax, path, x=f"latency, ms ({latency_label}) ↓", y=f"{METRICS[metric][0]} ↑",
                  title="Full training of the front: proxy vs final accuracy")  # fmt: skip
 
 
-def plot_final_results(df: pd.DataFrame, path: Path, *, latency_label: str, f1_label: str) -> Path:
+def plot_final_results(
+    df: pd.DataFrame, path: Path, *, latency_label: str, f1_label: str, metric: str = "miou"
+) -> Path:
     """F1 on the target against target latency (p10–p90 as error bars); the final front joined."""
     fig, ax = plt.subplots(figsize=(7, 4.5))
     ok = df[df["f1"].notna() & df["latency_ms"].notna()].sort_values("latency_ms")
@@ -160,7 +179,7 @@ def plot_final_results(df: pd.DataFrame, path: Path, *, latency_label: str, f1_l
             xytext=(4, 3),
             textcoords="offset points",
         )
-    return _save(fig, ax, path, x=f"latency, ms ({latency_label}) ↓", y=f"F1, classes 1–17 ({f1_label}) ↑",
+    return _save(fig, ax, path, x=f"latency, ms ({latency_label}) ↓", y=f"F1, {METRICS[metric][1]} ({f1_label}) ↑",
                  title="Final results: F1 on the target vs latency")  # fmt: skip
 
 
@@ -169,14 +188,17 @@ def _rel(path: Any, run_dir: Path) -> str:
     return str(p.relative_to(run_dir)) if p.is_relative_to(run_dir) else str(p)
 
 
-def pick_table(df: pd.DataFrame, run_dir: Path, budgets: Sequence[float] | None = None) -> list[str]:
+def pick_table(
+    df: pd.DataFrame, run_dir: Path, budgets: Sequence[float] | None = None, *, metric: str = "miou"
+) -> list[str]:
     """Markdown rows: for each latency budget, the model with the best F1 within it, and its files."""
     ok = df[df["error"].fillna("").eq("") & df["f1"].notna() & df["latency_ms"].notna()]
     if ok.empty:
         return ["No model finished the final stage: see `error` in `final/final.csv`."]
     budgets = sorted(budgets) if budgets else sorted(ok.loc[ok["on_final_front"].astype(bool), "latency_ms"])
     lines = [
-        "| latency budget | model | F1 (target) | test mIoU fp32 / int8 | latency, ms (p10–p90) | files |",
+        f"| latency budget | model | F1 (target) | test {METRICS[metric][0]} fp32 / int8 | latency, ms (p10–p90) "
+        "| files |",
         "|---|---|---|---|---|---|",
     ]
     for b in budgets:
@@ -207,13 +229,15 @@ def pick_table(df: pd.DataFrame, run_dir: Path, budgets: Sequence[float] | None 
         )
         lines.append(
             f"| ≤ {b:.3g} ms | `{r['arch_key']}` ({r['role']}{_init_note(r)}) | {r['f1']:.3f} ({r['f1_source']}) | "
-            f"{r['full_miou_fp32']:.3f} / {r['int8_miou']:.3f} | {r['latency_ms']:.3g} "
+            f"{r[f'full_{metric}_fp32']:.3f} / {r[f'int8_{metric}']:.3f} | {r['latency_ms']:.3g} "
             f"({r['latency_p10_ms']:.3g}–{r['latency_p90_ms']:.3g}) | {files} |"
         )
     return lines
 
 
-def report_section(df: pd.DataFrame, run_dir: Path, budgets: Sequence[float] | None) -> str:
+def report_section(
+    df: pd.DataFrame, run_dir: Path, budgets: Sequence[float] | None, *, metric: str = "miou"
+) -> str:
     ok = df[df["error"].fillna("").eq("")]
     lines = [
         MARK_BEGIN,
@@ -226,7 +250,7 @@ def report_section(df: pd.DataFrame, run_dir: Path, budgets: Sequence[float] | N
         "",
         "### Pick a model",
         "",
-        *pick_table(df, run_dir, budgets),
+        *pick_table(df, run_dir, budgets, metric=metric),
         "",
         "![Full training](final/full_training.png)",
         "",
@@ -248,35 +272,43 @@ def update_report(run_dir: Path, section: str) -> Path:
 
 
 def write_final_outputs(
-    run_dir: Path, rows: Sequence[dict[str, Any]], *, budgets: Sequence[float] | None, latency_label: str
+    run_dir: Path,
+    rows: Sequence[dict[str, Any]],
+    *,
+    budgets: Sequence[float] | None,
+    latency_label: str,
+    metric: str = "miou",
 ) -> dict[str, Any]:
-    """Write every final-stage output once; return a summary for summary.json."""
+    """Write every final-stage output once; return a summary for summary.json (``metric``: the headline
+    metric the rows' columns are named after, ``miou`` or ``acc``)."""
     out_dir = run_dir / "final"
     out_dir.mkdir(parents=True, exist_ok=True)
-    df = final_frame(rows)
+    df = final_frame(rows, metric=metric)
     for col in [c for c in df.columns if c.startswith("file_")]:  # relative: the run dir can move
         df[col] = [_rel(v, run_dir) if isinstance(v, str) else v for v in df[col]]
     write_atomic(out_dir / "final.csv", df.to_csv(index=False))
     front = df[df["on_final_front"].astype(bool)]
     write_atomic(out_dir / "final_front.csv", front.to_csv(index=False))
     ok = df[df["error"].fillna("").eq("")]
+    cols = columns(metric)
     f1_label = ",".join(sorted(set(ok["f1_source"].dropna().astype(str)))) or "n/a"
     charts = {}
     if len(ok):
         charts["full_training_png"] = plot_full_training(
-            df, out_dir / "full_training.png", latency_label=latency_label
+            df, out_dir / "full_training.png", latency_label=latency_label, metric=metric
         )
         charts["final_results_png"] = plot_final_results(
-            df, out_dir / "final_results.png", latency_label=latency_label, f1_label=f1_label
+            df, out_dir / "final_results.png", latency_label=latency_label, f1_label=f1_label, metric=metric
         )
-    update_report(run_dir, report_section(df, run_dir, budgets))
+    update_report(run_dir, report_section(df, run_dir, budgets, metric=metric))
     return {
         "n_models": int(len(df)),
         "n_failed": int(len(df) - len(ok)),
         "front_size": int(len(front)),
         "f1_source": f1_label,
+        "metric": metric,
         "models": [
-            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items() if k in COLUMNS}
+            {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items() if k in cols}
             for r in df.to_dict("records")
         ],
         "outputs": {

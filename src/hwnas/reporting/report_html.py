@@ -47,7 +47,8 @@ PACKAGES = (
     "pandas",
 )
 FINAL_COLUMNS = (
-    "arch_key", "role", "init", "proxy_miou", "full_miou_fp32", "int8_miou", "int8_drop", "f1", "f1_source",
+    "arch_key", "role", "init", "proxy_miou", "full_miou_fp32", "int8_miou", "proxy_acc", "full_acc_fp32", "int8_acc",
+    "int8_drop", "f1", "f1_source",
     "latency_ms", "latency_p10_ms", "latency_p90_ms", "params", "train_seconds", "on_final_front", "error",
 )  # fmt: skip
 

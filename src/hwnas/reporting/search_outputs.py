@@ -20,9 +20,9 @@ import pandas as pd
 from omegaconf import DictConfig, OmegaConf
 
 from hwnas.evaluators.base import Evaluator
-from hwnas.evaluators.predicted_latency import check_front
 from hwnas.reporting.arch_graph import draw_arch
 from hwnas.reporting.plots import plot_evolution, plot_front
+from hwnas.reporting.predictor_front import check_front
 from hwnas.reporting.report import write_report
 from hwnas.reporting.trials import pareto_frame, trials_frame
 from hwnas.search.loop import read_state

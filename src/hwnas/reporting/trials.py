@@ -12,7 +12,17 @@ import pandas as pd
 
 from hwnas.pareto import pareto_mask
 from hwnas.search.objectives import Objective
-from hwnas.search.trial_attrs import ORIGIN_ATTRS, trial_attrs
+from hwnas.search.trial_attrs import (
+    ARCH_ATTR,
+    DUPLICATE_ATTR,
+    DUPLICATE_OF_ATTR,
+    FAIL_REASON_ATTR,
+    KEY_ATTR,
+    ORIGIN_ATTRS,
+    STRATEGY_ATTR,
+    WORKER_ATTR,
+    trial_attrs,
+)
 
 #: Columns every trials.csv starts with (then objectives, constraints, other metrics).
 BASE_COLUMNS = [
@@ -55,15 +65,15 @@ def trials_frame(study: optuna.Study, objectives: Sequence[Objective]) -> pd.Dat
         row: dict[str, Any] = {
             "number": t.number,
             "state": t.state.name,
-            "arch_key": ua.get("arch_key"),
+            "arch_key": ua.get(KEY_ATTR),
             "feasible": bool(ua.get("feasible", False)) if t.state.name == "COMPLETE" else False,
-            "duplicate": bool(ua.get("duplicate", False)),
-            "duplicate_of": ua.get("duplicate_of"),
+            "duplicate": bool(ua.get(DUPLICATE_ATTR, False)),
+            "duplicate_of": ua.get(DUPLICATE_OF_ATTR),
             "trained": bool(ua.get("trained", False)),
-            "fail_reason": ua.get("fail_reason", ""),
+            "fail_reason": ua.get(FAIL_REASON_ATTR, ""),
             "generation": generation_of(t),
-            "worker": ua.get("worker"),
-            "strategy": ua.get("strategy"),
+            "worker": ua.get(WORKER_ATTR),
+            "strategy": ua.get(STRATEGY_ATTR),
             "seconds": ua.get("seconds"),
             "seconds_cheap": ua.get("seconds_cheap"),
             "seconds_expensive": ua.get("seconds_expensive"),
@@ -84,7 +94,7 @@ def trials_frame(study: optuna.Study, objectives: Sequence[Objective]) -> pd.Dat
             row[f"constraint:{name}"] = value
         for k, v in metrics.items():
             row.setdefault(k, v)
-        row["arch"] = ua.get("arch", json.dumps({"space": None, "params": t.params}))
+        row["arch"] = ua.get(ARCH_ATTR, json.dumps({"space": None, "params": t.params}))
         rows.append(row)
     df = pd.DataFrame(rows)
     if df.empty:

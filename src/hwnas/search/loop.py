@@ -197,16 +197,8 @@ def _run_one(
     if prior is None and running is not None and running < trial.number:
         prior = _wait_for(study, running)
     if prior is not None:
-        trial.set_user_attr(DUPLICATE_ATTR, True)
-        trial.set_user_attr(DUPLICATE_OF_ATTR, prior.number)
+        _tell_duplicate(study, trial, prior)
         info["status"] = "duplicate"
-        if prior.state == TrialState.COMPLETE:
-            for name, value in prior.constraints.items():
-                trial.set_constraint(name, value)
-            study.tell(trial, prior.values)
-        else:
-            trial.set_user_attr(FAIL_REASON_ATTR, f"duplicate of failed trial {prior.number}")
-            study.tell(trial, state=TrialState.FAIL)
         return info
 
     metrics: dict[str, Any] = {}
@@ -223,17 +215,7 @@ def _run_one(
             timing["seconds_expensive"] = round(time.perf_counter() - te, 4)
             confirm_near_front(evaluator, spec, metrics, view=view, objectives=objectives)  # hw=predictor
             cons = {c.name: c.value(metrics) for c in constraints}
-        values = []
-        for obj in objectives:
-            v = metrics.get(obj.name)
-            if v is None:
-                if feasible_so_far:
-                    raise CandidateFailed(f"evaluator produced no {obj.name!r}")
-                v = obj.worst  # infeasible before training: never trained
-            v = float(v)
-            if math.isnan(v):
-                raise CandidateFailed(f"objective {obj.name!r} is NaN")
-            values.append(v)
+        values = _objective_values(metrics, objectives, trained=feasible_so_far)
         feasible = all(v <= 0 for v in cons.values())
         for name, value in cons.items():
             trial.set_constraint(name, float(value))
@@ -249,15 +231,47 @@ def _run_one(
         _fail(study, trial, "out of memory", metrics, t0, timing)
         info["status"] = "fail"
     except Exception as exc:  # noqa: BLE001 - a failing candidate is a failed trial, never a crashed search
-        last = traceback.extract_tb(exc.__traceback__)[-1]
-        reason = (
-            f"{type(exc).__name__}: {str(exc)[:300]} (at {last.filename.rsplit('/', 1)[-1]}:{last.lineno})"
-        )
-        if "out of memory" in str(exc).lower():
-            reason = f"out of memory: {reason}"
-        _fail(study, trial, reason, metrics, t0, timing)
+        _fail(study, trial, _crash_reason(exc), metrics, t0, timing)
         info["status"] = "fail"
     return info
+
+
+def _tell_duplicate(study: optuna.Study, trial: optuna.Trial, prior: FrozenTrial) -> None:
+    """``trial`` repeats ``prior``'s architecture: told its result (the sampler still learns), not paid again."""
+    trial.set_user_attr(DUPLICATE_ATTR, True)
+    trial.set_user_attr(DUPLICATE_OF_ATTR, prior.number)
+    if prior.state == TrialState.COMPLETE:
+        for name, value in prior.constraints.items():
+            trial.set_constraint(name, value)
+        study.tell(trial, prior.values)
+    else:
+        trial.set_user_attr(FAIL_REASON_ATTR, f"duplicate of failed trial {prior.number}")
+        study.tell(trial, state=TrialState.FAIL)
+
+
+def _objective_values(
+    metrics: dict[str, Any], objectives: Sequence[Objective], *, trained: bool
+) -> list[float]:
+    """The values told to the study; a candidate infeasible before training gets each objective's worst."""
+    values = []
+    for obj in objectives:
+        v = metrics.get(obj.name)
+        if v is None:
+            if trained:
+                raise CandidateFailed(f"evaluator produced no {obj.name!r}")
+            v = obj.worst  # infeasible before training: never trained
+        v = float(v)
+        if math.isnan(v):
+            raise CandidateFailed(f"objective {obj.name!r} is NaN")
+        values.append(v)
+    return values
+
+
+def _crash_reason(exc: Exception) -> str:
+    """An unexpected exception as a one-line ``fail_reason`` naming where it was raised."""
+    last = traceback.extract_tb(exc.__traceback__)[-1]
+    reason = f"{type(exc).__name__}: {str(exc)[:300]} (at {last.filename.rsplit('/', 1)[-1]}:{last.lineno})"
+    return f"out of memory: {reason}" if "out of memory" in str(exc).lower() else reason
 
 
 def _fail(

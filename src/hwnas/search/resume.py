@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 
 import optuna
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
@@ -14,6 +14,7 @@ from hwnas.search.storage.heartbeats import fail_stale, requeue
 from hwnas.search.storage.study import run_has_study
 from hwnas.utils.config import run_dir_of
 from hwnas.utils.errors import ConfigError
+from hwnas.utils.secrets import redact_config
 
 log = logging.getLogger("hwnas.search")
 
@@ -58,3 +59,12 @@ def recover_stale_trials(study: optuna.Study, *, single_worker: bool) -> int:
     if n:
         log.warning("re-queued %d trial(s) left running by a previous process", n)
     return n
+
+
+def save_run_config(cfg: DictConfig, run_dir: Path) -> None:
+    """Keep the composed config in ``<run dir>/.hydra/config.yaml`` also when ``run(cfg)`` is called from
+    Python (Hydra writes it for CLI runs): ``src/final.py run=<dir>`` reads the run's settings from it."""
+    path = run_dir / ".hydra" / "config.yaml"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(OmegaConf.to_yaml(redact_config(cfg)))

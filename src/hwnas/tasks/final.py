@@ -4,14 +4,12 @@ For up to ``final.top_k`` front models spread across the latency range (plus the
 full training, fp32 + int8 ONNX, accuracy on the held-out test split (torch, ONNX fp32, ONNX int8, and
 the phone through Qualcomm AI Hub when a token is set), latency re-measured on the ``hardware=`` target
 at the deployment resolution. Writes ``<run dir>/final/`` and adds a "pick a model" table to report.md.
+Run alone (``src/final.py``), it logs its results through the run's ``logger=`` choices, as a search does.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any
@@ -19,40 +17,56 @@ from typing import Any
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from hwnas.callbacks.logger_sinks import check_logger_config
 from hwnas.callbacks.progress import NoProgress, Progress, StageProgress
+from hwnas.callbacks.search_logger import SearchLogger
 from hwnas.final.ddp import check_batch, train_ddp
 from hwnas.final.gallery import (
-    INITS,
-    MODEL_ERRORS,
-    FinalSettings,
     GalleryContext,
     attach_supernet,
     build_model,
-    evaluate,
-    failure_reason,
-    fingerprint,
     is_trained,
-    measure,
     model_dir,
     params_of,
-    train_full,
     training_recipe,
 )
 from hwnas.final.parallel import available_cpus, plan_jobs, train_parallel
-from hwnas.final.selection import spread_across
+from hwnas.final.rows import describe, finished_row, model_row, stage_metric
+from hwnas.final.selection import pick_models
+from hwnas.final.settings import INITS, FinalSettings
 from hwnas.hardware.build import build_profiler, input_shape_for
+from hwnas.lit.fit import instantiate_dict
 from hwnas.reporting.final import write_final_outputs
 from hwnas.search_space.base import ArchSpec
 from hwnas.utils.config import build_datamodule, build_space
-from hwnas.utils.errors import ConfigError, InvalidArchError
+from hwnas.utils.errors import ConfigError
 from hwnas.utils.io import read_json, write_json
 
 log = logging.getLogger("hwnas.final")
 
+#: ``(architecture, role, init, model dir)`` of one model of the stage.
+Model = tuple[ArchSpec, str, str, Path]
+
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     """``python src/final.py run=<search run dir>``: the run's own config, with this command's ``final.*``
-    (and ``hardware=``, when given) on top."""
+    (and ``hardware=`` / ``logger=``, when given) on top; the results go to the run's loggers too."""
+    run_dir, run_cfg = _run_config(cfg)
+    check_logger_config(run_cfg.get("logger"))  # e.g. W&B online without a key: refused before training
+    slog = SearchLogger(instantiate_dict(run_cfg.get("logger")), objectives=[], n_trials=0)
+    status = "failed"
+    try:
+        out = run_stage(run_cfg, run_dir)
+        slog.log_final(out)
+        status = "success"
+        return out
+    finally:
+        slog.close(status)
+
+
+def _run_config(cfg: DictConfig) -> tuple[Path, DictConfig]:
+    """``(run dir, the search's saved config with this command's choices on top)``; refuses a run dir that
+    holds no finished search."""
     run_dir = Path(str(cfg.run))
     saved = run_dir / ".hydra" / "config.yaml"
     if not saved.is_file() or not (run_dir / "summary.json").is_file():
@@ -65,9 +79,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     with open_dict(run_cfg):
         run_cfg.run_dir = str(run_dir)
         run_cfg.final = cfg.final
-        if cfg.get("hardware") is not None:
-            run_cfg.hardware = cfg.hardware
-    return run_stage(run_cfg, run_dir)
+        for group in ("hardware", "logger"):  # null in conf/final.yaml: the run's own choice
+            if cfg.get(group) is not None:
+                run_cfg[group] = cfg[group]
+    return run_dir, run_cfg
 
 
 def _objective_names(summary: dict[str, Any]) -> tuple[str, str]:
@@ -107,44 +122,6 @@ def _device_runner(settings: FinalSettings, profiler: Any) -> tuple[Any, str]:
         return run_on_device(profiler, onnx, images, chunk_size=settings.chunk_size)
 
     return runner, profiler.device_name
-
-
-def _lookup(trials: pd.DataFrame, key: str, column: str) -> float:
-    if column not in trials.columns:
-        return math.nan
-    rows = trials[(trials["arch_key"] == key) & (trials["state"] == "COMPLETE")]
-    vals = pd.to_numeric(rows[column], errors="coerce").dropna()
-    return float(vals.iloc[0]) if len(vals) else math.nan
-
-
-def _baseline(space: Any) -> ArchSpec | None:
-    """The space's hand-designed baseline, or ``None`` (with a warning) when the ranges leave it out."""
-    try:
-        return space.baseline()
-    except InvalidArchError as exc:
-        log.warning(
-            "final: the baseline is outside this search space's ranges (%s); it is not trained. Set "
-            "search_space.baseline.* to an architecture of the space, or final.baseline=false",
-            exc,
-        )
-        return None
-
-
-def _result_key(ctx: GalleryContext, spec: ArchSpec, init: str) -> str:
-    blob = {
-        "train": fingerprint(ctx, spec, init),
-        "hardware": ctx.profiler.cache_identity(),
-        "deploy_shape": list(ctx.deploy_shape),
-        "int8": [
-            ctx.settings.calibration_batches,
-            ctx.settings.calibration_method,
-            ctx.settings.per_channel,
-            ctx.settings.reduce_range,
-        ],
-        "device": ctx.device_name,
-        "max_images": ctx.settings.max_images,
-    }
-    return hashlib.sha256(json.dumps(blob, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def check_settings(cfg: DictConfig, evaluator: Any) -> FinalSettings:
@@ -207,103 +184,33 @@ def run_stage(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         cfg.run_dir = str(run_dir)
     summary = read_json(run_dir / "summary.json") or {}
     acc, lat = _objective_names(summary)
-    trials = pd.read_csv(run_dir / "trials.csv") if (run_dir / "trials.csv").is_file() else pd.DataFrame()
-    front = pd.read_csv(run_dir / "pareto.csv") if (run_dir / "pareto.csv").is_file() else pd.DataFrame()
     ctx = build_context(cfg)
-    settings, space, dm, profiler = ctx.settings, ctx.space, ctx.datamodule, ctx.profiler
-    picked: list[tuple[ArchSpec, str]] = []
-    if not front.empty and lat in front.columns:
-        picked = [
-            (space.parse(a), "front") for a in spread_across(front, settings.top_k, latency=lat)["arch"]
-        ]
-    base = _baseline(space) if settings.baseline else None
-    if base is not None:
-        picked = [(s, "front+baseline" if s.key == base.key else r) for s, r in picked]
-        if base.key not in {s.key for s, _ in picked}:
-            picked.append((base, "baseline"))
-    final_dir = run_dir / "final"
-    log.info(
-        "final: %d model(s) (%d front, spread across %s%s), %s, test split of %d images; "
-        "latency on %s at %s -> %s",
-        len(picked) * len(settings.inits),
-        sum(r != "baseline" for _, r in picked),
-        lat,
-        " + baseline" if settings.baseline else "",
-        " and ".join(
-            f"{settings.epochs_for(i)} epochs {'from scratch' if i == 'scratch' else 'fine-tuning supernet weights'}"
-            for i in settings.inits
-        ),
-        len(dm.split("test")),
-        profiler.describe(),
-        "x".join(map(str, ctx.deploy_shape)),
-        final_dir,
+    settings, final_dir, metric = ctx.settings, run_dir / "final", stage_metric(ctx)
+    picked = pick_models(
+        _read_csv(run_dir / "pareto.csv"),
+        ctx.space,
+        top_k=settings.top_k,
+        baseline=settings.baseline,
+        latency=lat,
     )
-    if settings.reduce_range:
-        log.info(
-            "final: int8 weights quantised to 7 bits (final.int8.reduce_range): onnxruntime's U8S8 kernels "
-            "saturate with 8-bit weights on this x86 CPU without VNNI; set final.int8.reduce_range=false "
-            "for full 8-bit weights"
-        )
+    _log_plan(ctx, picked, latency=lat, final_dir=final_dir)
     models = [(s, r, init, model_dir(final_dir, s, init)) for s, r in picked for init in settings.inits]
-    todo = [
-        (s, init, d)
-        for s, _, init, d in models
-        if (read_json(d / "result.json") or {}).get("key") != _result_key(ctx, s, init)
-    ]
-    to_train = [(s, init, d) for s, init, d in todo if not is_trained(ctx, s, d, init)]
-    progress = StageProgress(sum(settings.epochs_for(init) for _, init, _ in to_train))
-    jobs, threads = plan_jobs(settings.jobs, len(to_train))
-    failed: dict[str, str] = {}
-    per_model: Progress = progress
-    if settings.ddp_processes > 1 and to_train:  # each model by a DDP group, one model at a time
-        threads = max(1, available_cpus() // settings.ddp_processes)
-        failed = train_ddp(
-            cfg,
-            [(s, d, init) for s, init, d in to_train],
-            processes=settings.ddp_processes,
-            threads=threads,
-            progress=progress,
-        )
-        per_model = NoProgress()
-    elif jobs > 1:  # train side by side first; evaluate and time one at a time below, on a quiet machine
-        work = [(s, d, params_of(build_model(ctx, s)), init) for s, init, d in to_train]
-        failed = train_parallel(cfg, work, jobs=jobs, threads=threads, progress=progress)
-        per_model = NoProgress()
+    progress, per_model, failed = _train_ahead(ctx, models)
+    trials = _read_csv(run_dir / "trials.csv")
     rows: list[dict[str, Any]] = []
     for i, (spec, role, init, out_dir) in enumerate(models, 1):
-        rows.append(
-            _one_model(
-                ctx,
-                spec,
-                role,
-                out_dir,
-                per_model,
-                init=init,
-                acc=acc,
-                lat=lat,
-                trials=trials,
-                failed=failed.get(str(out_dir)),
-            )
-        )
-        r = rows[-1]
+        row = model_row(
+            ctx, spec, role, out_dir, per_model, init=init, acc=acc, lat=lat, trials=trials,
+            failed=failed.get(str(out_dir)),
+        )  # fmt: skip
+        rows.append(row)
         log.info(
-            "final [%d/%d] %-22s %-14s %-7s %s",
-            i,
-            len(models),
-            spec.key,
-            role,
-            init,
-            r["error"]
-            if r.get("error")
-            else (
-                f"test mIoU fp32 {r['full_miou_fp32']:.3f} int8 {r['int8_miou']:.3f} F1 {r['f1']:.3f} ({r['f1_source']}) "
-                + (f"acc fp32 {r['acc_fp32']:.3f} int8 {r['int8_acc']:.3f} " if "acc_fp32" in r else "")
-                + f"latency {r['latency_ms']:.3g} ms ({r['latency_source']}) {r['train_seconds']:.0f}s"
-                + (" [reused]" if r.get("reused") else "")
-            ),
+            "final [%d/%d] %-22s %-14s %-7s %s", i, len(models), spec.key, role, init, describe(row, metric)
         )
     progress.close()
-    out = write_final_outputs(run_dir, rows, budgets=settings.budgets, latency_label=profiler.describe())
+    out = write_final_outputs(
+        run_dir, rows, budgets=settings.budgets, latency_label=ctx.profiler.describe(), metric=metric
+    )
     out["wall_seconds"] = round(time.perf_counter() - t0, 2)
     summary["final"] = out
     write_json(run_dir / "summary.json", summary)
@@ -314,65 +221,60 @@ def run_stage(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return out
 
 
-def _one_model(
-    ctx: GalleryContext,
-    spec: ArchSpec,
-    role: str,
-    out_dir: Path,
-    progress: Progress,
-    *,
-    init: str = "scratch",
-    acc: str,
-    lat: str,
-    trials: pd.DataFrame,
-    failed: str | None = None,
-) -> dict[str, Any]:
-    """One model's row: reused from ``result.json`` when finished before, else trained (or its weights
-    from the parallel training reused) and measured; ``failed`` = the reason its training already failed."""
-    key = _result_key(ctx, spec, init)
-    done = read_json(out_dir / "result.json")
-    if done and done.get("key") == key:
-        return {**done["row"], "reused": True}
-    row: dict[str, Any] = {
-        "arch_key": spec.key,
-        "role": role,
-        "init": init,
-        "proxy_miou": _lookup(trials, spec.key, acc),
-        "search_latency_ms": _lookup(trials, spec.key, lat),
-    }
-    if failed:
-        return {**row, "error": failed}
-    try:
-        spec.save(out_dir / "arch.json")
-        model, info = train_full(ctx, spec, out_dir, progress, init)
-        ev = evaluate(ctx, model, out_dir)
-        report = measure(ctx, model, ev["files"])
-    except MODEL_ERRORS as exc:  # one model never sinks the stage
-        reason = failure_reason(exc)
-        log.warning("final: %s failed: %s", spec.key, reason)
-        return {**row, "error": reason}
-    row |= {
-        "full_miou_fp32": ev["torch/miou"],
-        "onnx_miou_fp32": ev["onnx_fp32/miou"],
-        "int8_miou": ev["int8/miou"],
-        "int8_drop": 100.0 * (ev["torch/miou"] - ev["int8/miou"]),
-        "f1_fp32": ev["torch/f1"],
-        "f1_int8_host": ev["int8/f1"],
-        "f1": ev["f1"],
-        "f1_source": ev["f1_source"],
-        "latency_ms": report.median_ms,
-        "latency_p10_ms": report.p10_ms,
-        "latency_p90_ms": report.p90_ms,
-        "latency_source": f"{report.source} ({report.backend}, {report.precision})",
-        "latency_input": "x".join(map(str, ctx.deploy_shape)),
-        "train_size": "x".join(map(str, ctx.eval_shape[-2:])),
-        "val_miou": info.get("val_miou"),
-        "params": params_of(model),
-        "train_seconds": info.get("train_seconds"),
-        "n_test": ev["n_test"],
-        "files": {**ev["files"], "weights": str(out_dir / "weights.pt"), "arch": str(out_dir / "arch.json")},
-    }
-    if getattr(ctx.datamodule, "task", "") == "classification":  # top-1 accuracy, as classifiers quote
-        row |= {"acc_fp32": ev["torch/acc"], "int8_acc": ev["int8/acc"]}
-    write_json(out_dir / "result.json", {"key": key, "row": row})
-    return {**row, "reused": bool(info.get("reused"))}
+def _read_csv(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path) if path.is_file() else pd.DataFrame()
+
+
+def _log_plan(
+    ctx: GalleryContext, picked: list[tuple[ArchSpec, str]], *, latency: str, final_dir: Path
+) -> None:
+    """One line on what the stage will do (models, training, test split, target), and the int8 caveat."""
+    settings = ctx.settings
+    log.info(
+        "final: %d model(s) (%d front, spread across %s%s), %s, test split of %d images; "
+        "latency on %s at %s -> %s",
+        len(picked) * len(settings.inits),
+        sum(r != "baseline" for _, r in picked),
+        latency,
+        " + baseline" if settings.baseline else "",
+        " and ".join(
+            f"{settings.epochs_for(i)} epochs {'from scratch' if i == 'scratch' else 'fine-tuning supernet weights'}"
+            for i in settings.inits
+        ),
+        len(ctx.datamodule.split("test")),
+        ctx.profiler.describe(),
+        "x".join(map(str, ctx.deploy_shape)),
+        final_dir,
+    )
+    if settings.reduce_range:
+        log.info(
+            "final: int8 weights quantised to 7 bits (final.int8.reduce_range): onnxruntime's U8S8 kernels "
+            "saturate with 8-bit weights on this x86 CPU without VNNI; set final.int8.reduce_range=false "
+            "for full 8-bit weights"
+        )
+
+
+def _train_ahead(ctx: GalleryContext, models: list[Model]) -> tuple[StageProgress, Progress, dict[str, str]]:
+    """Train the unfinished models before any is evaluated when ``final.ddp.processes`` (each by a DDP
+    group, one at a time) or ``final.jobs`` (side by side) asks for it; else each trains in its turn.
+
+    Returns the stage's progress, the progress each model's own training reports to, and the reason each
+    model (by its dir) already failed.
+    """
+    settings = ctx.settings
+    todo = [(s, init, d) for s, _, init, d in models if finished_row(ctx, s, init, d) is None]
+    to_train = [(s, init, d) for s, init, d in todo if not is_trained(ctx, s, d, init)]
+    progress = StageProgress(sum(settings.epochs_for(init) for _, init, _ in to_train))
+    jobs, threads = plan_jobs(settings.jobs, len(to_train))
+    if settings.ddp_processes > 1 and to_train:
+        threads = max(1, available_cpus() // settings.ddp_processes)
+        work = [(s, d, init) for s, init, d in to_train]
+        failed = train_ddp(
+            ctx.cfg, work, processes=settings.ddp_processes, threads=threads, progress=progress
+        )
+        return progress, NoProgress(), failed
+    if jobs > 1:  # train side by side first; evaluate and time one at a time after, on a quiet machine
+        work_p = [(s, d, params_of(build_model(ctx, s)), init) for s, init, d in to_train]
+        failed = train_parallel(ctx.cfg, work_p, jobs=jobs, threads=threads, progress=progress)
+        return progress, NoProgress(), failed
+    return progress, progress, {}

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -25,17 +24,16 @@ from hwnas.reporting.report_html import write_html_report
 from hwnas.reporting.search_outputs import write_search_outputs
 from hwnas.search.loop import read_state
 from hwnas.search.objectives import parse_constraints, parse_objectives
-from hwnas.search.resume import recover_stale_trials, resolve_run_dir
+from hwnas.search.resume import recover_stale_trials, resolve_run_dir, save_run_config
 from hwnas.search.run_identity import check_resume
 from hwnas.search.storage.heartbeats import heartbeat_settings
 from hwnas.search.storage.study import open_study, redact, storage_url
-from hwnas.search.strategies.base import SearchContext, Strategy
+from hwnas.search.strategies.base import SearchContext, Strategy, build_strategy
 from hwnas.search.workers import is_main_worker, start_workers
 from hwnas.tasks import final
 from hwnas.utils.checks import check_numbers
 from hwnas.utils.config import build, build_space
-from hwnas.utils.errors import ConfigError
-from hwnas.utils.secrets import redact_config, scrub_hydra_outputs
+from hwnas.utils.secrets import scrub_hydra_outputs
 
 log = logging.getLogger("hwnas.search")
 
@@ -71,11 +69,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         live.close()  # its last figures before the outputs are written
         if not main:  # a helper worker: the main process writes the outputs
             status = "success"
-            return {
-                "worker_id": ctx.worker,
-                "unique_evaluated": read_state(ctx.study).unique,
-                "front_size": 0,
-            }
+            return {"worker_id": ctx.worker, "unique_evaluated": read_state(ctx.study).unique, "front_size": 0}  # fmt: skip
         info = {"storage": facts["storage"], "n_trials_budget": strategy.n_trials, "recovered_stale_trials": recovered,
                 **facts["resume"], "wall_seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
         out = write_search_outputs(cfg, study=ctx.study, evaluator=ctx.evaluator, space=ctx.space,
@@ -94,7 +88,7 @@ def _start(cfg: DictConfig, strategy: Strategy) -> tuple[SearchContext, dict[str
     """Every check before anything expensive, then the study and the evaluator's set-up (a supernet's may
     take minutes). Returns the strategy's context and facts for the summary."""
     run_dir = resolve_run_dir(cfg)
-    _save_config(cfg, run_dir)
+    save_run_config(cfg, run_dir)
     space, evaluator = build_space(cfg), build(cfg.evaluator, "evaluator")
     strategy.check(space=space, evaluator=evaluator, cfg=cfg)
     objectives = parse_objectives(cfg.search.objectives, available=evaluator.metrics)
@@ -120,22 +114,6 @@ def _start(cfg: DictConfig, strategy: Strategy) -> tuple[SearchContext, dict[str
     return ctx, facts
 
 
-def build_strategy(cfg: DictConfig) -> Strategy:
-    """The ``search.strategy`` node of the chosen ``conf/search`` option, built and type-checked."""
-    strategy = build(cfg.search.get("strategy"), "search.strategy")
-    if not isinstance(strategy, Strategy):
-        raise ConfigError(
-            f"_target_ built a {type(strategy).__name__}, not a hwnas.search.strategies.base.Strategy",
-            key="search.strategy._target_",
-            choices=[
-                "hwnas.search.strategies.sampler.SamplerStrategy",
-                "hwnas.search.strategies.dnas.GradientSearch",
-                "hwnas.search.strategies.petridish.PetridishSearch",
-            ],  # fmt: skip
-        )
-    return strategy
-
-
 def _final_stage(
     cfg: DictConfig,
     summary: dict[str, Any],
@@ -156,15 +134,6 @@ def _final_stage(
             ", the mini mode of the gradient strategies" if strategy.n_trials is None else "",
             ctx.run_dir,
         )
-
-
-def _save_config(cfg: DictConfig, run_dir: Path) -> None:
-    """Keep the composed config in ``<run dir>/.hydra/config.yaml`` also when ``run(cfg)`` is called from
-    Python (Hydra writes it for CLI runs): ``src/final.py run=<dir>`` reads the run's settings from it."""
-    path = run_dir / ".hydra" / "config.yaml"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(OmegaConf.to_yaml(redact_config(cfg)))
 
 
 def _final_enabled(cfg: DictConfig, evaluator: Evaluator) -> bool:

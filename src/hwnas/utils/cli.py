@@ -46,6 +46,15 @@ def guarded(fn: Callable[[DictConfig], Any], cfg: DictConfig) -> Any:
         check_numbers(cfg)  # every entry point: one table of numeric rules (hwnas.utils.checks)
         return fn(cfg)
     except HwnasError as exc:
-        log.error("error: %s", exc)
+        _log_to_files(f"error: {exc}")  # the run's log file keeps it; the terminal shows it once, below
         print(f"error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
+
+
+def _log_to_files(message: str) -> None:
+    """``message`` as an ERROR record in the log files only (Hydra's ``<run dir>/<task>.log``): the console
+    handlers would print it a second time beside the one line on stderr."""
+    record = log.makeRecord(log.name, logging.ERROR, __file__, 0, message, None, None)
+    for handler in logging.getLogger().handlers + log.handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.handle(record)

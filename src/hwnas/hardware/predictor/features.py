@@ -1,4 +1,4 @@
-"""Cheap features a latency model learns from: one small contract, two extractors.
+"""Cheap features a latency model learns from: one small contract, two extractors, and the default choice.
 
 * ``OnnxGraphFeatures``: the exported graph a deployment runs (op kinds and counts after the fusions a
   compiler makes, MACs, bytes moved, parameters, input pixels) and the Snapdragon 888 roofline estimate
@@ -8,16 +8,24 @@
   implementation runs), over the live edges only (what a graph compiler keeps after removing branches
   that never reach the output), additions, and the MACs of both.
 
+* ``AutoFeatures`` (the default): the ONNX graph when there is a model, the NB201 arch string when there
+  is none (a table-driven search builds no model).
+
 Every feature is *additive* over the layers (a count, a sum of MACs, a latency), which is what the
 model's linear backbone assumes.
+
+``predictor.features`` picks one by import path: ``conf/predictor/features/<name>.yaml`` is a ``_partial_``
+node of one of these classes (``predictor/features=onnx``), completed with the measuring profiler's
+``workdir``; every class here with ``select`` is a valid choice (:func:`feature_classes`).
 """
 
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -33,12 +41,23 @@ class FeatureExtractor(ABC):
         priors: Features the model may take as its prior (e.g. ``roofline_ms``, ``mmacs``); it keeps
             the one that fits the measurements best.
         needs_model: Whether ``extract`` needs the model or its ONNX file (else the key suffices).
+
+    Args:
+        workdir: Where exports are kept, for extractors that read the ONNX graph (shared with the
+            measuring profiler, so a candidate is exported once); default ``outputs/cache/onnx``.
     """
 
     name: str = "base"
     names: tuple[str, ...] = ()
     priors: tuple[str, ...] = ()
     needs_model: bool = True
+
+    def __init__(self, workdir: str | Path | None = None) -> None:
+        self.workdir = workdir
+
+    def select(self, model: Any) -> FeatureExtractor:
+        """The extractor for a candidate with a model (or ``None``, by key only): always this one."""
+        return self
 
     @abstractmethod
     def extract(
@@ -215,20 +234,12 @@ def onnx_features(model: Any) -> dict[str, float]:
 
 class OnnxGraphFeatures(FeatureExtractor):
     """Features of the candidate's exported ONNX graph; the roofline estimate, MACs or bytes moved as
-    the prior (whichever fits the target's measurements: the roofline on the NPU, MACs on a host CPU).
-
-    Args:
-        workdir: Where exports are kept (shared with the measuring profiler, so a candidate is exported
-            once); default ``outputs/cache/onnx``.
-    """
+    the prior (whichever fits the target's measurements: the roofline on the NPU, MACs on a host CPU)."""
 
     name = "onnx"
     names = ONNX_NAMES
     priors = ("roofline_ms", "mmacs", "melems_moved")
     needs_model = True
-
-    def __init__(self, workdir: str | Path | None = None) -> None:
-        self.workdir = workdir
 
     def extract(
         self,
@@ -250,3 +261,48 @@ class OnnxGraphFeatures(FeatureExtractor):
                 return onnx_features(onnx.load(str(path)))
             except Exception as exc:
                 raise CandidateFailed(f"graph features failed: {type(exc).__name__}: {exc}") from exc
+
+
+# --- the choice per candidate -------------------------------------------------------------------------
+
+
+@runtime_checkable
+class FeatureChoice(Protocol):
+    """What ``predictor.features`` builds: the extractor for each candidate (every ``FeatureExtractor`` is
+    one, always choosing itself). ``name`` labels the choice (``auto``, ``onnx``, ``nb201``)."""
+
+    name: str
+
+    def select(self, model: Any) -> FeatureExtractor: ...
+
+
+class AutoFeatures:
+    """The default: the exported ONNX graph (:class:`OnnxGraphFeatures`) for a candidate with a model, its
+    NB201 arch string (:class:`NB201Features`) for one without (a table-driven search builds none). The
+    two keep separate measured sets: features of two extractors never mix.
+
+    Args:
+        workdir: Where the ONNX extractor keeps exports (see :class:`FeatureExtractor`).
+    """
+
+    name = "auto"
+
+    def __init__(self, workdir: str | Path | None = None) -> None:
+        self.by_model = OnnxGraphFeatures(workdir)
+        self.by_key = NB201Features()
+
+    def select(self, model: Any) -> FeatureExtractor:
+        return self.by_key if model is None else self.by_model
+
+
+def feature_classes() -> list[str]:
+    """Import paths of the feature choices this module offers (valid ``predictor.features._target_``s)."""
+    return sorted(
+        f"{__name__}.{name}"
+        for name, obj in globals().items()
+        if isinstance(obj, type)
+        and obj.__module__ == __name__
+        and callable(getattr(obj, "select", None))
+        and not inspect.isabstract(obj)
+        and obj is not FeatureChoice
+    )

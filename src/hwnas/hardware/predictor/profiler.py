@@ -31,12 +31,12 @@ from hwnas.hardware._common import versions
 from hwnas.hardware.base import LatencyReport, Profiler
 from hwnas.hardware.build import build_profiler
 from hwnas.hardware.cache import CachedProfiler, LatencyCache
-from hwnas.hardware.predictor.features import FeatureExtractor, NB201Features, OnnxGraphFeatures
+from hwnas.hardware.predictor.features import FeatureChoice, FeatureExtractor
 from hwnas.hardware.predictor.model import LatencyModel, Prediction
 from hwnas.hardware.predictor.settings import (
-    FEATURES,
     MODEL_VERSION,
     SETTINGS,
+    features_factory,
     measure_node,
     positive_int,
 )
@@ -96,9 +96,7 @@ class PredictorProfiler(Profiler):
         if unknown:
             raise ConfigError(f"unknown settings {unknown}", key="predictor", choices=SETTINGS)
         self.measure_name = s.get("measure", "cpu")
-        self.features = str(s.get("features", "auto"))
-        if self.features not in FEATURES:
-            raise ConfigError(f"unknown value {self.features!r}", key="predictor.features", choices=FEATURES)
+        make_features = features_factory(s.get("features"))  # refused here, built once workdir is known
         self.max_measurements = positive_int(
             s.get("max_measurements", 12), "predictor.max_measurements", low=3
         )
@@ -142,6 +140,10 @@ class PredictorProfiler(Profiler):
             getattr(inner, "workdir", None)
             or Path(str(self.paths.get("cache_dir", "outputs/cache"))) / "onnx"
         )
+        #: Picks each candidate's extractor (``predictor.features``: auto, onnx or nb201 in conf).
+        self.feature_choice: FeatureChoice = make_features(workdir=self.workdir)
+        #: The choice's name (``auto``, ``onnx``, ``nb201``): a label for reports and checks.
+        self.features = str(self.feature_choice.name)
         self._tracks: dict[tuple[str, tuple[int, ...]], _Track] = {}
         self.counts = {"measured": 0, "reused": 0, "predicted": 0, "near_front": 0, "front": 0}
         self._predicted: dict[str, tuple[dict[str, float], Prediction]] = {}  # the latest, by arch key
@@ -216,11 +218,8 @@ class PredictorProfiler(Profiler):
     # -- measuring -----------------------------------------------------------------------------------
 
     def _track(self, model: Any, shape: tuple[int, ...]) -> _Track:
-        kind = self.features if self.features != "auto" else ("nb201" if model is None else "onnx")
-        if (kind, shape) not in self._tracks:
-            extractor: FeatureExtractor = (
-                NB201Features() if kind == "nb201" else OnnxGraphFeatures(workdir=self.workdir)
-            )
+        extractor: FeatureExtractor = self.feature_choice.select(model)
+        if (extractor.name, shape) not in self._tracks:
             identity = {
                 "measure": self.measurer.cache_identity(),
                 "input_shape": list(shape),
@@ -228,8 +227,8 @@ class PredictorProfiler(Profiler):
                 "toolchain": versions("onnxruntime", "onnx", "torch", "qai-hub"),
             }
             root = self.store_dir / f"{self.measurer.target}-{store_key(identity)}"
-            self._tracks[(kind, shape)] = _Track(extractor, MeasurementStore(root, identity))
-        return self._tracks[(kind, shape)]
+            self._tracks[(extractor.name, shape)] = _Track(extractor, MeasurementStore(root, identity))
+        return self._tracks[(extractor.name, shape)]
 
     def _spent(self, records: list[dict[str, Any]]) -> int:
         """Measurements this run made that count against the budget (not reused ones or the front's)."""

@@ -24,6 +24,7 @@ from hwnas.evaluators.train import TrainingEvaluator
 from hwnas.search.loop import OnTrial, evaluate_proposals
 from hwnas.search.objectives import Constraint, Objective
 from hwnas.search_space.base import ArchSpec, SearchSpace
+from hwnas.utils.config import build
 from hwnas.utils.errors import ConfigError
 
 
@@ -125,3 +126,27 @@ class ProposingStrategy(Strategy):
     def run(self, ctx: SearchContext) -> None:
         for proposals in self.proposal_rounds(ctx):
             evaluate_proposals(ctx.study, proposals, **ctx.loop_kwargs())
+
+
+def build_strategy(cfg: DictConfig) -> Strategy:
+    """The ``search.strategy`` node of the chosen ``conf/search`` option, built and type-checked."""
+    node = cfg.search.get("strategy")
+    if node is None:
+        raise ConfigError(
+            f"the search option {cfg.search.get('name')!r} has no strategy: node",
+            key="search.strategy",
+            fix="add one as conf/search/random.yaml does (SamplerStrategy over its sampler:); a gradient or "
+            "growth option's former gradient: node is now strategy:",
+        )
+    strategy = build(node, "search.strategy")
+    if not isinstance(strategy, Strategy):
+        raise ConfigError(
+            f"_target_ built a {type(strategy).__name__}, not a hwnas.search.strategies.base.Strategy",
+            key="search.strategy._target_",
+            choices=[
+                "hwnas.search.strategies.sampler.SamplerStrategy",
+                "hwnas.search.strategies.dnas.GradientSearch",
+                "hwnas.search.strategies.petridish.PetridishSearch",
+            ],  # fmt: skip
+        )
+    return strategy

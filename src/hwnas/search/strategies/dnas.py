@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from hwnas.hardware.op_table import describe_table, op_latency_table
 from hwnas.lit.dnas import (
@@ -40,26 +40,15 @@ from hwnas.lit.dnas_fit import fit_dnas
 from hwnas.lit.fit import channels_last_of
 from hwnas.models.mixed import ArchParameters, DifferentiableSupernet, latency_range
 from hwnas.search.strategies.base import Proposal, ProposingStrategy, SearchContext
+from hwnas.search.strategies.dnas_settings import UNITS, plain, sweep_points, xnas_settings
 from hwnas.search_space.base import SearchSpace
 from hwnas.utils.errors import ConfigError
 from hwnas.utils.io import read_json, write_json
 
 log = logging.getLogger("hwnas.search")
 
-UNITS = ("relative", "ms")
 #: Where a run keeps each sweep point's result (a resumed search does not search a point twice).
 RUN_SUBDIR = "dnas"
-
-
-def _as_list(value: Any, key: str) -> list[Any]:
-    if value is None:
-        return [None]
-    if OmegaConf.is_list(value) or isinstance(value, list | tuple):
-        items = list(value)
-        if not items:
-            raise ConfigError("must list at least one value", key=key, fix=f"e.g. {key}=[0.2,0.5,0.8]")
-        return items
-    return [value]
 
 
 class GradientSearch(ProposingStrategy):
@@ -125,19 +114,7 @@ class GradientSearch(ProposingStrategy):
         if error:
             raise ConfigError(error[1], key=f"search.strategy.{error[0]}", fix=error[2])
         self.order = int(order)
-        xnas = dict(OmegaConf.to_container(xnas, resolve=True) if OmegaConf.is_config(xnas) else xnas or {})
-        unknown_x = sorted(set(xnas) - {"grad_bound", "wipeout"})
-        if unknown_x or not float(xnas.get("grad_bound", 1.0)) > 0:
-            raise ConfigError(
-                f"unknown keys {unknown_x} or grad_bound <= 0 in {xnas}",
-                key="search.strategy.xnas",
-                choices=["grad_bound", "wipeout"],
-                fix="e.g. search.strategy.xnas.grad_bound=0.5 search.strategy.xnas.wipeout=true",
-            )
-        self.xnas = {
-            "grad_bound": float(xnas.get("grad_bound", 1.0)),
-            "wipeout": bool(xnas.get("wipeout", True)),
-        }
+        self.xnas = xnas_settings(xnas)
         self.epochs, self.warmup_epochs = int(epochs), int(warmup_epochs)
         if self.epochs < 1 or self.warmup_epochs < 0:
             raise ConfigError(
@@ -145,37 +122,17 @@ class GradientSearch(ProposingStrategy):
                 key="search.strategy.epochs",
             )
         self.limit_train_batches = limit_train_batches
-        self.network = dict(
-            OmegaConf.to_container(network, resolve=True) if OmegaConf.is_config(network) else network or {}
-        )
+        self.network = plain(network)
         self.latency_loss = self._choice(latency_loss, LATENCY_LOSSES, "search.latency_loss")
         self.latency_unit = self._choice(latency_unit, UNITS, "search.latency_unit")
-        targets = _as_list(latency_targets, "search.latency_targets")
-        lambdas = _as_list(latency_lambda, "search.latency_lambda")
-        for key, values in (("search.latency_targets", targets), ("search.latency_lambda", lambdas)):
-            for v in values:
-                if v is not None and (not isinstance(v, int | float) or isinstance(v, bool) or v < 0):
-                    raise ConfigError(f"must be non-negative numbers, got {v!r}", key=key)
-        if self.latency_loss != "none" and None in targets:
-            raise ConfigError(
-                f"search.latency_loss={self.latency_loss} needs a target",
-                key="search.latency_targets",
-                fix="e.g. search.latency_targets=[0.2,0.5,0.8] (relative) or search.latency_loss=none",
-            )
-        if self.latency_loss != "none" and self.latency_unit == "ms" and any(float(t) <= 0 for t in targets):
-            raise ConfigError("millisecond targets must be > 0", key="search.latency_targets")
-        self.points = (
-            [(t, lam) for t in targets for lam in lambdas] if self.latency_loss != "none" else [(None, None)]
-        )
+        self.points = sweep_points(self.latency_loss, self.latency_unit, latency_targets, latency_lambda)
         self.latency_beta = float(latency_beta)
         self.latency_estimate = self._choice(latency_estimate, LATENCY_ESTIMATES, "search.latency_estimate")
         self.alpha_reg = self._choice(alpha_reg, ALPHA_REGS, "search.alpha_reg")
         self.alpha_reg_weight = float(alpha_reg_weight)
         self.max_normal_skips = None if max_normal_skips is None else int(max_normal_skips)
         self.aux_skip = float(aux_skip)
-        self.optim = dict(
-            OmegaConf.to_container(optim, resolve=True) if OmegaConf.is_config(optim) else optim or {}
-        )
+        self.optim = plain(optim)
         self.alpha_init_scale = float(self.optim.pop("alpha_init_scale", 1e-3))
         known = set(inspect.signature(DnasModule).parameters)
         unknown = sorted(k for k in self.optim if k not in known)
@@ -277,59 +234,77 @@ class GradientSearch(ProposingStrategy):
             if cached[i] is not None:
                 proposals.append(self._proposal(space, cached[i]))
                 continue
-            target_ms = None
-            if target is not None:
-                target_ms = float(target) if self.latency_unit == "ms" else lo + float(target) * (hi - lo)
-            latency = (
-                LatencyTerm(
-                    table=table,
-                    form=self.latency_loss,
-                    target_ms=max(target_ms, 1e-6),
-                    beta=self.latency_beta,
-                    lam=float(lam),
-                    estimate=self.latency_estimate,
-                )
-                if target_ms is not None
-                else None
-            )
-            module = DnasModule(copy.deepcopy(net), self._arch(net, i + 1), latency=latency, **common)
-            label = f"{self.name} [{self._point_label(target, lam)}]"
-            result = self._fit(module, dm, cfg, run_dir, epochs=self.epochs, label=label)
-            spec = space.make(result.params)
-            with torch.no_grad():  # the mixture's expectation, and the returned architecture's table sum
-                final_e = float(module.net.expected_latency(module.arch.probs(), table))
-                table_ms = float(
-                    module.net.expected_latency(module.net.finalized_probs(result.alphas), table)
-                )
-            record = {
-                "recipe": recipe,
-                "point": i,
-                "params": spec.values,
-                "attrs": {
-                    "strategy": self.name,
-                    "latency_target": None if target is None else float(target),
-                    "latency_target_ms": target_ms,
-                    "latency_lambda": None if lam is None else float(lam),
-                    "expected_latency_ms": round(final_e, 5),
-                    "table_latency_ms": round(table_ms, 5),
-                    "dnas_epochs": len(result.history),
-                    "dnas_seconds": round(result.seconds, 2),
-                    "dnas_stopped_early": result.stopped_early,
-                },
-                "history": result.history,
-                "alphas": {k: v.tolist() for k, v in module.arch.detached().items()},
-            }
-            write_json(out_dir / f"point-{i}.json", record)
-            log.info(
-                "%s: found %s (E[latency] %.3f ms, its table latency %.3f ms%s)",
-                label,
-                spec.key,
-                final_e,
-                table_ms,
-                "" if target_ms is None else f", target {target_ms:.3f} ms",
-            )
+            record = self._search_point(i, target, lam, space=space, net=net, table=table, span=(lo, hi), dm=dm, cfg=cfg,
+                                        run_dir=run_dir, common=common)  # fmt: skip
+            write_json(out_dir / f"point-{i}.json", {"recipe": recipe, **record})
             proposals.append(self._proposal(space, record))
         return proposals
+
+    def _search_point(
+        self,
+        i: int,
+        target: Any,
+        lam: Any,
+        *,
+        space: SearchSpace,
+        net: DifferentiableSupernet,
+        table: Mapping[str, float],
+        span: tuple[float, float],
+        dm: Any,
+        cfg: DictConfig,
+        run_dir: Path,
+        common: dict[str, Any],
+    ) -> dict[str, Any]:
+        """Search one sweep point from a copy of the warm supernet; its record (architecture, attributes, α)."""
+        lo, hi = span
+        target_ms = None
+        if target is not None:
+            target_ms = float(target) if self.latency_unit == "ms" else lo + float(target) * (hi - lo)
+        latency = (
+            LatencyTerm(
+                table=table,
+                form=self.latency_loss,
+                target_ms=max(target_ms, 1e-6),
+                beta=self.latency_beta,
+                lam=float(lam),
+                estimate=self.latency_estimate,
+            )
+            if target_ms is not None
+            else None
+        )
+        module = DnasModule(copy.deepcopy(net), self._arch(net, i + 1), latency=latency, **common)
+        label = f"{self.name} [{self._point_label(target, lam)}]"
+        result = self._fit(module, dm, cfg, run_dir, epochs=self.epochs, label=label)
+        spec = space.make(result.params)
+        with torch.no_grad():  # the mixture's expectation, and the returned architecture's table sum
+            final_e = float(module.net.expected_latency(module.arch.probs(), table))
+            table_ms = float(module.net.expected_latency(module.net.finalized_probs(result.alphas), table))
+        record = {
+            "point": i,
+            "params": spec.values,
+            "attrs": {
+                "strategy": self.name,
+                "latency_target": None if target is None else float(target),
+                "latency_target_ms": target_ms,
+                "latency_lambda": None if lam is None else float(lam),
+                "expected_latency_ms": round(final_e, 5),
+                "table_latency_ms": round(table_ms, 5),
+                "dnas_epochs": len(result.history),
+                "dnas_seconds": round(result.seconds, 2),
+                "dnas_stopped_early": result.stopped_early,
+            },
+            "history": result.history,
+            "alphas": {k: v.tolist() for k, v in module.arch.detached().items()},
+        }
+        log.info(
+            "%s: found %s (E[latency] %.3f ms, its table latency %.3f ms%s)",
+            label,
+            spec.key,
+            final_e,
+            table_ms,
+            "" if target_ms is None else f", target {target_ms:.3f} ms",
+        )
+        return record
 
     def _cached(self, out_dir: Path, i: int, recipe: dict[str, Any]) -> dict[str, Any] | None:
         record = read_json(out_dir / f"point-{i}.json")

@@ -33,7 +33,7 @@ from hwnas.models.mixed import ArchParameters
 from hwnas.pareto import non_dominated_ranks
 from hwnas.search.objectives import Objective
 from hwnas.search.strategies.base import Proposal, ProposingStrategy, SearchContext
-from hwnas.search.trial_attrs import KEY_ATTR, trial_attrs
+from hwnas.search.trial_attrs import ARCH_ATTR, KEY_ATTR, trial_attrs
 from hwnas.search_space.base import ArchSpec, SearchSpace
 from hwnas.utils.errors import ConfigError
 from hwnas.utils.io import read_json, write_json
@@ -321,11 +321,11 @@ def _ranked(
     rows: dict[str, tuple[list[float], Any]] = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         key = t.user_attrs.get(KEY_ATTR)
-        if key is None or key in rows or t.values is None or t.user_attrs.get("arch") is None:
+        if key is None or key in rows or t.values is None or t.user_attrs.get(ARCH_ATTR) is None:
             continue
         if trial_attrs(t).get("feasible") is False:
             continue
-        rows[key] = (list(t.values), t.user_attrs["arch"])
+        rows[key] = (list(t.values), t.user_attrs[ARCH_ATTR])
     if not rows:
         return []
     keys = list(rows)
