@@ -199,7 +199,9 @@ def test_bad_input_on_the_command_line_fails_clearly_and_touches_nothing(case: s
     )
     assert out.returncode != 0
     _check(out.stderr, expected, run_dir)
-    assert (out.stdout + out.stderr).count("error: [") <= 1  # once on the terminal (the log file keeps a copy)
+    assert (out.stdout + out.stderr).count(
+        "error: ["
+    ) <= 1  # once on the terminal (the log file keeps a copy)
     assert "secret" not in out.stdout
     for saved in (run_dir / ".hydra").glob("*.yaml"):
         assert "secret" not in saved.read_text()
