@@ -17,10 +17,11 @@ from omegaconf import OmegaConf
 
 from hwnas.evaluators.base import Evaluator
 from hwnas.evaluators.table import TableEvaluator
-from hwnas.search.loop import run_loop
+from hwnas.search.loop import evaluate_proposals, run_loop
 from hwnas.search.near_front import confirm_near_front
 from hwnas.search.objectives import Objective
 from hwnas.search.storage.view import StudyView
+from hwnas.search.strategies.base import Proposal
 from hwnas.search.trial_attrs import trial_attrs
 from hwnas.search_space.nb201 import NB201Space, parse_arch_string
 from tests.unit.test_predictor import all_archs, synthetic_ms
@@ -43,8 +44,11 @@ def pool(tmp_path: Path) -> dict[str, Any]:
     return {"path": path, "seeds": seeds, "slow": slow, "tmp": tmp_path}
 
 
-def _search(pool: dict[str, Any], order: list[str], acc: dict[str, float], **settings: Any) -> optuna.Study:
-    """Evaluate ``order`` (seeds first) in one real loop; ``acc`` overrides the table's accuracies."""
+def _search(
+    pool: dict[str, Any], order: list[str], acc: dict[str, float], *, proposed: bool = False, **settings: Any
+) -> optuna.Study:
+    """Evaluate ``order`` (seeds first) in one real loop; ``acc`` overrides the table's accuracies.
+    ``proposed``: as a gradient or growth strategy hands them over (``evaluate_proposals``), one round."""
     path, tmp = pool["path"], pool["tmp"]
     measure = {"_target_": "hwnas.hardware.table.TableProfiler", "path": str(path), "column": "dev_ms"}
     predictor = {
@@ -61,6 +65,13 @@ def _search(pool: dict[str, Any], order: list[str], acc: dict[str, float], **set
     evaluator.setup(cfg=cfg, space=NB201Space(), run_dir=tmp / "run")
     evaluator.rows.update({a: {**evaluator.rows[a], "acc": v} for a, v in acc.items()})
     study = optuna.create_study(directions=["maximize", "minimize"])
+    if proposed:
+        space = NB201Space()
+        proposals = [Proposal(space.make(parse_arch_string(a)), {"strategy": "darts"}) for a in order]
+        evaluate_proposals(study, proposals, space=space, evaluator=evaluator, objectives=OBJECTIVES,
+                           constraints=[])  # fmt: skip
+        study.evaluator = evaluator  # type: ignore[attr-defined] - for the assertions
+        return study
     for a in order:
         study.enqueue_trial(parse_arch_string(a))
     run_loop(study, space=NB201Space(), evaluator=evaluator, objectives=OBJECTIVES, constraints=[],
@@ -74,10 +85,12 @@ def _metrics(study: optuna.Study, arch: str) -> dict[str, Any]:
     return {**trial_attrs(t)["metrics"], "_values": t.values}
 
 
-def test_a_candidate_predicted_near_the_front_is_measured_and_stored_measured(pool):
+@pytest.mark.parametrize("proposed", [False, True], ids=["sampled", "proposed"])
+def test_a_candidate_predicted_near_the_front_is_measured_and_stored_measured(pool, proposed):
+    """The same rule for a sampled candidate and for one a gradient, growth or supernet strategy proposes."""
     top, dominated, after = pool["slow"][:3]
     acc = {top: 99.0, dominated: 1.0, after: 1.0}
-    study = _search(pool, [*pool["seeds"], dominated, top, after], acc)
+    study = _search(pool, [*pool["seeds"], dominated, top, after], acc, proposed=proposed)
     m = _metrics(study, top)
     assert m["hw/source"] == "measured" and m["hw/predictor_purpose"] == "near_front"
     truth = synthetic_ms(top)
