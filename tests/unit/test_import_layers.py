@@ -30,6 +30,8 @@ LAYERS: list[set[str]] = [
     {"callbacks"},  # Lightning / Optuna callbacks (progress, logging)
     {"final"},  # the final stage's pieces (conf/final)
     {"tasks"},  # search.run(cfg), final.run(cfg), ...: what the entry points call
+    {"testing", "cli"},  # contract suites for plug-ins (may run any layer); the command line's sub-commands
+    {"__main__"},  # python -m hwnas: hands over to cli
 ]
 LEVEL = {name: i for i, layer in enumerate(LAYERS) for name in layer}
 

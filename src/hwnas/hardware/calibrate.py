@@ -161,7 +161,9 @@ def calibrated_option(constants: HexagonConstants, *, source: str, report: dict[
     and the fitted constants), with a header saying where the constants came from."""
     from omegaconf import OmegaConf
 
-    node = OmegaConf.load(Path(__file__).resolve().parents[3] / "conf" / "hardware" / "snapdragon888.yaml")
+    from hwnas.utils.config import CONF_DIR
+
+    node = OmegaConf.load(CONF_DIR / "hardware" / "snapdragon888.yaml")
     node.backend = "estimate"
     fitted = {n: round(float(getattr(constants, n)), 6) for n in FITTED}
     node.estimate = {"constants": fitted}

@@ -129,7 +129,7 @@ def _final_stage(
         slog.log_final(summary["final"])
     elif isinstance(ctx.evaluator, TrainingEvaluator):
         log.info(
-            "final stage not run (final.enabled=false%s): `python src/final.py run=%s` trains, checks "
+            "final stage not run (final.enabled=false%s): `python src/final.py run=%s` (installed: `python -m hwnas final`) trains, checks "
             "and measures the gallery, or add final=default to the search command",
             ", the mini mode of the gradient strategies" if strategy.n_trials is None else "",
             ctx.run_dir,

@@ -14,6 +14,10 @@ from omegaconf.errors import MissingMandatoryValue
 
 from hwnas.utils.errors import ConfigError, HwnasError
 
+#: The package's configs (``hwnas/conf``: in the checkout a link to ``conf/``, in a wheel a copy of it); code that
+#: reads an option file itself (the predictor's ``measure=``, the calibration's template) reads it here.
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
 if TYPE_CHECKING:  # types only: utils is the ground floor and imports no layer above it
     from hwnas.search_space.base import ArchSpec, SearchSpace
 

@@ -16,10 +16,11 @@ from typing import Any, NoReturn
 from omegaconf import DictConfig, OmegaConf
 
 from hwnas.hardware.predictor.features import AutoFeatures, FeatureChoice, feature_classes
+from hwnas.utils.config import CONF_DIR
 from hwnas.utils.errors import ConfigError
 
-HARDWARE_CONF = Path(__file__).resolve().parents[4] / "conf" / "hardware"
-FEATURES_CONF = Path(__file__).resolve().parents[4] / "conf" / "predictor" / "features"
+HARDWARE_CONF = CONF_DIR / "hardware"
+FEATURES_CONF = CONF_DIR / "predictor" / "features"
 #: Settings of ``conf/predictor/default.yaml`` (the keys a user may set under ``predictor.``).
 SETTINGS = (
     "measure",
