@@ -1,7 +1,9 @@
-"""The strategy contract (``hwnas.search.strategies.base.Strategy``): every ``conf/search`` option builds one,
-and a new strategy is one class and one config node, with no change to the search task.
+"""The strategy contract (:class:`hwnas.testing.StrategyContract`): every ``conf/search`` option builds a
+strategy that keeps it, run once in a tiny search (``tests/contracts/options.py``: the space and data of the
+first experiment selecting the option, else the search's defaults), and a new strategy is one class and one
+config node, with no change to the search task.
 
-The second test is that claim carried out: a strategy written here (it proposes a fixed list of NB201 cells,
+The last test is that claim carried out: a strategy written here (it proposes a fixed list of NB201 cells,
 round by round) runs through the real search task on the real NB201 table; its architectures land in the one
 study and in trials.csv like any other strategy's, with its name in the ``strategy`` column.
 """
@@ -11,17 +13,18 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
-import optuna
 import pandas as pd
 import pytest
 from hydra.utils import instantiate
-from omegaconf import OmegaConf, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from hwnas.search.strategies.base import Proposal, ProposingStrategy, SearchContext, Strategy
+from hwnas.search.strategies.base import Proposal, ProposingStrategy, SearchContext, Strategy, build_strategy
 from hwnas.search_space.nb201 import parse_arch_string
-from tests.conftest import CONF, compose_cfg
+from hwnas.testing import StrategyContract, search_context
+from tests.conftest import compose_cfg
+from tests.contracts.options import options, pairing
 
-OPTIONS = sorted(p.stem for p in (CONF / "search").glob("*.yaml"))
+OPTIONS = options("search")
 CELLS = [
     "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|skip_connect~0|nor_conv_3x3~1|nor_conv_1x1~2|",
     "|skip_connect~0|+|none~0|skip_connect~1|+|none~0|none~1|avg_pool_3x3~2|",
@@ -55,15 +58,41 @@ class FixedListStrategy(ProposingStrategy):
 
 
 @pytest.mark.parametrize("option", OPTIONS)
-def test_every_search_option_builds_a_strategy(option: str, tmp_path: Path) -> None:
+def test_every_search_option_names_its_strategy_and_budget(option: str, tmp_path: Path) -> None:
     cfg = compose_cfg("search", [f"search={option}"], tmp_path)
     OmegaConf.resolve(cfg)
     strategy = instantiate(cfg.search.strategy)
-    assert isinstance(strategy, Strategy)
     assert strategy.name == cfg.search.name == option  # the strategy column says which option ran
-    assert isinstance(strategy.sampler(), optuna.samplers.BaseSampler)
-    assert strategy.budget(5) >= 5 and strategy.describe()
     assert strategy.n_trials in (None, cfg.search.n_trials)
+
+
+class TestConfiguredStrategies(StrategyContract):
+    @pytest.fixture(scope="class", params=OPTIONS)
+    def configured(self, request, tmp_path_factory) -> tuple[DictConfig, Strategy]:
+        cfg = pairing("search", request.param, tmp_path_factory.mktemp(request.param))
+        return cfg, build_strategy(cfg)
+
+    @pytest.fixture
+    def strategy(self, configured) -> Strategy:
+        return configured[1]
+
+    @pytest.fixture
+    def context(self, configured, tmp_path: Path) -> SearchContext:
+        cfg, strategy = configured
+        return search_context(cfg, strategy=strategy, run_dir=tmp_path / "run")
+
+
+class TestAUsersStrategy(StrategyContract):
+    """A strategy written outside the package keeps the contract too (a table search: no training)."""
+
+    @pytest.fixture
+    def strategy(self) -> Strategy:
+        return FixedListStrategy(archs=CELLS, per_round=2)
+
+    @pytest.fixture
+    def context(self, strategy: Strategy, tmp_path: Path, nb201_table: Path) -> SearchContext:
+        cfg = compose_cfg("search", ["experiment=nb201", f"benchmark.path={nb201_table}"], tmp_path / "run")
+        return search_context(cfg, strategy=strategy, run_dir=tmp_path / "run")
 
 
 @pytest.mark.integration

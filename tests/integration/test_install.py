@@ -18,6 +18,11 @@ from pathlib import Path
 
 import pytest
 
+from hwnas.search_space.base import SearchSpace
+from hwnas.testing import SearchSpaceContract
+from hwnas.utils.config import build_space
+from tests.conftest import compose_cfg
+
 ROOT = Path(__file__).resolve().parents[2]
 USER_PROJECT = ROOT / "tests" / "user_project"
 TINY = [
@@ -103,3 +108,15 @@ def test_a_users_own_space_and_config_through_the_search_path(installed: dict[st
          cwd, _env(PYTHONPATH=str(USER_PROJECT)))  # fmt: skip
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["search_space"] == "tiny_seg" and summary["unique_evaluated"] == 3
+
+
+class TestAUsersSpaceFoundThroughTheSearchPath(SearchSpaceContract):
+    """The user's space, selected by its own YAML through ``hydra.searchpath``, keeps the space contract."""
+
+    @pytest.fixture
+    def space(self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> SearchSpace:
+        monkeypatch.syspath_prepend(str(USER_PROJECT))
+        overrides = [f"hydra.searchpath=[file://{USER_PROJECT / 'conf'}]", "search_space=tiny_seg"]
+        space = build_space(compose_cfg("search", overrides, tmp_path))
+        assert type(space).__module__ == "my_project.spaces"
+        return space

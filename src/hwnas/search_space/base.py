@@ -157,10 +157,22 @@ class SearchSpace(ABC):
         return ArchSpec.default_key(self.name, params)
 
     def make(self, params: Mapping[str, Any]) -> ArchSpec:
-        """Validate ``params`` and return the frozen spec."""
+        """Validate ``params`` and return the frozen spec (names first: ``key_of`` may read every one)."""
+        self._check_names(params)
         spec = ArchSpec(space=self.name, params=tuple(params.items()), key=self.key_of(params))
         self.validate(spec)
         return spec
+
+    def _check_names(self, values: Mapping[str, Any]) -> None:
+        choices = self.choices()
+        missing = [n for n in choices if n not in values]
+        unknown = [n for n in values if n not in choices]
+        if missing or unknown:
+            raise InvalidArchError(
+                f"parameters do not match space '{self.name}': missing {missing}, unknown {unknown}",
+                key="arch.params",
+                choices=list(choices),
+            )
 
     def validate(self, spec: ArchSpec, *, input_size: tuple[int, int] | None = None) -> None:
         """Raise ``InvalidArchError`` explaining what is wrong, or return None."""
@@ -172,14 +184,7 @@ class SearchSpace(ABC):
             )
         choices = self.choices()
         values = spec.values
-        missing = [n for n in choices if n not in values]
-        unknown = [n for n in values if n not in choices]
-        if missing or unknown:
-            raise InvalidArchError(
-                f"parameters do not match space '{self.name}': missing {missing}, unknown {unknown}",
-                key="arch.params",
-                choices=list(choices),
-            )
+        self._check_names(values)
         for name, allowed in choices.items():
             if values[name] not in allowed:
                 raise InvalidArchError(

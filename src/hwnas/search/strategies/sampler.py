@@ -55,7 +55,7 @@ class SamplerStrategy(Strategy):
         return self._n_trials
 
     def budget(self, done: int) -> int:
-        return self._n_trials
+        return max(self._n_trials, done)  # a resumed study may already hold more
 
     def describe(self) -> str:
         return f"{type(self._sampler).__name__}, {self._n_trials} unique architectures"
