@@ -22,8 +22,8 @@ SERVICES = "make services && source /tmp/hwnas-services/env (tests/services.sh: 
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 
-# Settings that make a real search finish in seconds (tiny data, one short epoch, few timing repeats).
-TINY_SEARCH = [
+# Tiny data, one short epoch, few timing repeats: for any search space.
+TINY_RUN = [
     "dataset.dataset.num_train=64",
     "dataset.dataset.num_val=32",
     "dataset.batch_size=16",
@@ -34,6 +34,10 @@ TINY_SEARCH = [
     "hardware.repeats=3",
     "hardware.warmup=1",
     "hardware.loop_gap_s=0",  # the 3 loops per figure stay; their 0.2 s gaps would add minutes to the suite
+]
+# Settings that make a real search of the default space finish in seconds.
+TINY_SEARCH = [
+    *TINY_RUN,
     "search_space.base_channels=[8,12]",
     "search_space.max_channels=32",
     "search_space.layers=[1,2]",

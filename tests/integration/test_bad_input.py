@@ -131,6 +131,11 @@ CASES = {
         ],
         ["[search.strategy._target_]", "not a hwnas.search.strategies.base.Strategy", "SamplerStrategy"],
     ),
+    "a setting the class does not take": (
+        "search",
+        ["experiment=nb201", "debug=fast"],
+        ["[evaluator.max_epochs]", "TableEvaluator has no setting 'max_epochs'", "latency_from", "Fix:"],
+    ),
     "resume from a non-search dir": (
         "search",
         ["search.resume={tmp}/empty"],

@@ -21,21 +21,10 @@ import pytest
 from hwnas.search_space.base import SearchSpace
 from hwnas.testing import SearchSpaceContract
 from hwnas.utils.config import build_space
-from tests.conftest import compose_cfg
+from tests.conftest import TINY_RUN, compose_cfg
 
 ROOT = Path(__file__).resolve().parents[2]
 USER_PROJECT = ROOT / "tests" / "user_project"
-TINY = [
-    "dataset.dataset.num_train=64",
-    "dataset.dataset.num_val=32",
-    "dataset.batch_size=16",
-    "evaluator.max_epochs=1",
-    "evaluator.limit_train_batches=2",
-    "evaluator.limit_val_batches=1",
-    "hardware.repeats=3",
-    "hardware.warmup=1",
-    "hardware.loop_gap_s=0",
-]
 
 
 def _run(cmd: list[str], cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -87,7 +76,7 @@ def test_python_m_hwnas_searches_from_outside_the_checkout(installed: dict[str, 
     where = _run([python, "-c", "import hwnas; print(hwnas.__file__)"], cwd, _env()).stdout.strip()
     assert where.startswith(str(installed["venv"])), where  # the wheel's copy, not the checkout
     run_dir = cwd / "run"
-    _run([python, "-m", "hwnas", "search", "search.n_trials=2", "final.enabled=false", *TINY,
+    _run([python, "-m", "hwnas", "search", "search.n_trials=2", "final.enabled=false", *TINY_RUN,
           f"hydra.run.dir={run_dir}"], cwd, _env())  # fmt: skip
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["unique_evaluated"] == 2 and (run_dir / "search.log").is_file()
@@ -104,7 +93,7 @@ def test_a_users_own_space_and_config_through_the_search_path(installed: dict[st
     python, cwd = str(installed["python"]), installed["cwd"]
     run_dir = cwd / "user_run"
     _run([python, "-m", "hwnas", "search", f"hydra.searchpath=[file://{USER_PROJECT / 'conf'}]",
-          "search_space=tiny_seg", "search.n_trials=3", "final.enabled=false", *TINY, f"hydra.run.dir={run_dir}"],
+          "search_space=tiny_seg", "search.n_trials=3", "final.enabled=false", *TINY_RUN, f"hydra.run.dir={run_dir}"],
          cwd, _env(PYTHONPATH=str(USER_PROJECT)))  # fmt: skip
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["search_space"] == "tiny_seg" and summary["unique_evaluated"] == 3

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -57,7 +60,32 @@ def build(node: Any, key: str, **kwargs: Any) -> Any:
             if isinstance(cause, HwnasError):
                 raise cause from None
             cause = cause.__cause__ if cause.__cause__ is not cause else None
+        unknown = _unknown_setting(node, exc)
+        if unknown is not None:
+            raise unknown from None
         raise ConfigError(f"cannot instantiate: {exc}", key=key) from exc
+
+
+def _unknown_setting(node: Any, exc: InstantiationException) -> ConfigError | None:
+    """A key the class does not take (``got an unexpected keyword argument 'x'``) as one error naming the
+    key and the settings the class does take; ``None`` for any other failure."""
+    match = re.search(r"got an unexpected keyword argument '(\w+)'", str(exc))
+    target = OmegaConf.select(node, "_target_", default=None) if OmegaConf.is_config(node) else None
+    if match is None or not target:
+        return None
+    module, _, name = str(target).rpartition(".")
+    try:
+        params = inspect.signature(getattr(importlib.import_module(module), name)).parameters
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return None
+    setting = f"{node._get_full_key(None) or 'node'}.{match.group(1)}"
+    return ConfigError(
+        f"{name} has no setting {match.group(1)!r}",
+        key=setting,
+        choices=[p for p in params if p not in ("self", "args", "kwargs")],
+        fix=f"remove {setting}, or pick an option that takes it (debug=fast, for one, sets training settings "
+        "that only a training evaluator has)",
+    )
 
 
 def build_space(cfg: DictConfig) -> SearchSpace:
