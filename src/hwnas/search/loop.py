@@ -41,6 +41,8 @@ log = logging.getLogger("hwnas.search")
 
 #: Seconds between checks for trials of dead workers (their grace period is a minute: no need per trial).
 STALE_CHECK_S = 1.0
+#: Longest wait for a trial asked earlier to write its architecture's key (milliseconds, unless it died).
+KEY_WAIT_S = 10.0
 __all__ = ["LoopState", "committed", "evaluate_proposals", "read_state", "run_loop"]
 
 
@@ -193,7 +195,8 @@ def _run_one(
     info["key"] = spec.key
 
     # Someone (this or another worker) already has it: reuse, don't pay twice.
-    prior, running = view.refresh().lookup(spec.key, exclude=trial.number)
+    _await_earlier_keys(view, trial.number)
+    prior, running = view.lookup(spec.key, exclude=trial.number)
     if prior is None and running is not None and running < trial.number:
         prior = _wait_for(study, running)
     if prior is not None:
@@ -234,6 +237,15 @@ def _run_one(
         _fail(study, trial, _crash_reason(exc), metrics, t0, timing)
         info["status"] = "fail"
     return info
+
+
+def _await_earlier_keys(view: StudyView, number: int) -> None:
+    """Refresh ``view`` once every trial asked before ``number`` has written its architecture's key (or ended):
+    otherwise two workers could each miss the other's twin and both pay for it. Gives up after
+    ``KEY_WAIT_S`` (a worker that died between its ask and its key is recovered as stale anyway)."""
+    deadline = time.monotonic() + KEY_WAIT_S
+    while view.refresh().keyless_before(number) and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _tell_duplicate(study: optuna.Study, trial: optuna.Trial, prior: FrozenTrial) -> None:

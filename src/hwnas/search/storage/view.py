@@ -105,6 +105,17 @@ class StudyView:
                 running = t.number
         return None, running
 
+    def keyless_before(self, number: int) -> bool:
+        """Whether a RUNNING trial numbered below ``number`` has not yet said which architecture it holds.
+
+        Such a trial was asked first and may be about to take the same architecture: the loop waits for its
+        key before deciding to evaluate, so of two twins the lower-numbered one always evaluates and the
+        other waits for its result, whichever wrote its key first."""
+        return any(
+            t.number < number and t.state == TrialState.RUNNING and t.user_attrs.get(KEY_ATTR) is None
+            for t in self._tail
+        )
+
     def committed(self, *, before: int | None = None) -> tuple[int, int]:
         """``(unique evaluated, in flight)``: in flight counts RUNNING trials (numbered below ``before``)
         that may still add a new architecture, so several workers never together exceed the budget."""
