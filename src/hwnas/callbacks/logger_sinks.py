@@ -19,7 +19,6 @@ is config, like the logger itself: the logger's node in ``conf/logger/<name>.yam
 
 from __future__ import annotations
 
-import importlib
 import logging
 import math
 import netrc
@@ -33,6 +32,7 @@ import numpy as np
 import pandas as pd
 from pytorch_lightning import loggers as pl_loggers
 
+from hwnas.utils.config import import_target
 from hwnas.utils.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -231,7 +231,8 @@ def check_logger_config(node: Any) -> None:
     for name, sub in (node or {}).items():
         if sub is None:
             continue
-        cls = _target_class(sub.get("_target_"))
+        cls = import_target(sub.get("_target_"))
+        cls = cls if isinstance(cls, type) else None
         if cls is not None and issubclass(cls, pl_loggers.WandbLogger):
             mode = sub.get("mode") or os.environ.get("WANDB_MODE") or "online"
             check_wandb_mode(mode, key=f"logger.{name}.mode")
@@ -246,16 +247,6 @@ def check_logger_config(node: Any) -> None:
                 "it, only the per-trial metrics; pass logger=%s to use conf/logger/%s.yaml, which names one",
                 name, cls.__name__, name, name,
             )  # fmt: skip
-
-
-def _target_class(target: Any) -> type | None:
-    """The class ``_target_`` names, or ``None`` when it does not import (instantiation reports that)."""
-    module, _, name = str(target or "").rpartition(".")
-    try:
-        cls = getattr(importlib.import_module(module), name) if module else None
-    except Exception:  # noqa: BLE001 - any import failure: not ours to report here
-        return None
-    return cls if isinstance(cls, type) else None
 
 
 def _check_legacy_switch(mode: str, *, key: str) -> None:

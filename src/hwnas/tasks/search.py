@@ -54,11 +54,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     log.info("search: %s over %s (%d done already), objectives %s, storage %s, run dir %s", strategy.describe(),
              ctx.space.name, before, objectives, facts["storage"], ctx.run_dir)  # fmt: skip
     log.info("evaluator: %s", ctx.evaluator.describe())
-    slog = SearchLogger(instantiate_dict(cfg.get("logger")), ctx.objectives, strategy.budget(before))
+    budget = strategy.budget(before)
+    slog = SearchLogger(instantiate_dict(cfg.get("logger")), ctx.objectives, budget)
     slog.set_unique(before)
-    live = SearchProgress(
-        ctx.objectives, total=strategy.budget(before), done=before, mode="auto" if main else "off"
-    )
+    live = SearchProgress(ctx.objectives, total=budget, done=before, mode="auto" if main else "off")
     live.seed(ctx.study)  # a resumed run's front and hypervolume cover the trials it continues from
     ctx.on_trial = live.tee(slog)
     status = "failed"

@@ -66,6 +66,16 @@ def build(node: Any, key: str, **kwargs: Any) -> Any:
         raise ConfigError(f"cannot instantiate: {exc}", key=key) from exc
 
 
+def import_target(target: Any) -> Any:
+    """What a ``_target_`` string names (a class or a function), or ``None`` when it does not import:
+    instantiation reports that, with Hydra's own message."""
+    module, _, name = str(target or "").rpartition(".")
+    try:
+        return getattr(importlib.import_module(module), name) if module else None
+    except Exception:  # noqa: BLE001 - any import failure: not ours to report here
+        return None
+
+
 def _unknown_setting(node: Any, exc: InstantiationException) -> ConfigError | None:
     """A key the class does not take (``got an unexpected keyword argument 'x'``) as one error naming the
     key and the settings the class does take; ``None`` for any other failure."""
@@ -73,10 +83,10 @@ def _unknown_setting(node: Any, exc: InstantiationException) -> ConfigError | No
     target = OmegaConf.select(node, "_target_", default=None) if OmegaConf.is_config(node) else None
     if match is None or not target:
         return None
-    module, _, name = str(target).rpartition(".")
+    name = str(target).rpartition(".")[2]
     try:
-        params = inspect.signature(getattr(importlib.import_module(module), name)).parameters
-    except (ImportError, AttributeError, TypeError, ValueError):
+        params = inspect.signature(import_target(target)).parameters
+    except (TypeError, ValueError):  # nothing imported (None), or no signature to read
         return None
     setting = f"{node._get_full_key(None) or 'node'}.{match.group(1)}"
     return ConfigError(
