@@ -66,6 +66,9 @@ bench-proxy: install ## Benchmark the search's accuracy proxy against full train
 bench-supernet: install ## Benchmark weight sharing (evaluator=supernet) against full training, beside the partial-training proxy
 	$(PY) bench/bench_proxy.py --proxies default,supernet,supernet@evaluator.kernel_mode=separate --finetune 3 $(ARGS)
 
+bench-face: install ## Face task: strategy x evaluator x seed, fully trained final fronts vs the baseline (HV, beats it, seconds; resumable)
+	$(PY) bench/bench_face.py $(ARGS)
+
 bench-search: install ## Benchmark strategies on NAS-Bench-201 ground truth (HV ratio, IGD+, front recall)
 	$(PY) bench/bench_search.py $(ARGS)
 

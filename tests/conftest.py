@@ -50,6 +50,7 @@ TINY_FINAL = [
     "dataset.dataset.num_test=24",
     "final.enabled=true",
     "final.top_k=2",
+    "final.baseline_seeds=2",  # the baseline's spread from 2 trainings (the default 3 costs another one)
     "final.trainer.max_epochs=2",
     "final.int8.calibration_batches=4",
     "final.eval_batch_size=8",

@@ -36,12 +36,17 @@ def test_search_ends_with_a_trained_int8_checked_gallery(make_cfg, tmp_path: Pat
     progress = [r.getMessage() for r in caplog.records if r.getMessage().startswith("final [")]
     run_dir = Path(cfg.run_dir)
     df = pd.read_csv(run_dir / "final" / "final.csv")
-    front = pd.read_csv(run_dir / "pareto.csv")
     # Up to top_k front models plus the baseline; every one finished.
     assert 2 <= len(df) <= 3 and df["error"].isna().all()
     assert len(progress) == len(df) and all("test mIoU fp32" in line for line in progress)  # a line per model
     assert (df["role"].str.contains("baseline")).sum() == 1
-    assert set(df.loc[df["role"] != "baseline", "arch_key"]) <= set(front["arch_key"])
+    trials = pd.read_csv(run_dir / "trials.csv")
+    searched = trials[(trials["state"] == "COMPLETE") & ~trials["duplicate"] & trials["seeded"].isna()]
+    on_front = pareto_mask(searched[["val/miou", "hw/latency_ms"]].to_numpy(float), ["maximize", "minimize"])
+    # the searched front alone (the seeded baseline, on `front` here, is never a searched pick)
+    assert set(df.loc[df["role"] != "baseline", "arch_key"]) <= set(searched.loc[on_front, "arch_key"])
+    assert (trials["seeded"] == "baseline").sum() == 1  # TINY_FINAL puts the baseline inside the ranges
+    assert df["pick_reason"].notna().all()
     for col in ("proxy_miou", "full_miou_fp32", "int8_miou", "f1", "int8_drop", "latency_ms", "latency_source",
                 "params", "train_seconds"):  # fmt: skip
         assert col in df.columns
@@ -69,6 +74,10 @@ def test_search_ends_with_a_trained_int8_checked_gallery(make_cfg, tmp_path: Pat
         assert Image.open(run_dir / "final" / png).size[0] > 300
     report = (run_dir / "report.md").read_text()
     assert "### Pick a model" in report and report.count("final stage: begin") == 1
+    assert "### Against the baseline" in report and "training seed(s)" in report
+    base = summary["final"]["baseline"]
+    assert base["n"] == 2 and len(base["values"]) == 2  # TINY_FINAL: final.baseline_seeds=2
+    assert any(p.name.endswith("-seed1") for p in (run_dir / "final" / "models").iterdir())
     for link in ("model_64x64.int8.onnx", "weights.pt", "arch.json"):
         assert link in report
     saved = json.loads((run_dir / "summary.json").read_text())

@@ -11,7 +11,7 @@ from torch import nn
 from hwnas.data.labels import IGNORE_INDEX
 from hwnas.final.metrics import F1_CLASSES, ConfusionMatrix
 from hwnas.final.predict import evaluate_onnx, evaluate_outputs, evaluate_torch, run_onnx
-from hwnas.final.selection import spread_across
+from hwnas.final.selection import baseline_point, choose, hv_contributions, searched
 from hwnas.hardware.export import export_onnx
 
 
@@ -56,12 +56,44 @@ def test_absent_classes_are_left_out_and_f1_skips_background_and_facewear() -> N
         cm2.update(np.array([19]), np.array([1]))
 
 
-def test_spread_across_keeps_the_extremes_and_spreads_in_log_latency() -> None:
-    front = pd.DataFrame({"arch": list("abcdefg"), "lat": [1.0, 1.1, 1.2, 2.0, 3.0, 7.9, 8.0]})
-    picked = spread_across(front, 3, latency="lat")
-    assert list(picked["arch"]) == ["a", "e", "g"]  # 1, the geometric middle 2.83 -> 3.0, 8
-    assert list(spread_across(front, 10, latency="lat")["arch"]) == list("abcdefg")
-    assert len(spread_across(front, 5, latency="lat")) == 5
+def test_hypervolume_contribution_favours_knees_over_the_ends_by_hand() -> None:
+    # scaled to [0, 1]: acc (0, 0.8, 1), log latency (0, 0.5, 1) for latencies 1, e^0.5, e
+    acc = np.array([0.1, 0.5, 0.6])
+    lat = np.exp(np.array([0.0, 0.5, 1.0]))
+    hv = hv_contributions(acc, lat)
+    assert hv == pytest.approx([0.0, 0.5 * 0.8, 0.0])  # the ends span nothing against the front's own corner
+
+
+def _front() -> pd.DataFrame:
+    return pd.DataFrame({
+        "arch": list("abcdef"),
+        "acc": [0.05, 0.10, 0.12, 0.14, 0.15, 0.16],
+        "lat": [0.2, 0.5, 0.8, 0.95, 2.0, 4.0],
+        "seeded": ["", "", "", "baseline", "", ""],
+    })  # fmt: skip
+
+
+def test_the_first_picks_aim_at_beating_the_baseline_the_rest_go_to_knees() -> None:
+    rows = searched(_front())
+    assert "d" not in set(rows["arch"])  # a seeded model is never a searched pick
+    picks = choose(rows, 3, acc="acc", latency="lat", base=(0.14, 1.0))
+    arch = [r["arch"] for r, _ in picks]
+    # <= 0.85 x 1.0 ms: c (the most accurate there); <= 1.0 ms: only b left, below the baseline's proxy,
+    # so not picked for that; then the largest exclusive hypervolume: e, then b (the ends a, f: none)
+    assert arch == ["b", "c", "e"]
+    assert "hypervolume" in dict(zip(arch, [w for _, w in picks], strict=True))["b"]
+    reasons = dict(zip(arch, [w for _, w in picks], strict=True))
+    assert "0.85" in reasons["c"] and "beat" in reasons["c"] and "hypervolume" in reasons["e"]
+    # without the baseline's point: knees first, never the fastest end while a knee is left
+    plain = [r["arch"] for r, _ in choose(rows, 2, acc="acc", latency="lat", base=None)]
+    assert "a" not in plain and "f" not in plain
+
+
+def test_baseline_point_reads_the_seeded_trial() -> None:
+    trials = pd.DataFrame({"state": ["COMPLETE", "COMPLETE"], "seeded": [np.nan, "baseline"],
+                           "acc": [0.1, 0.14], "lat": [0.5, 0.95]})  # fmt: skip
+    assert baseline_point(trials, acc="acc", latency="lat") == (0.14, 0.95)
+    assert baseline_point(trials.drop(columns="seeded"), acc="acc", latency="lat") is None
 
 
 def test_onnx_runner_pads_the_last_chunk_of_a_static_batch_and_matches_torch(tmp_path) -> None:

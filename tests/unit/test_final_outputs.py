@@ -56,7 +56,8 @@ def test_the_metric_follows_the_task_and_segmentation_keeps_its_columns() -> Non
         "arch_key", "role", "init", "proxy_miou", "full_miou_fp32", "onnx_miou_fp32", "int8_miou", "int8_drop",
         "f1_fp32", "f1_int8_host", "f1", "f1_source", "latency_ms", "latency_p10_ms", "latency_p90_ms",
         "latency_source", "latency_input", "train_size", "search_latency_ms", "val_miou", "params",
-        "train_seconds", "n_test", "on_final_front", "error",
+        "train_seconds", "n_test", "on_final_front", "latency_vs_baseline", "latency_vs_baseline_p25",
+        "latency_vs_baseline_p75", "miou_vs_baseline", "beats_baseline", "pick_reason", "error",
     ]  # fmt: skip
     assert [c.replace("miou", "acc") for c in COLUMNS] == columns("acc")
 

@@ -7,11 +7,13 @@ reuses trained weights, and resumes an interrupted training from its last epoch.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
+import os
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,7 @@ from hwnas.evaluators.train import candidate_seed
 from hwnas.final.metrics import ConfusionMatrix
 from hwnas.final.predict import evaluate_onnx, evaluate_outputs, evaluate_torch, split_batches
 from hwnas.final.settings import FinalSettings
-from hwnas.hardware.base import LatencyReport, Profiler
+from hwnas.hardware.base import Profiler
 from hwnas.hardware.cheap import count_params
 from hwnas.hardware.export import export_onnx
 from hwnas.hardware.onnxruntime import quantize_int8
@@ -119,6 +121,48 @@ def fingerprint(ctx: GalleryContext, spec: ArchSpec, init: str = "scratch") -> s
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def with_seed(ctx: GalleryContext, seed: int | None) -> GalleryContext:
+    """``ctx`` training with another seed (initialisation and data order; the data itself is unchanged):
+    the baseline's repeat trainings that measure its spread. ``None`` = ``ctx`` itself."""
+    if seed is None or seed == ctx.settings.seed:
+        return ctx
+    settings = dataclasses.replace(ctx.settings, seed=int(seed))
+    return dataclasses.replace(ctx, settings=settings, recipe={**ctx.recipe, "seed": int(seed)})
+
+
+def _cache_entry(ctx: GalleryContext, fp: str) -> Path | None:
+    return Path(ctx.settings.cache) / fp if ctx.settings.cache else None
+
+
+def _restore_cached(ctx: GalleryContext, fp: str, out_dir: Path) -> bool:
+    """Copy a finished training of the same fingerprint from ``final.cache`` into ``out_dir``."""
+    entry = _cache_entry(ctx, fp)
+    if entry is None or (read_json(entry / "train.json") or {}).get("fingerprint") != fp:
+        return False
+    if not (entry / "weights.pt").is_file():
+        return False
+    out_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(entry / "weights.pt", out_dir / "weights.pt")
+    write_json(out_dir / "train.json", {**(read_json(entry / "train.json") or {}), "from_cache": str(entry)})
+    return True
+
+
+def _store_cached(ctx: GalleryContext, fp: str, out_dir: Path) -> None:
+    """Put a finished training into ``final.cache`` (atomically: a half-copied entry is never read)."""
+    entry = _cache_entry(ctx, fp)
+    if entry is None or entry.exists():
+        return
+    tmp = entry.with_name(f".{entry.name}.{os.getpid()}.tmp")
+    try:
+        tmp.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(out_dir / "weights.pt", tmp / "weights.pt")
+        shutil.copy2(out_dir / "train.json", tmp / "train.json")  # last: it marks the entry complete
+        os.replace(tmp, entry)
+    except OSError as exc:  # a full or read-only cache never fails the model
+        log.warning("final: could not cache %s in %s: %s", out_dir.name, entry, exc)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def build_model(ctx: GalleryContext, spec: ArchSpec, init: str = "scratch") -> nn.Module:
     """``spec`` freshly initialised, or with the weights it inherits from the search's supernet."""
     torch.manual_seed(candidate_seed(ctx.settings.seed, spec.key))
@@ -131,9 +175,18 @@ def build_model(ctx: GalleryContext, spec: ArchSpec, init: str = "scratch") -> n
 
 
 def is_trained(ctx: GalleryContext, spec: ArchSpec, out_dir: Path, init: str = "scratch") -> bool:
-    """Whether ``out_dir`` holds this model's finished training under the current recipe."""
+    """Whether ``out_dir`` holds this model's finished training under the current recipe (copied there from
+    ``final.cache`` when an earlier run trained it)."""
+    fp = fingerprint(ctx, spec, init)
     info = read_json(out_dir / "train.json") or {}
-    return info.get("fingerprint") == fingerprint(ctx, spec, init) and (out_dir / "weights.pt").is_file()
+    if info.get("fingerprint") == fp and (out_dir / "weights.pt").is_file():
+        return True
+    if _restore_cached(ctx, fp, out_dir):
+        log.info(
+            "final: %s (seed %d) reuses its finished training from final.cache", spec.key, ctx.settings.seed
+        )
+        return True
+    return False
 
 
 def train_full(
@@ -230,6 +283,7 @@ def train_full(
             "rank_weights": agree.digests,
         }
     write_json(out_dir / "train.json", info)
+    _store_cached(ctx, fp, out_dir)
     shutil.rmtree(resume_dir, ignore_errors=True)
     shutil.rmtree(out_dir / "lightning", ignore_errors=True)
     (out_dir / "resume.json").unlink(missing_ok=True)
@@ -290,13 +344,6 @@ def evaluate(ctx: GalleryContext, model: nn.Module, out_dir: Path) -> dict[str, 
         )
     out["files"] = {k: str(v) for k, v in files.items()}
     return out
-
-
-def measure(ctx: GalleryContext, model: nn.Module, files: Mapping[str, str]) -> LatencyReport:
-    """Re-measure the trained model on the ``hardware=`` target at the deployment shape (never cached)."""
-    onnx = files.get("deploy_onnx_fp32") or files["onnx_fp32"]
-    assert ctx.profiler is not None, "measure() needs the stage's context (tasks.final.build_context)"
-    return ctx.profiler.profile(model, ctx.deploy_shape, onnx_path=onnx, calibration=ctx.calibration)
 
 
 def params_of(model: nn.Module) -> int:

@@ -89,15 +89,18 @@ def _init(container: dict[str, Any], queue: Any, threads: int) -> None:
     _worker["progress"] = ProgressRelay(queue)
 
 
-def _train(spec: dict[str, Any], out_dir: str, init: str) -> tuple[str | None, float]:
-    """In a worker: train one model; ``(error or None, seconds)``."""
-    from hwnas.final.gallery import MODEL_ERRORS, failure_reason, train_full
+def _train(
+    spec: dict[str, Any], out_dir: str, init: str, seed: int | None = None
+) -> tuple[str | None, float]:
+    """In a worker: train one model (with training seed ``seed``; ``None`` = ``final.seed``);
+    ``(error or None, seconds)``."""
+    from hwnas.final.gallery import MODEL_ERRORS, failure_reason, train_full, with_seed
 
     t0 = time.perf_counter()
     arch = ArchSpec.from_dict(spec)
     try:
         Path(out_dir).mkdir(parents=True, exist_ok=True)
-        train_full(_worker["ctx"], arch, Path(out_dir), _worker["progress"], init)
+        train_full(with_seed(_worker["ctx"], seed), arch, Path(out_dir), _worker["progress"], init)
     except MODEL_ERRORS as exc:  # the same failures as in the stage's own process
         return failure_reason(exc), time.perf_counter() - t0
     return None, time.perf_counter() - t0
@@ -105,13 +108,14 @@ def _train(spec: dict[str, Any], out_dir: str, init: str) -> tuple[str | None, f
 
 def train_parallel(
     cfg: DictConfig,
-    work: list[tuple[ArchSpec, Path, int, str]],
+    work: list[tuple[ArchSpec, Path, int, str] | tuple[ArchSpec, Path, int, str, int | None]],
     *,
     jobs: int,
     threads: int,
     progress: StageProgress,
 ) -> dict[str, str]:
-    """Train ``(spec, out_dir, size, init)`` items in ``jobs`` worker processes, largest ``size`` first.
+    """Train ``(spec, out_dir, size, init[, seed])`` items in ``jobs`` worker processes, largest ``size``
+    first (``seed``: a training seed other than ``final.seed``, the baseline's repeats).
 
     Returns ``{str(out_dir): error}`` for the trainings that failed (a dead worker fails its model).
     """
@@ -120,7 +124,7 @@ def train_parallel(
     queue = ctx.Queue()
     pump = progress.follow(queue)
     errors: dict[str, str] = {}
-    order = sorted(work, key=lambda w: -w[2])
+    order = sorted(((*w, None) if len(w) == 4 else w for w in work), key=lambda w: -w[2])
     log.info(
         "final: training %d model(s) in %d parallel process(es) x %d thread(s); accuracy and latency are "
         "measured afterwards, one model at a time",
@@ -131,8 +135,8 @@ def train_parallel(
             max_workers=jobs, mp_context=ctx, initializer=_init, initargs=(container, queue, threads)
         ) as pool:
             futures = {
-                pool.submit(_train, spec.to_dict(), str(out), init): (spec, out)
-                for spec, out, _, init in order
+                pool.submit(_train, spec.to_dict(), str(out), init, seed): (spec, out)
+                for spec, out, _, init, seed in order
             }
             for done, fut in enumerate(as_completed(futures), 1):
                 spec, out = futures[fut]

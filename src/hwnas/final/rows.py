@@ -1,5 +1,6 @@
 """One model's row of ``final.csv``: reused from its ``result.json`` when it finished before under the same
-settings, else trained (or its weights reused), evaluated and measured.
+settings, else trained (or its weights reused) and evaluated. Latency is not measured here: every model of
+the stage is timed in one interleaved pass afterwards (:mod:`hwnas.final.compare`).
 
 The accuracy columns are named after the run's headline metric (:func:`hwnas.reporting.final.metric_of`):
 ``proxy_miou``, ``full_miou_fp32``, ``int8_miou``, ... for segmentation; ``proxy_acc``, ``full_acc_fp32``,
@@ -24,7 +25,6 @@ from hwnas.final.gallery import (
     evaluate,
     failure_reason,
     fingerprint,
-    measure,
     params_of,
     train_full,
 )
@@ -105,7 +105,7 @@ def model_row(
     failed: str | None = None,
 ) -> dict[str, Any]:
     """One model's row: reused from ``result.json`` when finished before, else trained (or its weights
-    from the parallel training reused) and measured; ``failed`` = the reason its training already failed.
+    from the parallel training reused) and evaluated on the test split; ``failed`` = the reason its training already failed.
 
     ``acc`` and ``lat`` name the search's objectives; the proxy column is the search's ``val/<metric>``
     (its maximised objective ``acc`` when trials.csv has no such column).
@@ -128,7 +128,6 @@ def model_row(
         spec.save(out_dir / "arch.json")
         model, info = train_full(ctx, spec, out_dir, progress, init)
         ev = evaluate(ctx, model, out_dir)
-        report = measure(ctx, model, ev["files"])
     except MODEL_ERRORS as exc:  # one model never sinks the stage
         reason = failure_reason(exc)
         log.warning("final: %s failed: %s", spec.key, reason)
@@ -138,10 +137,6 @@ def model_row(
         "f1_int8_host": ev["int8/f1"],
         "f1": ev["f1"],
         "f1_source": ev["f1_source"],
-        "latency_ms": report.median_ms,
-        "latency_p10_ms": report.p10_ms,
-        "latency_p90_ms": report.p90_ms,
-        "latency_source": f"{report.source} ({report.backend}, {report.precision})",
         "latency_input": "x".join(map(str, ctx.deploy_shape)),
         "train_size": "x".join(map(str, ctx.eval_shape[-2:])),
         "params": params_of(model),

@@ -38,6 +38,8 @@ class FinalSettings:
     max_images: int | None
     budgets: list[float] | None
     ddp_processes: int = 1
+    baseline_seeds: int = 3
+    cache: str | None = None
 
     @property
     def inits(self) -> tuple[str, ...]:
@@ -153,4 +155,6 @@ class FinalSettings:
             max_images=None if max_images is None else positive("device.max_images", max_images),
             budgets=budgets,
             ddp_processes=positive("ddp.processes", dict(d.get("ddp") or {}).get("processes", 1)),
+            baseline_seeds=positive("baseline_seeds", d.get("baseline_seeds", 3)),
+            cache=None if d.get("cache") in (None, "") else str(d["cache"]),
         )

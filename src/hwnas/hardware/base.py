@@ -151,6 +151,23 @@ class Profiler(ABC):
                 (``TableProfiler``) and the latency cache; others may use it to name files.
         """
 
+    def profile_many(
+        self,
+        models: list[tuple[Any, str | Path | None, str | None]],
+        input_shape: tuple[int, ...],
+        *,
+        calibration: Any | None = None,
+    ) -> list[LatencyReport]:
+        """Profile several ``(model, onnx_path, arch_key)`` for a side-by-side comparison (the final stage's
+        gallery and its baseline). Default: one after another, right for estimates, tables and remote
+        devices. A profiler timing on this machine interleaves them (A B C A B C ...) so that drift of the
+        machine's speed cannot decide a latency ratio; it then reports ``extra["rounds_ms"]``, each model's
+        figure per round, from which :func:`latency_ratios` takes ratios round by round."""
+        return [
+            self.profile(m, input_shape, onnx_path=p, calibration=calibration, arch_key=k)
+            for m, p, k in models
+        ]
+
     def cache_identity(self) -> dict[str, Any]:
         """Everything besides the architecture and input shape that changes the number."""
         return {"target": self.target, "backend": self.backend, "precision": self.precision}
@@ -158,3 +175,21 @@ class Profiler(ABC):
     def describe(self) -> str:
         """One line for start-up logs: which target/backend and what it needs."""
         return f"{self.target} via {self.backend} ({self.precision})"
+
+
+def latency_ratios(reports: list[LatencyReport], reference: int) -> list[tuple[float, float, float]]:
+    """``(median, p25, p75)`` of each report's latency over ``reports[reference]``'s: round by round when
+    both were timed in one interleaved pass (``extra["rounds_ms"]``), else the ratio of the medians."""
+    import numpy as np
+
+    ref = reports[reference]
+    out = []
+    for r in reports:
+        a, b = r.extra.get("rounds_ms"), ref.extra.get("rounds_ms")
+        if a and b and len(a) == len(b):
+            q = np.asarray(a, float) / np.asarray(b, float)
+            out.append((float(np.median(q)), float(np.percentile(q, 25)), float(np.percentile(q, 75))))
+        else:
+            q = r.median_ms / ref.median_ms
+            out.append((q, q, q))
+    return out

@@ -341,6 +341,62 @@ class OnnxRuntimeProfiler(Profiler):
             },
         )
 
+    def profile_many(
+        self,
+        models: list[tuple[Any, str | Path | None, str | None]],
+        input_shape: tuple[int, ...],
+        *,
+        calibration: Any | None = None,
+        rounds: int = 15,
+    ) -> list[LatencyReport]:
+        """Every model timed in one interleaved pass: ``rounds`` rounds of A B C ..., each round under one
+        hold of the timing lock, each model's figure of a round the median of ``repeats // 3`` (at least 5)
+        runs after 2 warm-up runs, in one process with the same settings. A model's latency is the median
+        of its round figures; ``extra["rounds_ms"]`` keeps them, so ratios are taken round by round (the
+        machine's speed drifts 15-31 % over minutes here, but not within one round)."""
+        import contextlib
+
+        input_shape = tuple(int(d) for d in input_shape)
+        per_round = max(5, self.repeats // 3)
+        with contextlib.ExitStack() as stack:
+            paths = []
+            for model, onnx_path, key in models:
+                fp32 = stack.enter_context(onnx_file(model, input_shape, onnx_path=onnx_path, arch_key=key,
+                                                     workdir=self.workdir, opset=self.opset))  # fmt: skip
+                if self.precision == "int8":
+                    with timing_lock.busy():
+                        fp32 = quantize_int8(fp32, calibration, input_shape=input_shape,
+                                             per_channel=self.per_channel, calibration_method=self.calibration_method)  # fmt: skip
+                paths.append(fp32)
+            sessions = [self._session(Path(p)) for p in paths]
+            x = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
+            feeds = [{sess.get_inputs()[0].name: x} for sess in sessions]
+            rounds_ms: list[list[float]] = [[] for _ in sessions]
+            samples: list[list[float]] = [[] for _ in sessions]
+            for _ in range(max(1, int(rounds))):
+                with timing_lock.timing():
+                    for i, (sess, feed) in enumerate(zip(sessions, feeds, strict=True)):
+                        for _ in range(2):
+                            sess.run(None, feed)
+                        got = []
+                        for _ in range(per_round):
+                            t0 = time.perf_counter_ns()
+                            sess.run(None, feed)
+                            got.append((time.perf_counter_ns() - t0) / 1e6)
+                        rounds_ms[i].append(float(np.median(got)))
+                        samples[i] += got
+        reports = []
+        for i in range(len(models)):
+            _, p10, p90 = summarise_ms(samples[i])
+            reports.append(LatencyReport(
+                median_ms=float(np.median(rounds_ms[i])), p10_ms=p10, p90_ms=p90, n_samples=len(samples[i]),
+                backend=self.backend, device=f"{cpu_name()} ({self.threads} thread{'s' if self.threads > 1 else ''})",
+                precision=self.precision, source="measured", toolchain=versions("onnxruntime", "onnx", "torch"),
+                extra={"input_shape": list(input_shape), "interleaved": len(models), "rounds_ms": rounds_ms[i],
+                       "per_round": per_round, "threads": self.threads},
+            ))  # fmt: skip
+        return reports
+
     def quiet_samples(self, path: str | Path, input_shape: tuple[int, ...]) -> tuple[list[float], int, float]:
         """``loops`` timing loops apart in time, each under the machine-wide lock, then up to ``retries``
         more until two *quiet* loops (p10–p90 spread within ``max_spread``) have medians within ``agree``

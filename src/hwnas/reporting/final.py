@@ -39,7 +39,8 @@ def columns(metric: str = "miou") -> list[str]:
         "arch_key", "role", "init", f"proxy_{m}", f"full_{m}_fp32", f"onnx_{m}_fp32", f"int8_{m}", "int8_drop",
         "f1_fp32", "f1_int8_host", "f1", "f1_source", "latency_ms", "latency_p10_ms", "latency_p90_ms",
         "latency_source", "latency_input", "train_size", "search_latency_ms", f"val_{m}", "params",
-        "train_seconds", "n_test", "on_final_front", "error",
+        "train_seconds", "n_test", "on_final_front", "latency_vs_baseline", "latency_vs_baseline_p25",
+        "latency_vs_baseline_p75", f"{m}_vs_baseline", "beats_baseline", "pick_reason", "error",
     ]  # fmt: skip
 
 
@@ -235,8 +236,56 @@ def pick_table(
     return lines
 
 
+def _flag(value: Any) -> bool | None:
+    """A yes/no column's value (a bool, numpy's, or read back from CSV), ``None`` when empty."""
+    if isinstance(value, bool | np.bool_):
+        return bool(value)
+    if isinstance(value, str) and value in ("True", "False"):
+        return value == "True"
+    return None
+
+
+def baseline_table(df: pd.DataFrame, stats: dict[str, Any] | None, *, metric: str = "miou") -> list[str]:
+    """Markdown: why each model was picked, its test score against the baseline's mean (± its spread over
+    training seeds) and its latency against the baseline's in the same interleaved pass, and the verdict."""
+    if stats is None:
+        return ["No baseline was trained (final.baseline=false, or it failed): nothing to compare against."]
+    name = METRICS[metric][0]
+    vals = ", ".join(f"{v:.3f}" for v in stats["values"])
+    lines = [
+        f"Baseline `{stats['arch_key']}`: test {name} **{stats['mean']:.3f} ± {stats['std']:.3f}** (sd over "
+        f"{stats['n']} training seed(s): {vals}). A searched model beats it at ≤ 0.85× its latency with "
+        f"{name} ≥ mean − 0.005, or at ≤ its latency with {name} ≥ mean + 0.01 (latency ratios from one "
+        "interleaved pass, p25–p75 over its rounds).",
+        "",
+        f"| model | role | why picked | test {name} (vs baseline mean) | latency vs baseline | beats it |",
+        "|---|---|---|---|---|---|",
+    ]
+    for _, r in df.iterrows():
+        if str(r.get("error") or "") not in ("", "nan"):
+            lines.append(f"| `{r['arch_key']}` | {r['role']} | {r.get('pick_reason', '')} | failed | | |")
+            continue
+        delta = r.get(f"{metric}_vs_baseline")
+        margin = f" ({delta:+.3f})" if isinstance(delta, float) and not math.isnan(delta) else ""
+        q = r.get("latency_vs_baseline")
+        ratio = (f"{q:.2f}× ({r['latency_vs_baseline_p25']:.2f}–{r['latency_vs_baseline_p75']:.2f})"
+                 if isinstance(q, float) and not math.isnan(q) else "")  # fmt: skip
+        beats = _flag(r.get("beats_baseline"))
+        verdict = "**yes**" if beats is True else ("no" if beats is False else "")
+        lines.append(
+            f"| `{r['arch_key']}` | {r['role']} | {r.get('pick_reason', '')} | {r[f'full_{metric}_fp32']:.3f}{margin} "
+            f"| {ratio} | {verdict} |"
+        )
+    return lines
+
+
 def report_section(
-    df: pd.DataFrame, run_dir: Path, budgets: Sequence[float] | None, *, metric: str = "miou"
+    df: pd.DataFrame,
+    run_dir: Path,
+    budgets: Sequence[float] | None,
+    *,
+    metric: str = "miou",
+    baseline: dict[str, Any] | None = None,
 ) -> str:
     ok = df[df["error"].fillna("").eq("")]
     lines = [
@@ -247,6 +296,10 @@ def report_section(
         f"({int(ok['n_test'].max()) if len(ok) and ok['n_test'].notna().any() else 0} images); "
         f"latency re-measured on the target at {ok['latency_input'].iloc[0] if len(ok) else '?'} "
         f"({ok['latency_source'].iloc[0] if len(ok) else '?'}). Table: [final/final.csv](final/final.csv).",
+        "",
+        "### Against the baseline",
+        "",
+        *baseline_table(df, baseline, metric=metric),
         "",
         "### Pick a model",
         "",
@@ -278,6 +331,7 @@ def write_final_outputs(
     budgets: Sequence[float] | None,
     latency_label: str,
     metric: str = "miou",
+    baseline: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write every final-stage output once; return a summary for summary.json (``metric``: the headline
     metric the rows' columns are named after, ``miou`` or ``acc``)."""
@@ -300,13 +354,17 @@ def write_final_outputs(
         charts["final_results_png"] = plot_final_results(
             df, out_dir / "final_results.png", latency_label=latency_label, f1_label=f1_label, metric=metric
         )
-    update_report(run_dir, report_section(df, run_dir, budgets, metric=metric))
+    update_report(run_dir, report_section(df, run_dir, budgets, metric=metric, baseline=baseline))
+    winners = [str(k) for k, b in zip(df["arch_key"], df["beats_baseline"], strict=True) if _flag(b) is True]
     return {
         "n_models": int(len(df)),
         "n_failed": int(len(df) - len(ok)),
         "front_size": int(len(front)),
         "f1_source": f1_label,
         "metric": metric,
+        "baseline": baseline,
+        "beats_baseline": bool(winners) if baseline is not None else None,
+        "winners": winners,
         "models": [
             {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items() if k in cols}
             for r in df.to_dict("records")

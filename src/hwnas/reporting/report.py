@@ -11,7 +11,15 @@ import pandas as pd
 
 from hwnas.search.objectives import Objective
 
-EXTRA_COLUMNS = ("params", "macs", "peak_act_mb", "hw/latency_p10_ms", "hw/latency_p90_ms", "hw/source")
+EXTRA_COLUMNS = (
+    "seeded",
+    "params",
+    "macs",
+    "peak_act_mb",
+    "hw/latency_p10_ms",
+    "hw/latency_p90_ms",
+    "hw/source",
+)
 
 
 def number(v: float) -> str:
@@ -23,7 +31,7 @@ def number(v: float) -> str:
 
 def _cell(v: Any) -> str:
     if isinstance(v, float):
-        return number(v)
+        return number(v)  # NaN (e.g. an empty `seeded`) -> ""
     return "" if v is None else str(v).replace("|", "\\|")
 
 

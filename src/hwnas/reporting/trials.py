@@ -19,6 +19,7 @@ from hwnas.search.trial_attrs import (
     FAIL_REASON_ATTR,
     KEY_ATTR,
     ORIGIN_ATTRS,
+    SEEDED_ATTR,
     STRATEGY_ATTR,
     WORKER_ATTR,
     trial_attrs,
@@ -37,6 +38,7 @@ BASE_COLUMNS = [
     "generation",
     "worker",
     "strategy",
+    "seeded",
     "seconds",
     "seconds_cheap",
     "seconds_expensive",
@@ -74,6 +76,7 @@ def trials_frame(study: optuna.Study, objectives: Sequence[Objective]) -> pd.Dat
             "generation": generation_of(t),
             "worker": ua.get(WORKER_ATTR),
             "strategy": ua.get(STRATEGY_ATTR),
+            "seeded": ua.get(SEEDED_ATTR) or "",  # baseline / arch:<file>: evaluated first, never "searched"
             "seconds": ua.get("seconds"),
             "seconds_cheap": ua.get("seconds_cheap"),
             "seconds_expensive": ua.get("seconds_expensive"),

@@ -20,6 +20,15 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from hwnas.callbacks.logger_sinks import check_logger_config
 from hwnas.callbacks.progress import NoProgress, Progress, StageProgress
 from hwnas.callbacks.search_logger import SearchLogger
+from hwnas.final.compare import (
+    BASELINE_ROLES,
+    baseline_stats,
+    interleaved_latency,
+    repeat_dir,
+    repeat_seeds,
+    score_repeats,
+    verdicts,
+)
 from hwnas.final.ddp import check_batch, train_ddp
 from hwnas.final.gallery import (
     GalleryContext,
@@ -29,10 +38,11 @@ from hwnas.final.gallery import (
     model_dir,
     params_of,
     training_recipe,
+    with_seed,
 )
 from hwnas.final.parallel import available_cpus, plan_jobs, train_parallel
 from hwnas.final.rows import describe, finished_row, model_row, stage_metric
-from hwnas.final.selection import pick_models
+from hwnas.final.selection import Pick, pick_models
 from hwnas.final.settings import INITS, FinalSettings
 from hwnas.hardware.build import build_profiler, input_shape_for
 from hwnas.lit.fit import instantiate_dict
@@ -186,31 +196,38 @@ def run_stage(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     acc, lat = _objective_names(summary)
     ctx = build_context(cfg)
     settings, final_dir, metric = ctx.settings, run_dir / "final", stage_metric(ctx)
-    picked = pick_models(
-        _read_csv(run_dir / "pareto.csv"),
-        ctx.space,
-        top_k=settings.top_k,
-        baseline=settings.baseline,
-        latency=lat,
-    )
-    _log_plan(ctx, picked, latency=lat, final_dir=final_dir)
-    models = [(s, r, init, model_dir(final_dir, s, init)) for s, r in picked for init in settings.inits]
-    progress, per_model, failed = _train_ahead(ctx, models)
     trials = _read_csv(run_dir / "trials.csv")
+    picked = pick_models(_read_csv(run_dir / "pareto.csv"), ctx.space, top_k=settings.top_k,
+                         baseline=settings.baseline, acc=acc, latency=lat, trials=trials)  # fmt: skip
+    _log_plan(ctx, picked, latency=lat, final_dir=final_dir)
+    models = [
+        (p.spec, p.role, init, model_dir(final_dir, p.spec, init)) for p in picked for init in settings.inits
+    ]
+    base = next((p.spec for p in picked if p.role in BASELINE_ROLES), None)
+    repeats = (
+        [(base, repeat_dir(final_dir, base, s), s) for s in repeat_seeds(ctx)] if base is not None else []
+    )
+    progress, per_model, failed = _train_ahead(ctx, models, repeats)
+    reasons = {p.spec.key: p.reason for p in picked}
     rows: list[dict[str, Any]] = []
-    for i, (spec, role, init, out_dir) in enumerate(models, 1):
+    for spec, role, init, out_dir in models:
         row = model_row(
             ctx, spec, role, out_dir, per_model, init=init, acc=acc, lat=lat, trials=trials,
             failed=failed.get(str(out_dir)),
         )  # fmt: skip
-        rows.append(row)
+        rows.append({**row, "pick_reason": reasons[spec.key]})
+    scores = score_repeats(ctx, base, final_dir, per_model, metric) if base is not None else []
+    progress.close()
+    interleaved_latency(ctx, rows)
+    stats = baseline_stats(rows, scores, metric)
+    winners = verdicts(rows, stats, metric)
+    for i, ((spec, role, init, _), row) in enumerate(zip(models, rows, strict=True), 1):
         log.info(
             "final [%d/%d] %-22s %-14s %-7s %s", i, len(models), spec.key, role, init, describe(row, metric)
         )
-    progress.close()
-    out = write_final_outputs(
-        run_dir, rows, budgets=settings.budgets, latency_label=ctx.profiler.describe(), metric=metric
-    )
+    _log_verdict(stats, winners, metric)
+    out = write_final_outputs(run_dir, rows, budgets=settings.budgets, latency_label=ctx.profiler.describe(),
+                              metric=metric, baseline=stats)  # fmt: skip
     out["wall_seconds"] = round(time.perf_counter() - t0, 2)
     summary["final"] = out
     write_json(run_dir / "summary.json", summary)
@@ -221,22 +238,33 @@ def run_stage(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return out
 
 
+def _log_verdict(stats: dict[str, Any] | None, winners: list[dict[str, Any]], metric: str) -> None:
+    if stats is None:
+        return
+    log.info(
+        "final: baseline %s test %s %.3f ± %.3f over %d training seed(s); %s",
+        stats["arch_key"], metric, stats["mean"], stats["std"], stats["n"],
+        f"{len(winners)} searched model(s) beat it: " + ", ".join(
+            f"{r['arch_key']} ({r[f'{metric}_vs_baseline']:+.3f} at {r['latency_vs_baseline']:.2f}x its latency)"
+            for r in winners
+        ) if winners else "no searched model beats it",
+    )  # fmt: skip
+
+
 def _read_csv(path: Path) -> pd.DataFrame:
     return pd.read_csv(path) if path.is_file() else pd.DataFrame()
 
 
-def _log_plan(
-    ctx: GalleryContext, picked: list[tuple[ArchSpec, str]], *, latency: str, final_dir: Path
-) -> None:
+def _log_plan(ctx: GalleryContext, picked: list[Pick], *, latency: str, final_dir: Path) -> None:
     """One line on what the stage will do (models, training, test split, target), and the int8 caveat."""
     settings = ctx.settings
     log.info(
-        "final: %d model(s) (%d front, spread across %s%s), %s, test split of %d images; "
-        "latency on %s at %s -> %s",
+        "final: %d model(s) (%d front, chosen by the search's evidence on %s%s), %s, test split of %d images; "
+        "latency on %s at %s, all models in one interleaved pass -> %s",
         len(picked) * len(settings.inits),
-        sum(r != "baseline" for _, r in picked),
+        sum(p.role != "baseline" for p in picked),
         latency,
-        " + baseline" if settings.baseline else "",
+        f" + baseline x {settings.baseline_seeds} training seed(s)" if settings.baseline else "",
         " and ".join(
             f"{settings.epochs_for(i)} epochs {'from scratch' if i == 'scratch' else 'fine-tuning supernet weights'}"
             for i in settings.inits
@@ -246,6 +274,8 @@ def _log_plan(
         "x".join(map(str, ctx.deploy_shape)),
         final_dir,
     )
+    for p in picked:
+        log.info("final: picked %s (%s): %s", p.spec.key, p.role, p.reason)
     if settings.reduce_range:
         log.info(
             "final: int8 weights quantised to 7 bits (final.int8.reduce_range): onnxruntime's U8S8 kernels "
@@ -254,18 +284,24 @@ def _log_plan(
         )
 
 
-def _train_ahead(ctx: GalleryContext, models: list[Model]) -> tuple[StageProgress, Progress, dict[str, str]]:
+def _train_ahead(
+    ctx: GalleryContext, models: list[Model], repeats: list[tuple[ArchSpec, Path, int]] | None = None
+) -> tuple[StageProgress, Progress, dict[str, str]]:
     """Train the unfinished models before any is evaluated when ``final.ddp.processes`` (each by a DDP
     group, one at a time) or ``final.jobs`` (side by side) asks for it; else each trains in its turn.
 
+    ``repeats`` (the baseline at its extra training seeds: ``(spec, dir, seed)``) train beside the models.
     Returns the stage's progress, the progress each model's own training reports to, and the reason each
     model (by its dir) already failed.
     """
     settings = ctx.settings
     todo = [(s, init, d) for s, _, init, d in models if finished_row(ctx, s, init, d) is None]
     to_train = [(s, init, d) for s, init, d in todo if not is_trained(ctx, s, d, init)]
-    progress = StageProgress(sum(settings.epochs_for(init) for _, init, _ in to_train))
-    jobs, threads = plan_jobs(settings.jobs, len(to_train))
+    again = [(s, d, seed) for s, d, seed in repeats or [] if not is_trained(with_seed(ctx, seed), s, d)]
+    progress = StageProgress(
+        sum(settings.epochs_for(init) for _, init, _ in to_train) + settings.epochs * len(again)
+    )
+    jobs, threads = plan_jobs(settings.jobs, len(to_train) + len(again))
     if settings.ddp_processes > 1 and to_train:
         threads = max(1, available_cpus() // settings.ddp_processes)
         work = [(s, d, init) for s, init, d in to_train]
@@ -274,7 +310,8 @@ def _train_ahead(ctx: GalleryContext, models: list[Model]) -> tuple[StageProgres
         )
         return progress, NoProgress(), failed
     if jobs > 1:  # train side by side first; evaluate and time one at a time after, on a quiet machine
-        work_p = [(s, d, params_of(build_model(ctx, s)), init) for s, init, d in to_train]
+        work_p: list[Any] = [(s, d, params_of(build_model(ctx, s)), init) for s, init, d in to_train]
+        work_p += [(s, d, params_of(build_model(ctx, s)), "scratch", seed) for s, d, seed in again]
         failed = train_parallel(ctx.cfg, work_p, jobs=jobs, threads=threads, progress=progress)
         return progress, NoProgress(), failed
     return progress, progress, {}

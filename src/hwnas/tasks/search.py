@@ -26,6 +26,7 @@ from hwnas.search.loop import read_state
 from hwnas.search.objectives import parse_constraints, parse_objectives
 from hwnas.search.resume import recover_stale_trials, resolve_run_dir, save_run_config
 from hwnas.search.run_identity import check_resume
+from hwnas.search.seeding import enqueue_seeds, seeds_of
 from hwnas.search.storage.heartbeats import heartbeat_settings
 from hwnas.search.storage.study import open_study, redact, storage_url
 from hwnas.search.strategies.base import SearchContext, Strategy, build_strategy
@@ -48,13 +49,18 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     main = is_main_worker(cfg)
     # Private run-dir storage, before our workers start: every RUNNING trial is a dead process's.
     recovered = recover_stale_trials(ctx.study, single_worker=main and not cfg.search.get("storage"))
+    seeded = (
+        enqueue_seeds(ctx.study, facts["seeds"], strategy=strategy.name) if main else 0
+    )  # evaluated first
     pool = start_workers(cfg, run_dir=ctx.run_dir, url=facts["url"], run=run)
     before = read_state(ctx.study).unique
     objectives = ", ".join(f"{o.direction[:3]} {o.name}" for o in ctx.objectives)
     log.info("search: %s over %s (%d done already), objectives %s, storage %s, run dir %s", strategy.describe(),
              ctx.space.name, before, objectives, facts["storage"], ctx.run_dir)  # fmt: skip
     log.info("evaluator: %s", ctx.evaluator.describe())
-    budget = strategy.budget(before)
+    budget = strategy.budget(before) + (
+        seeded if strategy.n_trials is None else 0
+    )  # a sampler's budget holds them
     slog = SearchLogger(instantiate_dict(cfg.get("logger")), ctx.objectives, budget)
     slog.set_unique(before)
     live = SearchProgress(ctx.objectives, total=budget, done=before, mode="auto" if main else "off")
@@ -90,6 +96,7 @@ def _start(cfg: DictConfig, strategy: Strategy) -> tuple[SearchContext, dict[str
     save_run_config(cfg, run_dir)
     space, evaluator = build_space(cfg), build(cfg.evaluator, "evaluator")
     strategy.check(space=space, evaluator=evaluator, cfg=cfg)
+    seeds = seeds_of(cfg, space, evaluator)  # a bad arch file is refused before any training
     objectives = parse_objectives(cfg.search.objectives, available=evaluator.metrics)
     constraints = parse_constraints(cfg.search.get("constraints"), available=evaluator.metrics)
     final_on = _final_enabled(cfg, evaluator)
@@ -108,7 +115,7 @@ def _start(cfg: DictConfig, strategy: Strategy) -> tuple[SearchContext, dict[str
         final.preflight(cfg, getattr(evaluator, "datamodule", None))
     ctx = SearchContext(cfg=cfg, study=study, space=space, evaluator=evaluator, objectives=objectives,
                         constraints=constraints, run_dir=run_dir, worker=str(cfg.search.get("worker_id", "0")))  # fmt: skip
-    facts = {"url": url, "storage": redact(url), "final_on": final_on,
+    facts = {"url": url, "storage": redact(url), "final_on": final_on, "seeds": seeds,
              "resume": {"resume_forced": forced} if forced else {}}  # fmt: skip
     return ctx, facts
 

@@ -60,6 +60,14 @@ class UniqueChildNSGAIISampler(NSGAIISampler):
         self._generation_of = {trial._trial_id: generation}  # only the trial being sampled
         return generation
 
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """An enqueued trial (a seeded baseline, a re-queued one) suggests only fixed values, so Optuna never
+        calls ``sample_relative`` and never gives it a generation: it would sit outside every population
+        and never be a parent. It gets its generation here, by the same rule."""
+        super().before_trial(study, trial)
+        if trial.system_attrs.get("fixed_params"):
+            self.get_trial_generation(study, trial)
+
     def infer_relative_search_space(
         self, study: optuna.Study, trial: FrozenTrial
     ) -> dict[str, BaseDistribution]:
