@@ -49,18 +49,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     main = is_main_worker(cfg)
     # Private run-dir storage, before our workers start: every RUNNING trial is a dead process's.
     recovered = recover_stale_trials(ctx.study, single_worker=main and not cfg.search.get("storage"))
-    seeded = (
-        enqueue_seeds(ctx.study, facts["seeds"], strategy=strategy.name) if main else 0
-    )  # evaluated first
+    seeded = enqueue_seeds(ctx.study, facts["seeds"], strategy=strategy.name) if main else 0  # asked first
     pool = start_workers(cfg, run_dir=ctx.run_dir, url=facts["url"], run=run)
     before = read_state(ctx.study).unique
     objectives = ", ".join(f"{o.direction[:3]} {o.name}" for o in ctx.objectives)
     log.info("search: %s over %s (%d done already), objectives %s, storage %s, run dir %s", strategy.describe(),
              ctx.space.name, before, objectives, facts["storage"], ctx.run_dir)  # fmt: skip
     log.info("evaluator: %s", ctx.evaluator.describe())
-    budget = strategy.budget(before) + (
-        seeded if strategy.n_trials is None else 0
-    )  # a sampler's budget holds them
+    budget = strategy.budget(before) + (seeded if strategy.n_trials is None else 0)  # n_trials holds seeds
     slog = SearchLogger(instantiate_dict(cfg.get("logger")), ctx.objectives, budget)
     slog.set_unique(before)
     live = SearchProgress(ctx.objectives, total=budget, done=before, mode="auto" if main else "off")
