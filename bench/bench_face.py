@@ -70,7 +70,8 @@ def score(run_dir: Path, ref_ratio: float) -> dict[str, Any]:
         df = pd.read_csv(run_dir / "final" / "final.csv")
     except (OSError, KeyError, ValueError) as exc:
         return {"error": f"{type(exc).__name__}: {exc}"}
-    ok = df[df["error"].fillna("").eq("") & df["latency_vs_baseline"].notna()]
+    failed = df["error"].notna() & df["error"].astype(str).ne("")
+    ok = df[~failed & df["latency_vs_baseline"].notna()]
     base = final.get("baseline") or {}
     return {
         "hv": hypervolume(
