@@ -104,11 +104,8 @@ def interleaved_latency(ctx: GalleryContext, rows: list[dict[str, Any]]) -> None
     items = []
     for r in ok:
         files = r["files"]
-        spec = ctx.space.parse(Path(files["arch"]).read_text()) if Path(files["arch"]).is_file() else None
-        model = None
-        if spec is not None:
-            model = build_model(ctx, spec).eval()
-            model.load_state_dict(torch.load(files["weights"], map_location="cpu", weights_only=True))
+        model = build_model(ctx, ctx.space.load(files["arch"])).eval()  # for profilers that need the module
+        model.load_state_dict(torch.load(files["weights"], map_location="cpu", weights_only=True))
         items.append((model, files.get("deploy_onnx_fp32") or files["onnx_fp32"], r["arch_key"]))
     reports = ctx.profiler.profile_many(items, ctx.deploy_shape, calibration=ctx.calibration)
     base = next((i for i, r in enumerate(ok) if r.get("role") in BASELINE_ROLES), None)
@@ -129,10 +126,12 @@ def interleaved_latency(ctx: GalleryContext, rows: list[dict[str, Any]]) -> None
 def verdicts(rows: list[dict[str, Any]], stats: dict[str, Any] | None, metric: str) -> list[dict[str, Any]]:
     """Each searched row's margin to the baseline's mean and whether it beats the baseline (see the module
     docstring); returns the winners."""
+    if stats is None:
+        return []
     winners = []
     col = f"full_{metric}_fp32"
     for r in rows:
-        if stats is None or r.get("error") or r.get("role") != "front":
+        if r.get("error") or r.get("role") != "front":
             continue
         delta, ratio = float(r[col]) - stats["mean"], float(r.get("latency_vs_baseline", math.nan))
         faster = ratio <= FASTER and delta >= -TIE

@@ -137,13 +137,12 @@ def _cache_entry(ctx: GalleryContext, fp: str) -> Path | None:
 def _restore_cached(ctx: GalleryContext, fp: str, out_dir: Path) -> bool:
     """Copy a finished training of the same fingerprint from ``final.cache`` into ``out_dir``."""
     entry = _cache_entry(ctx, fp)
-    if entry is None or (read_json(entry / "train.json") or {}).get("fingerprint") != fp:
-        return False
-    if not (entry / "weights.pt").is_file():
+    info = (read_json(entry / "train.json") or {}) if entry is not None else {}
+    if info.get("fingerprint") != fp or not (entry / "weights.pt").is_file():
         return False
     out_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy2(entry / "weights.pt", out_dir / "weights.pt")
-    write_json(out_dir / "train.json", {**(read_json(entry / "train.json") or {}), "from_cache": str(entry)})
+    write_json(out_dir / "train.json", {**info, "from_cache": str(entry)})
     return True
 
 

@@ -108,13 +108,11 @@ def choose(
     taken: set[int] = set()
     if base is not None:
         b_acc, b_lat = base
-        for limit, goal in (
-            (FASTER * b_lat, f"≤ {FASTER:g}× the baseline's latency"),
-            (b_lat, "≤ the baseline's latency"),
+        for limit, floor, goal in (  # no slower than the baseline: only a proxy above the baseline's can win
+            (FASTER * b_lat, -np.inf, f"≤ {FASTER:g}× the baseline's latency"),
+            (b_lat, b_acc, "≤ the baseline's latency"),
         ):
-            pool = rows[(rows[latency] <= limit + 1e-12) & ~rows.index.isin(taken)]
-            if limit == b_lat:  # no slower than the baseline: only a proxy above the baseline's can win
-                pool = pool[pool[acc] > b_acc]
+            pool = rows[(rows[latency] <= limit + 1e-12) & (rows[acc] > floor) & ~rows.index.isin(taken)]
             if pool.empty or len(picked) >= k:
                 continue
             i = int(pool.sort_values([acc, latency], ascending=[False, True], kind="stable").index[0])

@@ -150,6 +150,18 @@ def u8s8_saturates(cpuinfo: str | None = None) -> bool:
     return bool(flags) and "avx2" in flags and not ({"avx512_vnni", "avx_vnni", "amx_int8"} & flags)
 
 
+def _timed_runs(sess: Any, feed: dict[str, np.ndarray], *, warmup: int, repeats: int) -> list[float]:
+    """``warmup`` untimed runs of ``sess`` on ``feed``, then ``repeats`` timed ones: milliseconds each."""
+    for _ in range(warmup):
+        sess.run(None, feed)
+    samples: list[float] = []
+    for _ in range(repeats):
+        t0 = time.perf_counter_ns()
+        sess.run(None, feed)
+        samples.append((time.perf_counter_ns() - t0) / 1e6)
+    return samples
+
+
 def _spread(samples: list[float]) -> float:
     """``(p90 − p10) / median`` of a timing loop (0 for a zero median): above ``max_spread`` it is noisy."""
     med, p10, p90 = summarise_ms(samples)
@@ -267,15 +279,7 @@ class OnnxRuntimeProfiler(Profiler):
         sess = self._open[1]
         name = sess.get_inputs()[0].name
         x = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
-        feed = {name: x}
-        for _ in range(self.warmup):
-            sess.run(None, feed)
-        samples: list[float] = []
-        for _ in range(self.repeats):
-            t0 = time.perf_counter_ns()
-            sess.run(None, feed)
-            samples.append((time.perf_counter_ns() - t0) / 1e6)
-        return samples
+        return _timed_runs(sess, {name: x}, warmup=self.warmup, repeats=self.repeats)
 
     def profile(
         self,
@@ -324,7 +328,7 @@ class OnnxRuntimeProfiler(Profiler):
             p90_ms=p90,
             n_samples=len(samples),
             backend=self.backend,
-            device=f"{cpu_name()} ({self.threads} thread{'s' if self.threads > 1 else ''})",
+            device=self._device(),
             precision=self.precision,
             source="measured",
             toolchain=versions("onnxruntime", "onnx", "torch"),
@@ -376,13 +380,7 @@ class OnnxRuntimeProfiler(Profiler):
             for _ in range(max(1, int(rounds))):
                 with timing_lock.timing():
                     for i, (sess, feed) in enumerate(zip(sessions, feeds, strict=True)):
-                        for _ in range(2):
-                            sess.run(None, feed)
-                        got = []
-                        for _ in range(per_round):
-                            t0 = time.perf_counter_ns()
-                            sess.run(None, feed)
-                            got.append((time.perf_counter_ns() - t0) / 1e6)
+                        got = _timed_runs(sess, feed, warmup=2, repeats=per_round)
                         rounds_ms[i].append(float(np.median(got)))
                         samples[i] += got
         reports = []
@@ -390,7 +388,7 @@ class OnnxRuntimeProfiler(Profiler):
             _, p10, p90 = summarise_ms(samples[i])
             reports.append(LatencyReport(
                 median_ms=float(np.median(rounds_ms[i])), p10_ms=p10, p90_ms=p90, n_samples=len(samples[i]),
-                backend=self.backend, device=f"{cpu_name()} ({self.threads} thread{'s' if self.threads > 1 else ''})",
+                backend=self.backend, device=self._device(),
                 precision=self.precision, source="measured", toolchain=versions("onnxruntime", "onnx", "torch"),
                 extra={"input_shape": list(input_shape), "interleaved": len(models), "rounds_ms": rounds_ms[i],
                        "per_round": per_round, "threads": self.threads},
@@ -425,6 +423,9 @@ class OnnxRuntimeProfiler(Profiler):
         quiet_loops = [t for t in taken if t[1] <= self.max_spread]
         best = min(quiet_loops, key=lambda t: t[0]) if quiet_loops else min(taken, key=lambda t: t[1])
         return best[2], len(taken), waited
+
+    def _device(self) -> str:
+        return f"{cpu_name()} ({self.threads} thread{'s' if self.threads > 1 else ''})"
 
     def describe(self) -> str:
         return f"{self.target} via onnxruntime ({self.precision}, {self.threads} thread(s), {cpu_name()})"

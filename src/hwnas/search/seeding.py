@@ -87,16 +87,13 @@ def enqueue_seeds(study: optuna.Study, seeds: list[tuple[ArchSpec, str]], *, str
         label = t.user_attrs.get(SEEDED_ATTR)
         if label and (is_evaluated(t) or t.state in (TrialState.WAITING, TrialState.RUNNING)):
             held.add(label)
-    n = 0
-    for spec, label in seeds:
-        if label in held:
-            continue
+    new = [(spec, label) for spec, label in seeds if label not in held]
+    for spec, label in new:
         study.enqueue_trial(dict(spec.values), user_attrs={SEEDED_ATTR: label, STRATEGY_ATTR: strategy})
-        n += 1
-    if n:
+    if new:
         log.info(
             "search: %d seeded architecture(s) first: %s",
-            n,
-            ", ".join(f"{s.key} ({lbl})" for s, lbl in seeds),
+            len(new),
+            ", ".join(f"{s.key} ({lbl})" for s, lbl in new),
         )
-    return n
+    return len(new)
