@@ -48,6 +48,9 @@ test: install ## Fast test tier (unit + contracts + quick integration); slow tes
 test-full: install ## Every test, including slow end-to-end searches
 	$(PY) -m pytest -q $(ARGS)
 
+config-reference: install ## Regenerate docs/reference/config.md from the comments in conf/ (a test checks it is in sync)
+	$(PY) -m hwnas.utils.config_reference
+
 export HWNAS_SERVICES_DIR ?= /tmp/hwnas-services
 services: install ## PostgreSQL + one-node Slurm for the storage/launcher tests, Chromium for the report test (root; apt-installs what is missing), then: source /tmp/hwnas-services/env
 	$(PIP) install -q -e '.[dev,postgres]'
