@@ -48,6 +48,13 @@ test: install ## Fast test tier (unit + contracts + quick integration); slow tes
 test-full: install ## Every test, including slow end-to-end searches
 	$(PY) -m pytest -q $(ARGS)
 
+docs: install ## Build the docs site (docs/, Sphinx + MyST) and serve it on http://127.0.0.1:8000/ [PORT=8000]
+	$(PY) -m sphinx -q -b html docs docs/_build/html
+	$(PY) -m http.server --bind 127.0.0.1 --directory docs/_build/html $(or $(PORT),8000)
+
+docs-check: install ## Strict docs build (a warning or a broken link fails), as the test tier runs it
+	$(PY) -m sphinx -W --keep-going -E -q -b html docs docs/_build/html
+
 config-reference: install ## Regenerate docs/reference/config.md from the comments in conf/ (a test checks it is in sync)
 	$(PY) -m hwnas.utils.config_reference
 
@@ -98,4 +105,4 @@ format: install ## ruff format + autofix
 clean: ## Remove run outputs and caches (keeps .venv)
 	rm -rf outputs multirun .pytest_cache .ruff_cache lightning_logs
 
-.PHONY: help install search final dashboard train profile latency-table test test-full services services-stop bench-profile bench-proxy bench-supernet bench-search bench-predictor bench-latency-loss bench-bn-calibration lint format clean
+.PHONY: help install docs docs-check config-reference search final dashboard train profile latency-table test test-full services services-stop bench-profile bench-proxy bench-supernet bench-search bench-predictor bench-latency-loss bench-bn-calibration lint format clean

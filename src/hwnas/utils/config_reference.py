@@ -184,9 +184,11 @@ def render(opts: list[Option]) -> str:
     for o in opts:
         if o.group != group:
             group = o.group
-            out += [f"## {'Main configs' if group == '' else f'Group `{group}`'}", ""]
+            label = "config-main" if group == "" else f"config-{group.replace('/', '-')}"
+            out += [f"({label})=", f"## {'Main configs' if group == '' else f'Group `{group}`'}", ""]
         title = f"`{o.name}.yaml`" if o.group == "" else f"`{o.group}={o.name}`"
-        out += [f"### {title}", "", f"File: `conf/{o.file}`."]
+        label = f"config-{o.group.replace('/', '-') or 'main'}-{o.name}"
+        out += [f"({label})=", f"### {title}", "", f"File: `conf/{o.file}`."]
         if o.package:
             out[-1] += f" Package: `{o.package}`."
         if o.description:
