@@ -1,6 +1,6 @@
 """Several workers on one study: the budget is exact, nothing is paid twice, dead workers are recovered.
 
-Each test runs twice (``shared_db``): on SQLite files (the default storage) and on a real PostgreSQL server
+Each test runs twice (``shared_db``): on the run dir's journal file (the default storage) and on a real PostgreSQL server
 (the storage for launches on several machines; skipped where there is none, failed in CI).
 """
 
