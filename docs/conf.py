@@ -19,6 +19,7 @@ exclude_patterns = ["_build", "README.md"]
 myst_heading_anchors = 3
 myst_enable_extensions = ["colon_fence"]
 html_theme = "furo"
+highlight_language = "text"  # blocks without a language (logs, trees) are shown as written
 html_title = "hwnas"
 html_static_path: list[str] = []
 autodoc_member_order = "bysource"
