@@ -23,7 +23,8 @@ def test_a_key_without_a_comment_is_found_and_comments_are_read(tmp_path: Path) 
     (tmp_path / "group" / "opt.yaml").write_text(
         "# What this option is\n"
         "_target_: hwnas.search_space.hourglass.HourglassSpace\n"
-        "alpha: 1          # the first knob\n"
+        "alpha: 1          # the first knob,\n"
+        "                  # continued\n"
         "# the second knob, above it\n"
         "beta: '#not a comment'\n"
         "\n"
@@ -33,9 +34,9 @@ def test_a_key_without_a_comment_is_found_and_comments_are_read(tmp_path: Path) 
     (opt,) = ref.options(tmp_path)
     assert opt.description == "What this option is"
     keys = {k.path: k for k in opt.keys}
-    assert keys["alpha"].comment == "the first knob"
+    assert keys["alpha"].comment == "the first knob, continued"
     assert keys["beta"].comment == "the second knob, above it" and keys["beta"].default == "'#not a comment'"
     assert keys["_target_"].comment  # Hydra's own keys explain themselves
-    assert ref.missing_comments([opt]) == ["conf/group/opt.yaml:7 gamma", "conf/group/opt.yaml:8 gamma.delta"]
+    assert ref.missing_comments([opt]) == ["conf/group/opt.yaml:8 gamma", "conf/group/opt.yaml:9 gamma.delta"]
     page = ref.render([opt])
     assert "Builds `hwnas.search_space.hourglass.HourglassSpace`" in page and "`group=opt`" in page

@@ -58,6 +58,12 @@ class Option:
 
 def _inline_comment(rest: str) -> tuple[str, str]:
     """Split `value  # comment` (a `#` inside quotes or `${…}` is part of the value)."""
+    value, comment, _ = _split_comment(rest)
+    return value, comment
+
+
+def _split_comment(rest: str) -> tuple[str, str, int | None]:
+    """(value, comment, index of the comment's `#` in `rest`, or None)."""
     depth, quote = 0, ""
     for i, ch in enumerate(rest):
         if quote:
@@ -69,15 +75,16 @@ def _inline_comment(rest: str) -> tuple[str, str]:
         elif ch in "}]":
             depth -= 1
         elif ch == "#" and depth <= 0 and (i == 0 or rest[i - 1].isspace()):
-            return rest[:i].strip(), rest[i + 1 :].strip()
-    return rest.strip(), ""
+            return rest[:i].strip(), rest[i + 1 :].strip(), i
+    return rest.strip(), "", None
 
 
 def parse(path: Path) -> tuple[str, str, list[Key]]:
     """Return (description, package, keys) of one YAML file.
 
-    The description is every comment before the first key; a key's comment is its inline comment, or else the
-    comment block directly above it (no blank line between). List entries (the defaults list, objectives)
+    The description is every comment before the first key; a key's comment is its inline comment (continued by
+    comment lines whose `#` sits in the same column), or else the comment block directly above it (no blank
+    line between). List entries (the defaults list, objectives)
     belong to the key that holds them and are shown as its default.
     """
     lines = path.read_text().splitlines()
@@ -85,6 +92,7 @@ def parse(path: Path) -> tuple[str, str, list[Key]]:
     stack: list[tuple[int, str]] = []  # (indent, key) of the enclosing mappings
     above: list[str] = []
     seen_key = False
+    inline_col = None  # column of the last key's inline `#`: a comment line starting there continues it
     block_indent = None  # inside a `|` / `>` block scalar: its key's indent
     for no, line in enumerate(lines, start=1):
         if block_indent is not None:
@@ -96,10 +104,16 @@ def parse(path: Path) -> tuple[str, str, list[Key]]:
             package = stripped.split(None, 2)[-1]
             continue
         if not stripped:
-            above = []
+            above, inline_col = [], None
             continue
         m = _COMMENT.match(line)
         if m:
+            if inline_col is not None and not above and line.index("#") == inline_col:
+                keys[-1] = dataclasses.replace(
+                    keys[-1], comment=f"{keys[-1].comment} {m.group('text').strip()}"
+                )
+                continue
+            inline_col = None
             (above if seen_key else description).append(m.group("text").strip())
             continue
         m = _KEY.match(line)
@@ -115,7 +129,8 @@ def parse(path: Path) -> tuple[str, str, list[Key]]:
         indent = len(m.group("indent"))
         while stack and stack[-1][0] >= indent:
             stack.pop()
-        value, comment = _inline_comment(m.group("rest"))
+        value, comment, at = _split_comment(m.group("rest"))
+        inline_col = m.start("rest") + at if comment else None
         if value in ("|", ">", "|-", ">-"):
             block_indent = indent
         if not comment and above:
