@@ -46,16 +46,18 @@ def loop_trainer(
     precision: Any,
     max_epochs: int,
     limit_train_batches: float | int,
+    checkpointing: bool = False,
 ) -> pl.Trainer:
     """A Trainer for a training-only loop (supernet, differentiable search): the trainer group's
-    accelerator and settings, no logger, checkpoints, progress bar, summary or validation loop."""
+    accelerator and settings, no logger, progress bar, summary or validation loop; checkpoints only when
+    ``checkpointing`` (the callbacks then hold a :class:`~hwnas.lit.checkpoints.Resume`'s)."""
     return instantiate(
         OmegaConf.to_container(trainer_cfg, resolve=True),
         logger=False,
         callbacks=callbacks,
         default_root_dir=str(run_dir),
         precision=resolve_precision(precision),
-        enable_checkpointing=False,
+        enable_checkpointing=bool(checkpointing),
         enable_progress_bar=False,
         enable_model_summary=False,
         max_epochs=int(max_epochs),
