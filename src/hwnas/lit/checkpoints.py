@@ -3,8 +3,9 @@
 One mechanism for every long training (the final stage's models, the supernet of ``evaluator=supernet``,
 the gradient strategies' searches). A :class:`Resume` names a folder and the fingerprint of the training
 that may write there; its callbacks are Lightning's own :class:`~pytorch_lightning.callbacks.ModelCheckpoint`
-(every ``every_n_epochs`` epochs, ``keep`` files, ``last.ckpt``; Lightning writes each file through an
-fsspec transaction, so a kill mid-write leaves the previous file) plus:
+(every ``every_n_epochs`` epochs, ``keep`` files, ``last.ckpt`` a link to the newest; Lightning writes
+each file through an fsspec transaction, a temporary file renamed when complete, so a kill mid-write
+leaves the previous checkpoint) plus:
 
 * :class:`RngState`: the Python, NumPy, torch (and CUDA) RNG states travel in the checkpoint, so a resumed
   training draws the same data order and random sub-networks as one that was never stopped;
@@ -53,8 +54,9 @@ class RngState(pl.Callback):
     """Every checkpoint carries the process's RNG states; a resumed training continues them (and logs from
     which epoch it resumes: the epochs before it are not trained again)."""
 
-    def __init__(self, label: str = "training") -> None:
+    def __init__(self, label: str = "training", on_start: Callable[[], None] | None = None) -> None:
         self.label = label
+        self.on_start = on_start
 
     def state_dict(self) -> dict[str, Any]:
         rng = _collect_rng_states(include_cuda=True)
@@ -71,6 +73,8 @@ class RngState(pl.Callback):
             _set_rng_states(rng)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.on_start is not None:
+            self.on_start()
         if trainer.ckpt_path:
             log.info(
                 "%s: resumed from %s at epoch %d/%d (epochs 1-%d are not repeated)",
@@ -167,6 +171,10 @@ class Resume:
     def __post_init__(self) -> None:
         self.folder = Path(self.folder)
         self.preemption = Preemption(self.folder)
+        self.started = False  # the training got past restoring its checkpoint
+
+    def _started(self) -> None:
+        self.started = True
 
     def last(self) -> Path | None:
         """The checkpoint to resume from (``None``: start afresh); clears a folder of another training."""
@@ -175,11 +183,14 @@ class Resume:
         self.folder.mkdir(parents=True, exist_ok=True)
         write_json(self.folder / MARKER, {"fingerprint": self.fingerprint})
         last = self.folder / "last.ckpt"
-        return last if last.is_file() else None
+        if last.is_file():
+            return last
+        kept = sorted(self.folder.glob("epoch=*.ckpt"))  # a kill between unlinking and re-linking last.ckpt
+        return kept[-1] if kept else None
 
     def callbacks(self) -> list[pl.Callback]:
         """Lightning's ModelCheckpoint (interval, retention, ``last.ckpt``), RNG states, pre-emption."""
-        out: list[pl.Callback] = [RngState(self.label), self.preemption]
+        out: list[pl.Callback] = [RngState(self.label, self._started), self.preemption]
         if self.every_n_epochs > 0:
             out.insert(
                 0,
@@ -208,11 +219,12 @@ def fit_resumable(resume: Resume | None, fit: Callable[[Path | None], T]) -> T:
     if resume is None:
         return fit(None)
     last = resume.last()
+    resume.started = False
     try:
         try:
             return fit(last)
         except (RuntimeError, KeyError, OSError, EOFError) as exc:
-            if last is None:
+            if last is None or resume.started:  # a failure of the training itself, not of its checkpoint
                 raise
             log.warning("%s: could not resume from %s (%s); training from scratch", resume.label, last, exc)
             resume.done()
