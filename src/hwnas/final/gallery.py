@@ -239,7 +239,12 @@ def train_full(
             optim=ctx.settings.optim_for(init),
             run_dir=out_dir / "lightning",
             loggers=False,
-            callbacks=[*resume.callbacks(), history, progress.callback(spec.key), *([agree] if agree else [])],
+            callbacks=[
+                *resume.callbacks(),
+                history,
+                progress.callback(spec.key),
+                *([agree] if agree else []),
+            ],
             seed=candidate_seed(ctx.settings.seed, spec.key),
             overrides=overrides,
             ckpt_path=ckpt,
