@@ -155,6 +155,7 @@ class SupernetEvaluator(TrainingEvaluator):
         _supernet_factory(space)  # a space without one is refused before the data is drawn
         super().setup(cfg=cfg, space=space, run_dir=run_dir)
         dm = self.train_datamodule
+        torch.manual_seed(int(cfg.seed))  # its initial weights: the same command trains the same supernet
         self.supernet = supernet_of(
             space, num_classes=dm.num_classes, in_channels=dm.in_channels, kernel_mode=self.kernel_mode
         )

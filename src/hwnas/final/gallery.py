@@ -277,7 +277,6 @@ def train_full(
     _store_cached(ctx, fp, out_dir)
     resume.done()
     shutil.rmtree(out_dir / "lightning", ignore_errors=True)
-    (out_dir / "resume.json").unlink(missing_ok=True)  # the marker's place before the shared mechanism
     return model, {**info, "reused": False}
 
 

@@ -43,8 +43,6 @@ from hwnas.utils.io import read_json, write_json
 log = logging.getLogger("hwnas.checkpoints")
 
 T = TypeVar("T")
-#: The marker that names the training a checkpoint folder belongs to.
-MARKER = "resume.json"
 #: Signals that stop a training with a checkpoint (SIGTERM: Slurm's pre-emption and ``scancel``; SIGUSR1:
 #: ``sbatch --signal=USR1@<s>``); submitit's own pre-emption signal (``SUBMITIT_PREEMPT_SIGNAL``) too.
 STOP_SIGNALS = ("SIGTERM", "SIGUSR1")
@@ -176,12 +174,18 @@ class Resume:
     def _started(self) -> None:
         self.started = True
 
+    @property
+    def marker(self) -> Path:
+        """``<folder>.json``: which training the folder belongs to (beside it: Lightning wants it empty)."""
+        return self.folder.with_name(f"{self.folder.name}.json")
+
     def last(self) -> Path | None:
         """The checkpoint to resume from (``None``: start afresh); clears a folder of another training."""
-        if (read_json(self.folder / MARKER) or {}).get("fingerprint") != self.fingerprint:
+        if (read_json(self.marker) or {}).get("fingerprint") != self.fingerprint:
             shutil.rmtree(self.folder, ignore_errors=True)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        write_json(self.folder / MARKER, {"fingerprint": self.fingerprint})
+        write_json(self.marker, {"fingerprint": self.fingerprint})
+        if not self.folder.is_dir():
+            return None
         last = self.folder / "last.ckpt"
         if last.is_file():
             return last
@@ -211,6 +215,7 @@ class Resume:
     def done(self) -> None:
         """The training finished and its result is stored: its checkpoints are no longer needed."""
         shutil.rmtree(self.folder, ignore_errors=True)
+        self.marker.unlink(missing_ok=True)
 
 
 def fit_resumable(resume: Resume | None, fit: Callable[[Path | None], T]) -> T:
