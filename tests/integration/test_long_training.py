@@ -21,18 +21,21 @@ from tests.conftest import ROOT
 EPOCHS = 5
 
 
-def _command(run_dir: Path, cache: Path) -> list[str]:
-    return [
-        sys.executable, "src/search.py",
+#: A small supernet search whose training lasts a few seconds per epoch (also the Slurm pre-emption test's).
+SUPERNET_ARGS = [
         "dataset.dataset.num_train=256", "dataset.dataset.num_val=32", "dataset.batch_size=16",
         "evaluator=supernet", f"evaluator.max_epochs={EPOCHS}", "evaluator.limit_train_batches=8",
         "evaluator.limit_val_batches=1", "evaluator.image_size=null", "evaluator.calibration_batches=1",
         "evaluator.calibration_batch_size=8", "hardware.repeats=3", "hardware.warmup=1", "hardware.loop_gap_s=0",
         "search_space.base_channels=[8,12]", "search_space.max_channels=32", "search_space.layers=[1,2]",
         "search_space.kernels=[3,5]", "final.enabled=false", "search.n_trials=4", "search.sampler.population_size=4",
-        "trainer.deterministic=true", "logger=[]", f"paths.root_dir={ROOT}", f"paths.cache_dir={cache}",
-        f"hydra.run.dir={run_dir}",
-    ]  # fmt: skip
+        "trainer.deterministic=true", "logger=[]",
+]  # fmt: skip
+
+
+def _command(run_dir: Path, cache: Path) -> list[str]:
+    return [sys.executable, "src/search.py", *SUPERNET_ARGS, f"paths.root_dir={ROOT}", f"paths.cache_dir={cache}",
+            f"hydra.run.dir={run_dir}"]  # fmt: skip
 
 
 ENV = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}  # same threads in every run
