@@ -126,3 +126,41 @@ def test_bad_checkpoint_settings_name_the_key(tmp_path: Path) -> None:
         resume_for(OmegaConf.create({"checkpoint": {"every_n_epochs": 1, "keep": 0}}), tmp_path, "k", "x")
     with pytest.raises(ConfigError, match="checkpoint.every_n_epochs"):
         resume_for(OmegaConf.create({"checkpoint": {"every_n_epochs": -1, "keep": 1}}), tmp_path, "k", "x")
+
+
+def test_a_stopped_xnas_search_resumes_with_its_experts_and_its_trajectory(tmp_path: Path) -> None:
+    """A gradient search stopped after 8 of its 10 epochs, with experts already wiped out (XNAS's wipe-out
+    needs no state of its own: a wiped expert's α stays at the floor and is wiped again), ends with the α
+    of one never stopped, and its per-epoch trajectory (``dnas_epochs``, the collapse guard's) is whole."""
+    from hwnas.lit.dnas import DnasModule
+    from hwnas.lit.dnas_fit import fit_dnas
+    from hwnas.models.mixed import ArchParameters
+    from tests.unit.test_dnas import TRAINER as DNAS_TRAINER
+    from tests.unit.test_dnas import TinyMixed, _loaders
+
+    class Stopping(DnasModule):
+        def training_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+            if self.current_epoch == 8:  # after epoch 8, the first to wipe experts out (of 10)
+                raise Killed
+            return super().training_step(batch, batch_idx)
+
+    def run(cls: type, folder: Path) -> tuple:
+        torch.manual_seed(0)
+        net = TinyMixed()
+        module = cls(net, ArchParameters(net.alpha_shapes()), update="xnas", xnas_grad_bound=0.05)
+        tl, vl = _loaders()
+        out = fit_dnas(
+            module, train_loader=tl, val_loader=vl, trainer_cfg=DNAS_TRAINER, max_epochs=10, limit_train_batches=4,
+            run_dir=str(tmp_path / "lightning"), label="xnas", resume=Resume(folder, "x"),
+        )  # fmt: skip
+        return out, module
+
+    whole, m1 = run(DnasModule, tmp_path / "a")
+    with pytest.raises(Killed):
+        run(Stopping, tmp_path / "b")
+    resumed, m2 = run(DnasModule, tmp_path / "b")
+    assert [h["epoch"] for h in resumed.history] == list(range(1, 11))
+    assert resumed.history[7]["experts_alive"] < 1.0  # experts were out of the race at the checkpoint
+    assert torch.equal(m1.arch.detached()["edges"], m2.arch.detached()["edges"])
+    assert m1.expert.wiped_total == m2.expert.wiped_total > 0
+    assert resumed.params == whole.params

@@ -227,14 +227,6 @@ class DnasModule(pl.LightningModule):
         self.tau = self.tau_max
         self.nonfinite_loss = False
         self.last: dict[str, float] = {}
-        self._expert_state: dict[str, Any] | None = None  # XNAS's wiped-out experts, from a checkpoint
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if self.expert is not None:  # XNAS: which experts are out of the race travels with the α
-            checkpoint["xnas"] = {"alive": self.expert.alive, "wiped_total": self.expert.wiped_total}
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        self._expert_state = checkpoint.get("xnas")
 
     # ----- schedules ------------------------------------------------------------------------------
     # Every schedule (GDAS's τ, DARTS−'s skip decay, XNAS's step index and horizon) counts *batches*:
@@ -363,9 +355,6 @@ class DnasModule(pl.LightningModule):
                 wipeout=self.xnas_wipeout,
                 never_chosen=self.net.never_chosen(),
             )
-            if self._expert_state is not None:
-                self.expert.alive = dict(self._expert_state["alive"])
-                self.expert.wiped_total = int(self._expert_state["wiped_total"])
         xv, yv = self._x(val[0]), val[1]
         probs = {k: p.detach().requires_grad_(True) for k, p in self.arch.probs().items()}
         loss = self.task_objective(self.net(xv, probs), yv, probs)
