@@ -74,10 +74,10 @@ class RngState(pl.Callback):
         if self.on_start is not None:
             self.on_start()
         if trainer.ckpt_path:
+            done = trainer.current_epoch
             log.info(
-                "%s: resumed from %s at epoch %d/%d (epochs 1-%d are not repeated)",
-                self.label, trainer.ckpt_path, trainer.current_epoch + 1, trainer.max_epochs,
-                trainer.current_epoch,
+                "%s: resumed from %s at epoch %d/%d (%s)", self.label, trainer.ckpt_path, done + 1,
+                trainer.max_epochs, f"epochs 1-{done} are not repeated" if done else "within its first epoch",
             )  # fmt: skip
 
 
