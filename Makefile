@@ -45,6 +45,10 @@ latency-table: install ## Build a latency table for a target (ARGS="hardware=cpu
 test: install ## Fast test tier (unit + contracts + quick integration); slow tests deselected
 	$(PY) -m pytest -q -m "not slow" $(ARGS)
 
+test-long: install ## Long-training survival (slow tier): kill -9 mid-supernet then resume; Slurm SIGTERM -> requeue -> resume (needs make services)
+	$(PY) -m pytest -q -m slow tests/integration/test_long_training.py \
+		tests/integration/test_slurm.py::test_a_slurm_job_sent_sigterm_mid_training_is_requeued_and_resumes_its_checkpoint $(ARGS)
+
 test-full: install ## Every test, including slow end-to-end searches
 	$(PY) -m pytest -q $(ARGS)
 
@@ -85,6 +89,24 @@ bench-search: install ## Benchmark strategies on NAS-Bench-201 ground truth (HV 
 bench-workers: install ## Latency of a search with search.n_workers=2 vs the same architectures measured alone (quiet machine)
 	$(PY) bench/bench_workers.py $(ARGS)
 
+# The GPU check's machine has Python 3.12 with torch, Lightning, onnx and onnxruntime but no network: these
+# wheels (the rest of hwnas's dependencies, never torch) travel with the repo and install offline there.
+GPU_WHEELS ?= .gpu-wheels
+GPU_PKGS := hydra-core==1.3.8 omegaconf==2.3.1 optuna==5.1.0 alembic==1.20.1 SQLAlchemy==2.1.9 greenlet \
+	colorlog==6.12.0 Mako==1.4.3 MarkupSafe==3.0.4 PyYAML==6.0.4 tqdm==4.70.1 pandas==3.1.1 python-dateutil==2.9.0.post0 \
+	tzdata six==1.17.0 matplotlib==3.11.2 contourpy==1.3.3 cycler==0.12.1 fonttools==4.68.0 kiwisolver==1.5.1 \
+	pyparsing==3.3.3 networkx==3.6.1 Markdown==3.11.3 pillow==13.0.0 onnxscript==0.7.2 onnx-ir==1.1.0 \
+	ml_dtypes==0.7.0 typing_extensions==4.16.0 packaging==26.4 torchmetrics==1.9.0 lightning-utilities==0.15.3
+gpu-wheels: install ## Python 3.12 wheels for bench/gpu_check.sh (hydra, optuna, pandas, ...; not torch) into .gpu-wheels/
+	$(PIP) wheel -q --no-deps -w $(GPU_WHEELS) antlr4-python3-runtime==4.9.3  # an sdist: built here, pure Python
+	$(PIP) download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp --abi cp312 \
+		--platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d $(GPU_WHEELS) $(GPU_PKGS)
+	@du -sh $(GPU_WHEELS)
+
+gpu-check: ## The GPU check (bench/gpu_check.sh, <= 4 min): on a machine with CUDA, after make gpu-wheels
+	bash bench/gpu_check.sh
+
 bench-latency-loss: install ## Gradient strategies' latency losses: finalized latency vs target, none's weight, accuracy cost (mini mode)
 	$(PY) bench/bench_latency_loss.py $(ARGS)
 
@@ -105,4 +127,4 @@ format: install ## ruff format + autofix
 clean: ## Remove run outputs and caches (keeps .venv)
 	rm -rf outputs multirun .pytest_cache .ruff_cache lightning_logs
 
-.PHONY: help install docs docs-check config-reference search final dashboard train profile latency-table test test-full services services-stop bench-profile bench-proxy bench-supernet bench-search bench-predictor bench-latency-loss bench-bn-calibration lint format clean
+.PHONY: help install test-long docs docs-check config-reference search final dashboard train profile latency-table test test-full services services-stop bench-profile bench-proxy bench-supernet bench-search bench-predictor bench-latency-loss bench-bn-calibration lint format clean

@@ -31,6 +31,7 @@ EXEMPT: dict[str, str] = {
     r"^make (docs|dashboard)( .*)?$": "starts a long-running server (the docs build itself is tested)",
     r"^HWNAS_REQUIRE_\S+=1 .*make test$": "the CI test run itself",
     r"^export ": "sets an environment variable",
+    r"^bash bench/gpu_check\.sh": "needs a CUDA GPU (it refuses at once without one; its CPU dry run is a slow test)",
 }
 
 

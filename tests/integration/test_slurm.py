@@ -206,3 +206,47 @@ def test_a_slurm_job_that_dies_hard_fails_the_launch_instead_of_hanging(
     )
     assert out.returncode != 0 and "state: FAILED" in out.stderr, out.stderr[-3000:]
     assert set(job_states(slurm, sweep).values()) == {"FAILED"}
+
+
+@pytest.mark.slow  # ~2.5 min: Slurm holds a requeued job back ~2 minutes before it runs again
+@pytest.mark.integration
+def test_a_slurm_job_sent_sigterm_mid_training_is_requeued_and_resumes_its_checkpoint(
+    slurm: Cluster, tmp_path: Path
+) -> None:
+    from tests.integration.test_long_training import EPOCHS, SUPERNET_ARGS
+
+    sweep = tmp_path / "sweep"
+    # timeout_min=20: submitit counts a signal in the last 10 minutes of a job's limit as a timeout, not a pre-emption
+    cmd = slurm_sweep(
+        slurm,
+        sweep,
+        *SUPERNET_ARGS,
+        "hydra.launcher.timeout_min=20",
+        f"paths.cache_dir={tmp_path}/cache",
+        "seed=0",
+    )
+    launch = subprocess.Popen(
+        cmd, cwd=ROOT, env={**slurm.env, "WANDB_MODE": "disabled"}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline, err = time.monotonic() + 300, None
+    while time.monotonic() < deadline and launch.poll() is None:  # the job's log: its second epoch done
+        err = next(iter(sweep.glob(".submitit/*/*_0_log.out")), None)
+        if err is not None and f"supernet epoch 2/{EPOCHS}" in err.read_text():
+            break
+        time.sleep(0.2)
+    assert err is not None and launch.poll() is None, "the job never reached its second supernet epoch"
+    job = err.parent.name  # one sweep point: a plain job
+    slurm.run("scancel", "--signal=TERM", job)
+    out, errs = launch.communicate(timeout=420)
+    assert launch.returncode == 0, errs[-3000:]
+
+    log = err.read_text() + err.with_name(err.name.replace(".out", ".err")).read_text()  # both attempts
+    assert "SIGTERM received: checkpoint saved at epoch" in log, log[-3000:]
+    assert "handing over to submitit" in log
+    m = re.search(rf"resumed from \S+last\.ckpt at epoch (\d+)/{EPOCHS}", log)
+    assert m and int(m.group(1)) >= 2, log[-3000:]
+    assert "supernet trained in" in log and "Requeued job" in log
+    (run_dir,) = run_dirs(sweep).values()
+    assert json.loads((run_dir / "summary.json").read_text())["unique_evaluated"] == 4
+    assert job_states(slurm, sweep) == {job: "COMPLETED"}

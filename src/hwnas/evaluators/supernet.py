@@ -28,6 +28,7 @@ from hwnas.data.labels import IGNORE_INDEX
 from hwnas.evaluators.train import TrainingEvaluator
 from hwnas.hardware.export import export_onnx
 from hwnas.lit.candidate import segmentation_metrics
+from hwnas.lit.checkpoints import resume_for
 from hwnas.lit.fit import channels_last_of
 from hwnas.lit.supernet import SUPERNET_VERSION, fit_supernet
 from hwnas.models.elastic_hourglass import KERNEL_MODES, recalibrate_bn
@@ -154,6 +155,7 @@ class SupernetEvaluator(TrainingEvaluator):
         _supernet_factory(space)  # a space without one is refused before the data is drawn
         super().setup(cfg=cfg, space=space, run_dir=run_dir)
         dm = self.train_datamodule
+        torch.manual_seed(int(cfg.seed))  # its initial weights: the same command trains the same supernet
         self.supernet = supernet_of(
             space, num_classes=dm.num_classes, in_channels=dm.in_channels, kernel_mode=self.kernel_mode
         )
@@ -225,6 +227,8 @@ class SupernetEvaluator(TrainingEvaluator):
             2 + self.n_random, self.kernel_mode, cache or "(no cache)",
         )  # fmt: skip
         self.train_datamodule.setup("fit")
+        # checkpoints beside the cache entry (the same command resumes them), never its supernet.json
+        resume = resume_for(cfg, (cache or here) / "resume", self.key, f"supernet {self.key}")
         stats = fit_supernet(
             self.supernet,
             datamodule=self.train_datamodule,
@@ -237,6 +241,7 @@ class SupernetEvaluator(TrainingEvaluator):
             n_random=self.n_random,
             distill=self.distill,
             seed=int(cfg.seed),
+            resume=resume,
         )
         meta = {
             "key": self.key,
@@ -255,6 +260,7 @@ class SupernetEvaluator(TrainingEvaluator):
         self._store(here, meta)
         if cache is not None:
             self._store(cache, meta)
+        resume.done()
 
     def _store(self, place: Path, meta: dict[str, Any]) -> None:
         """Weights first, then the JSON that says they are complete (a kill in between leaves no key)."""

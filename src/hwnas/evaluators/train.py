@@ -20,6 +20,7 @@ from hwnas.hardware.export import export_onnx
 from hwnas.lit.fit import channels_last_of, fit_candidate
 from hwnas.search_space.base import ArchSpec, SearchSpace
 from hwnas.utils.config import build_datamodule
+from hwnas.utils.devices import free_memory, is_oom
 from hwnas.utils.errors import CandidateFailed, ConfigError, InvalidArchError
 
 log = logging.getLogger("hwnas.search")
@@ -63,6 +64,8 @@ class TrainingEvaluator(Evaluator):
         limit_val_batches: Fraction or number of validation batches.
         keep_weights: Keep every candidate's weights (else only the final front's are kept).
         latency_cache: Use the on-disk latency cache (a re-run never re-profiles the same model).
+        oom_retry: After an out-of-memory error, train the candidate once more at half the batch (the
+            trial records ``oom_retry_batch``); else the trial fails with reason ``out of memory``.
         image_size: Resolution of the proxy training and validation (``None`` = the dataset's). A lower
             one buys more training steps for the same time; ``make bench-proxy`` measured 3 epochs x 32
             batches at 32x32 ranking architectures like full 64x64 training far better than 1 x 32 at
@@ -81,7 +84,14 @@ class TrainingEvaluator(Evaluator):
         keep_weights: bool = False,
         latency_cache: bool = True,
         image_size: Any = None,
+        oom_retry: bool = False,
     ) -> None:
+        if not isinstance(oom_retry, bool):
+            raise ConfigError(
+                f"must be true or false, got {oom_retry!r}", key="evaluator.oom_retry", choices=(True, False),
+                fix="evaluator.oom_retry=true (retry once at half the batch) or false",
+            )  # fmt: skip
+        self.oom_retry = oom_retry
         if int(max_epochs) < 1:
             raise ConfigError(f"must be >= 1, got {max_epochs}", key="evaluator.max_epochs")
         self.max_epochs = int(max_epochs)
@@ -188,6 +198,27 @@ class TrainingEvaluator(Evaluator):
         return None if report is None else _latency_metrics(report)
 
     def expensive(self, spec: ArchSpec) -> dict[str, Any]:
+        try:
+            return self._train(spec)
+        except Exception as exc:
+            if not (self.oom_retry and is_oom(exc)):
+                raise
+        free_memory()  # outside the handler: the traceback no longer holds the failed training's tensors
+        dm = self.train_datamodule
+        full = int(dm.batch_size)
+        dm.batch_size = max(1, full // 2)
+        log.warning(
+            "%s: out of memory at batch %d; evaluator.oom_retry: once more at %d",
+            spec.key,
+            full,
+            dm.batch_size,
+        )
+        try:
+            return {**self._train(spec), "oom_retry_batch": dm.batch_size}
+        finally:
+            dm.batch_size = full
+
+    def _train(self, spec: ArchSpec) -> dict[str, Any]:
         model = self._build(spec)
         overrides = {
             "max_epochs": self.max_epochs,

@@ -203,9 +203,8 @@ def train_full(
     ``ddp > 1``: this process is one rank of a DDP group of that many (launched by
     :mod:`hwnas.final.ddp`); every rank trains, rank 0 alone writes the model's files.
     """
-    from pytorch_lightning.callbacks import ModelCheckpoint
-
     from hwnas.lit import ddp as lit_ddp
+    from hwnas.lit.checkpoints import Resume, fit_resumable
 
     fp = fingerprint(ctx, spec, init)
     model = build_model(ctx, spec, init)
@@ -214,11 +213,8 @@ def train_full(
     if is_trained(ctx, spec, out_dir, init):
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
         return model, {**info, "reused": True}
-    resume_dir = out_dir / "resume"
-    last = resume_dir / "last.ckpt"
-    if read_json(out_dir / "resume.json") != {"fingerprint": fp}:  # a checkpoint of another recipe
-        shutil.rmtree(resume_dir, ignore_errors=True)
-    write_json(out_dir / "resume.json", {"fingerprint": fp})
+    # one checkpoint mechanism for every long training: last.ckpt each epoch, RNG states, pre-emption
+    resume = Resume(out_dir / "resume", fp, every_n_epochs=1, keep=1, label=f"final {spec.key}")
     overrides = {
         **ctx.settings.trainer_for(init),
         "enable_progress_bar": False,
@@ -228,12 +224,13 @@ def train_full(
     history = EpochHistory()
     if ddp > 1:
         overrides |= lit_ddp.trainer_kwargs(ddp)
+    resumed = False
 
     def fit(ckpt: Path | None) -> tuple[Any, dict[str, float]]:
-        saver = ModelCheckpoint(
-            dirpath=resume_dir, filename="last", monitor=None, save_top_k=1,
-            save_on_train_epoch_end=True, enable_version_counter=False,
-        )  # fmt: skip
+        nonlocal model, resumed
+        if ckpt is None and resumed:  # the checkpoint could not be read: a fresh model
+            model = build_model(ctx, spec, init)
+        resumed = ckpt is not None
         return fit_candidate(
             model,
             datamodule=ctx.datamodule,
@@ -242,23 +239,18 @@ def train_full(
             optim=ctx.settings.optim_for(init),
             run_dir=out_dir / "lightning",
             loggers=False,
-            callbacks=[saver, history, progress.callback(spec.key), *([agree] if agree else [])],
+            callbacks=[
+                *resume.callbacks(),
+                history,
+                progress.callback(spec.key),
+                *([agree] if agree else []),
+            ],
             seed=candidate_seed(ctx.settings.seed, spec.key),
             overrides=overrides,
             ckpt_path=ckpt,
         )
 
-    resumed = last.is_file()
-    try:
-        module, metrics = fit(last if resumed else None)
-    except Exception as exc:
-        if not resumed:
-            raise
-        log.warning("could not resume %s from %s (%s); training from scratch", spec.key, last, exc)
-        shutil.rmtree(resume_dir, ignore_errors=True)
-        model = build_model(ctx, spec, init)
-        resumed = False
-        module, metrics = fit(None)
+    module, metrics = fit_resumable(resume, fit)
     model = module.model.cpu().eval()
     if module.global_rank != 0:  # another rank of a DDP group: rank 0 writes the (identical) model
         return model, {"rank": module.global_rank}
@@ -283,9 +275,8 @@ def train_full(
         }
     write_json(out_dir / "train.json", info)
     _store_cached(ctx, fp, out_dir)
-    shutil.rmtree(resume_dir, ignore_errors=True)
+    resume.done()
     shutil.rmtree(out_dir / "lightning", ignore_errors=True)
-    (out_dir / "resume.json").unlink(missing_ok=True)
     return model, {**info, "reused": False}
 
 

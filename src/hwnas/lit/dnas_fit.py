@@ -14,6 +14,7 @@ import torch
 from omegaconf import DictConfig
 from pytorch_lightning.utilities import CombinedLoader
 
+from hwnas.lit.checkpoints import Resume
 from hwnas.lit.dnas import DnasModule
 from hwnas.lit.fit import fit_search_module, loop_trainer
 
@@ -49,6 +50,14 @@ class EpochMonitor(pl.Callback):
         self.best_alphas: dict[str, torch.Tensor] | None = None  # α of the last epoch within the limit
         self.stopped_early: str | None = None
         self.t0 = time.perf_counter()
+
+    def state_dict(self) -> dict[str, Any]:  # the trajectory so far travels in a resumable checkpoint
+        return {"history": self.history, "best_alphas": self.best_alphas, "stopped_early": self.stopped_early}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = list(state_dict.get("history") or [])
+        self.best_alphas = state_dict.get("best_alphas")
+        self.stopped_early = state_dict.get("stopped_early")
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         module: DnasModule = pl_module  # type: ignore[assignment]
@@ -109,6 +118,7 @@ def fit_dnas(
     max_normal_skips: int | None = None,
     precision: Any = "auto",
     seed: int = 0,
+    resume: Resume | None = None,
 ) -> DnasRun:
     """Fit ``module`` (weights and, unless it is a warm-up, ``α``) and finalize its architecture.
 
@@ -117,17 +127,21 @@ def fit_dnas(
     """
     pl.seed_everything(seed, workers=True, verbose=False)
     monitor = EpochMonitor(label=label, total=max_epochs, max_normal_skips=max_normal_skips)
-    trainer = loop_trainer(
-        trainer_cfg,
-        callbacks=[monitor],
-        run_dir=run_dir,
-        precision=precision,
-        max_epochs=max_epochs,
-        limit_train_batches=limit_train_batches,
-    )
     loader = CombinedLoader({"train": train_loader, "val": val_loader}, mode="max_size_cycle")
-    seconds = fit_search_module(
-        trainer, module, loader, failure=f"{label}: non-finite loss (NaN/inf) during the search"
+    seconds, _ = fit_search_module(
+        lambda extra: loop_trainer(
+            trainer_cfg,
+            callbacks=[monitor, *extra],
+            run_dir=run_dir,
+            precision=precision,
+            max_epochs=max_epochs,
+            limit_train_batches=limit_train_batches,
+            checkpointing=resume is not None,
+        ),  # fmt: skip
+        module,
+        loader,
+        failure=f"{label}: non-finite loss (NaN/inf) during the search",
+        resume=resume,
     )
     alphas = module.arch.detached()
     # collapsed from the first epoch: no earlier architecture to keep, so the skips are capped (P-DARTS)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from hwnas.lit.candidate import CandidateModule
+from hwnas.lit.checkpoints import Resume, fit_resumable
 from hwnas.tricks.precision import resolve_precision
 from hwnas.utils import timing_lock
 from hwnas.utils.errors import CandidateFailed, ConfigError
@@ -46,16 +47,18 @@ def loop_trainer(
     precision: Any,
     max_epochs: int,
     limit_train_batches: float | int,
+    checkpointing: bool = False,
 ) -> pl.Trainer:
     """A Trainer for a training-only loop (supernet, differentiable search): the trainer group's
-    accelerator and settings, no logger, checkpoints, progress bar, summary or validation loop."""
+    accelerator and settings, no logger, progress bar, summary or validation loop; checkpoints only when
+    ``checkpointing`` (the callbacks then hold a :class:`~hwnas.lit.checkpoints.Resume`'s)."""
     return instantiate(
         OmegaConf.to_container(trainer_cfg, resolve=True),
         logger=False,
         callbacks=callbacks,
         default_root_dir=str(run_dir),
         precision=resolve_precision(precision),
-        enable_checkpointing=False,
+        enable_checkpointing=bool(checkpointing),
         enable_progress_bar=False,
         enable_model_summary=False,
         max_epochs=int(max_epochs),
@@ -65,25 +68,39 @@ def loop_trainer(
     )
 
 
-def fit_search_module(trainer: pl.Trainer, module: Any, loader: Any, *, failure: str) -> float:
+def fit_search_module(
+    make_trainer: Callable[[list[Any]], pl.Trainer],
+    module: Any,
+    loader: Any,
+    *,
+    failure: str,
+    resume: Resume | None = None,
+) -> tuple[float, pl.Trainer]:
     """Fit a search module that holds ``net`` and ``arch`` (DNAS, Petridish) on ``loader`` under the machine's
     busy lock, NHWC if ``module.channels_last``; leave both on the CPU in contiguous layout; return the
-    seconds the fit took.
+    seconds the fit took and the trainer. ``make_trainer(extra_callbacks)`` builds the trainer; with
+    ``resume`` the fit checkpoints there and continues from its last checkpoint.
 
     Raises:
         CandidateFailed: ``failure`` when the module saw a NaN/inf loss.
     """
     if module.channels_last:
         module.net.to(memory_format=torch.channels_last)
+
+    def fit(ckpt: Path | None) -> pl.Trainer:
+        trainer = make_trainer(resume.callbacks() if resume else [])
+        with timing_lock.busy():  # never beside a host latency measurement
+            trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt)
+        return trainer
+
     t0 = time.perf_counter()
-    with timing_lock.busy():  # never beside a host latency measurement
-        trainer.fit(module, train_dataloaders=loader)
+    trainer = fit_resumable(resume, fit)
     seconds = time.perf_counter() - t0
     module.net.to(memory_format=torch.contiguous_format).cpu()
     module.arch.cpu()
     if module.nonfinite_loss:
         raise CandidateFailed(failure)
-    return seconds
+    return seconds, trainer
 
 
 def channels_last_of(tricks: DictConfig) -> bool:

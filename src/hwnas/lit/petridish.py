@@ -17,6 +17,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from hwnas.data.labels import IGNORE_INDEX
+from hwnas.lit.checkpoints import Resume
 from hwnas.lit.fit import fit_search_module, loop_trainer
 from hwnas.models.growth import GrowingNetwork
 from hwnas.models.mixed import ArchParameters
@@ -113,6 +114,7 @@ def fit_growth(
     run_dir: str | Path,
     precision: Any = "auto",
     seed: int = 0,
+    resume: Resume | None = None,
 ) -> GrowthRun:
     """Train parent, candidates and selector jointly; rank the moves.
 
@@ -120,19 +122,20 @@ def fit_growth(
         CandidateFailed: NaN/inf loss.
     """
     pl.seed_everything(seed, workers=True, verbose=False)
-    trainer = loop_trainer(
-        trainer_cfg,
-        callbacks=[],
-        run_dir=run_dir,
-        precision=precision,
-        max_epochs=max_epochs,
-        limit_train_batches=limit_train_batches,
-    )
-    seconds = fit_search_module(
-        trainer,
+    seconds, trainer = fit_search_module(
+        lambda extra: loop_trainer(
+            trainer_cfg,
+            callbacks=extra,
+            run_dir=run_dir,
+            precision=precision,
+            max_epochs=max_epochs,
+            limit_train_batches=limit_train_batches,
+            checkpointing=resume is not None,
+        ),  # fmt: skip
         module,
         train_loader,
         failure="petridish: non-finite loss (NaN/inf) while training the candidates",
+        resume=resume,
     )
     ce = trainer.callback_metrics.get("petridish/ce")
     return GrowthRun(

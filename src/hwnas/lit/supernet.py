@@ -25,6 +25,7 @@ from torch import nn
 
 from hwnas.data.labels import IGNORE_INDEX
 from hwnas.lit.candidate import Scheduler, adamw_with_schedule
+from hwnas.lit.checkpoints import Resume, fit_resumable
 from hwnas.lit.fit import channels_last_of, instantiate_dict, loop_trainer
 from hwnas.utils import timing_lock
 from hwnas.utils.errors import CandidateFailed
@@ -127,6 +128,13 @@ class SupernetModule(pl.LightningModule):
     def configure_optimizers(self) -> Any:
         return adamw_with_schedule(self, lr=self.lr, weight_decay=self.weight_decay, schedule=self.schedule)
 
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["subnet_rng"] = self.rng.bit_generator.state  # the random sub-networks continue on resume
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "subnet_rng" in checkpoint:
+            self.rng.bit_generator.state = checkpoint["subnet_rng"]
+
 
 class EpochLog(pl.Callback):
     """One log line per supernet epoch (its training takes minutes; a log file should show it moving)."""
@@ -161,11 +169,13 @@ def fit_supernet(
     distill: float = 1.0,
     seed: int = 0,
     callbacks: list[Any] | None = None,
+    resume: Resume | None = None,
 ) -> dict[str, float]:
     """Train ``supernet`` in place with the sandwich rule and the configured tricks; return loss figures.
 
     The same tricks as a candidate's training (augmentation lives in the datamodule; schedule, label
-    smoothing, clipping, precision, memory format and extra callbacks here).
+    smoothing, clipping, precision, memory format and extra callbacks here). With ``resume``, checkpoints
+    go to its folder and the training continues from the last one there (see :mod:`hwnas.lit.checkpoints`).
 
     Raises:
         CandidateFailed: NaN/inf loss.
@@ -186,17 +196,24 @@ def fit_supernet(
     )
     if channels_last:
         supernet.to(memory_format=torch.channels_last)
-    trainer = loop_trainer(
-        trainer_cfg,
-        callbacks=[EpochLog(max_epochs), *(callbacks or []), *instantiate_dict(tricks.get("callbacks"))],
-        run_dir=run_dir,
-        precision=tricks.get("precision", "auto"),
-        max_epochs=max_epochs,
-        limit_train_batches=limit_train_batches,
-    )
+    extra = [*(callbacks or []), *instantiate_dict(tricks.get("callbacks"))]
+
+    def fit(ckpt: Any) -> pl.Trainer:
+        trainer = loop_trainer(
+            trainer_cfg,
+            callbacks=[EpochLog(max_epochs), *extra, *(resume.callbacks() if resume else [])],
+            run_dir=run_dir,
+            precision=tricks.get("precision", "auto"),
+            max_epochs=max_epochs,
+            limit_train_batches=limit_train_batches,
+            checkpointing=resume is not None,
+        )
+        with timing_lock.busy():  # never beside a host latency measurement
+            trainer.fit(module, train_dataloaders=datamodule.train_dataloader(), ckpt_path=ckpt)
+        return trainer
+
     t0 = time.perf_counter()
-    with timing_lock.busy():  # never beside a host latency measurement
-        trainer.fit(module, train_dataloaders=datamodule.train_dataloader())
+    trainer = fit_resumable(resume, fit)
     seconds = time.perf_counter() - t0
     supernet.to(memory_format=torch.contiguous_format)
     supernet.cpu()

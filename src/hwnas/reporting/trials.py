@@ -14,6 +14,7 @@ from hwnas.pareto import pareto_mask
 from hwnas.search.objectives import Objective
 from hwnas.search.trial_attrs import (
     ARCH_ATTR,
+    DEVICE_ATTR,
     DUPLICATE_ATTR,
     DUPLICATE_OF_ATTR,
     FAIL_REASON_ATTR,
@@ -37,6 +38,7 @@ BASE_COLUMNS = [
     "fail_reason",
     "generation",
     "worker",
+    "device",
     "strategy",
     "seeded",
     "seconds",
@@ -75,6 +77,7 @@ def trials_frame(study: optuna.Study, objectives: Sequence[Objective]) -> pd.Dat
             "fail_reason": ua.get(FAIL_REASON_ATTR, ""),
             "generation": generation_of(t),
             "worker": ua.get(WORKER_ATTR),
+            "device": ua.get(DEVICE_ATTR),
             "strategy": ua.get(STRATEGY_ATTR),
             "seeded": ua.get(SEEDED_ATTR) or "",  # baseline / arch:<file>: evaluated first, never "searched"
             "seconds": ua.get("seconds"),

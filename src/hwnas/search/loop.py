@@ -24,6 +24,7 @@ from hwnas.search.storage.heartbeats import fail_stale, heartbeat, is_heartbeat_
 from hwnas.search.storage.view import LoopState, StudyView
 from hwnas.search.trial_attrs import (
     ARCH_ATTR,
+    DEVICE_ATTR,
     DUPLICATE_ATTR,
     DUPLICATE_OF_ATTR,
     FAIL_REASON_ATTR,
@@ -35,6 +36,7 @@ from hwnas.search.trial_attrs import (
     is_evaluated,
 )
 from hwnas.search_space.base import SearchSpace
+from hwnas.utils.devices import PeakMemory, current_label, free_memory, is_oom
 from hwnas.utils.errors import CandidateFailed, HwnasError
 
 log = logging.getLogger("hwnas.search")
@@ -214,7 +216,8 @@ def _run_one(
         feasible_so_far = all(v <= 0 for v in cons.values())
         if feasible_so_far:
             te = time.perf_counter()
-            metrics.update(evaluator.expensive(spec))
+            with PeakMemory(metrics):  # this trial's peak GPU memory (peak_mem_mb), also when it fails
+                metrics.update(evaluator.expensive(spec))
             timing["seconds_expensive"] = round(time.perf_counter() - te, 4)
             confirm_near_front(evaluator, spec, metrics, view=view, objectives=objectives)  # hw=predictor
             cons = {c.name: c.value(metrics) for c in constraints}
@@ -223,7 +226,8 @@ def _run_one(
         for name, value in cons.items():
             trial.set_constraint(name, float(value))
         result = {"metrics": _jsonable(metrics), "feasible": feasible, "trained": feasible_so_far,
-                  "evaluated": True, **timing, "seconds": round(time.perf_counter() - t0, 4)}  # fmt: skip
+                  "evaluated": True, **timing, "seconds": round(time.perf_counter() - t0, 4),
+                  DEVICE_ATTR: current_label()}  # fmt: skip
         trial.set_user_attr(RESULT_ATTR, result)
         study.tell(trial, values)
         info["status"] = "ok" if feasible else "infeasible"
@@ -231,9 +235,12 @@ def _run_one(
         _fail(study, trial, str(getattr(exc, "reason", exc)), metrics, t0, timing)
         info["status"] = "fail"
     except MemoryError:
+        free_memory()  # what the failed training held, before the next candidate needs it
         _fail(study, trial, "out of memory", metrics, t0, timing)
         info["status"] = "fail"
     except Exception as exc:  # noqa: BLE001 - a failing candidate is a failed trial, never a crashed search
+        if is_oom(exc):
+            free_memory()
         _fail(study, trial, _crash_reason(exc), metrics, t0, timing)
         info["status"] = "fail"
     return info
@@ -297,7 +304,7 @@ def _fail(
     log.debug("trial %d failed: %s", trial.number, reason)
     trial.set_user_attr(FAIL_REASON_ATTR, reason[:1000])
     result = {"metrics": _jsonable(metrics), "evaluated": True, **(timing or {}),
-              "seconds": round(time.perf_counter() - t0, 4)}  # fmt: skip
+              "seconds": round(time.perf_counter() - t0, 4), DEVICE_ATTR: current_label()}  # fmt: skip
     trial.set_user_attr(RESULT_ATTR, result)
     study.tell(trial, state=TrialState.FAIL)
 

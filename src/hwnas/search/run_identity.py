@@ -31,7 +31,7 @@ TRAINING_NODES = ("optim", "tricks", "trainer")
 #: Leaves that change speed, storage or bookkeeping, never a value.
 IGNORED_LEAVES = {
     "workdir", "cache_dir", "num_workers", "in_memory", "latency_cache", "keep_weights", "cache",
-    "persistent_workers",
+    "persistent_workers", "oom_retry",  # oom_retry: a retry at half the batch is recorded per trial
     "gradient_widths",  # how a gradient strategy searches (like search.*), not how a trial is scored
     "run_dir", "paths", "store_dir",  # hardware=predictor's bookkeeping: where runs and measurements live
 }  # fmt: skip

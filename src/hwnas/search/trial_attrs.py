@@ -28,6 +28,9 @@ DUPLICATE_ATTR = "duplicate"
 DUPLICATE_OF_ATTR = "duplicate_of"
 #: The worker that evaluated the trial (``search.worker_id``).
 WORKER_ATTR = "worker"
+#: The device the trial's process was assigned (``cuda:1``, ``cpu``; :mod:`hwnas.utils.devices`): a field of
+#: the result attribute, the ``device`` column.
+DEVICE_ATTR = "device"
 #: The strategy that proposed the architecture (``search.name``): the ``strategy`` column.
 STRATEGY_ATTR = "strategy"
 #: A known architecture evaluated first (``baseline``, or ``arch:<file>`` from ``search.seed_architectures``):

@@ -34,6 +34,7 @@ from hwnas.search.workers import is_main_worker, start_workers
 from hwnas.tasks import final
 from hwnas.utils.checks import check_numbers
 from hwnas.utils.config import build, build_space
+from hwnas.utils.devices import take_device
 from hwnas.utils.secrets import scrub_hydra_outputs
 
 log = logging.getLogger("hwnas.search")
@@ -44,6 +45,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     scrub_hydra_outputs()  # first: even a run that fails at start-up leaves .hydra/config.yaml behind
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     check_numbers(cfg)  # before anything reads them (the strategy takes `seed`, the workers n_workers)
+    take_device(cfg)  # this worker's GPU, CPU threads and loader workers, before anything touches CUDA
     strategy = build_strategy(cfg)
     ctx, facts = _start(cfg, strategy)
     main = is_main_worker(cfg)

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from statistics import NormalDist
 
 import numpy as np
-from scipy.stats import norm
 
 #: Latencies below this fraction of the median get no more weight than one at it (near-zero latencies
 #: of degenerate models would otherwise dominate a relative-error fit).
+#: The standard normal (its inverse CDF: the stdlib's, so a search imports no scipy).
+_Z = NormalDist()
 _WEIGHT_FLOOR = 0.5
 #: Smallest relative spread used to scale errors (a perfectly agreeing ensemble is not certainty).
 _SD_FLOOR = 0.01
@@ -55,7 +57,7 @@ class Prediction:
 
     def quantile(self, q: float) -> np.ndarray:
         """The ``q`` quantile of the predictive distribution (log-normal around the median)."""
-        return self.median_ms * np.exp(norm.ppf(q) * self.log_sd)
+        return self.median_ms * np.exp(_Z.inv_cdf(q) * self.log_sd)
 
     @property
     def rel_halfwidth(self) -> np.ndarray:
@@ -211,7 +213,7 @@ class LatencyModel:
             )
         self.noise_var = 0.0
         if len(errors) < 3:
-            return float(norm.ppf(0.5 + self.level / 2.0)) * 3.0
+            return float(_Z.inv_cdf(0.5 + self.level / 2.0)) * 3.0
         e, sp = np.asarray(errors), np.asarray(spreads)
         # Robust (median-based): a few degenerate architectures must not widen every interval.
         self.noise_var = float(max(0.0, np.median(e**2) / 0.455 - np.median(sp**2)))
@@ -227,7 +229,7 @@ class LatencyModel:
         mu = preds.mean(axis=0)
         spread = np.maximum(preds.std(axis=0), _SD_FLOOR)
         half = self.multiplier * np.sqrt(spread**2 + self.noise_var)
-        z = float(norm.ppf(0.5 + self.level / 2.0))
+        z = float(_Z.inv_cdf(0.5 + self.level / 2.0))
         median = self.y_ref * np.exp(mu)
         return Prediction(
             median_ms=median,

@@ -14,6 +14,7 @@ multirun job) × ``search.latency_lambda`` (a list for the additive form). The w
 from __future__ import annotations
 
 import copy
+import hashlib
 import inspect
 import json
 import logging
@@ -25,6 +26,7 @@ import torch
 from omegaconf import DictConfig
 
 from hwnas.hardware.op_table import describe_table, op_latency_table
+from hwnas.lit.checkpoints import Resume, resume_for
 from hwnas.lit.dnas import (
     ALPHA_REGS,
     DNAS_VERSION,
@@ -42,6 +44,7 @@ from hwnas.models.mixed import ArchParameters, DifferentiableSupernet, latency_r
 from hwnas.search.strategies.base import Proposal, ProposingStrategy, SearchContext
 from hwnas.search.strategies.dnas_settings import UNITS, plain, sweep_points, xnas_settings
 from hwnas.search_space.base import SearchSpace
+from hwnas.utils.config import config_recipe
 from hwnas.utils.errors import ConfigError
 from hwnas.utils.io import read_json, write_json
 
@@ -226,9 +229,11 @@ class GradientSearch(ProposingStrategy):
             describe_table(table)["costliest"][:2],
         )
         common = self._module_kwargs(cfg)
-        if self.warmup_epochs:
+        warm_resume = self._resume(cfg, recipe, "warmup")  # kept until every point is stored: a resumed
+        if self.warmup_epochs:  # search restores the warm supernet from it instead of warming up again
             warm = DnasModule(net, self._arch(net, 0), search_arch=False, **common)
-            self._fit(warm, dm, cfg, run_dir, epochs=self.warmup_epochs, label=f"{self.name} warm-up")
+            self._fit(warm, dm, cfg, run_dir, epochs=self.warmup_epochs, label=f"{self.name} warm-up",
+                      resume=warm_resume)  # fmt: skip
         proposals: list[Proposal] = []
         for i, (target, lam) in enumerate(self.points):
             if cached[i] is not None:
@@ -237,8 +242,21 @@ class GradientSearch(ProposingStrategy):
             record = self._search_point(i, target, lam, space=space, net=net, table=table, span=(lo, hi), dm=dm, cfg=cfg,
                                         run_dir=run_dir, common=common)  # fmt: skip
             write_json(out_dir / f"point-{i}.json", {"recipe": recipe, **record})
+            self._resume(cfg, recipe, f"point-{i}").done()  # stored: its checkpoints are spent
             proposals.append(self._proposal(space, record))
+        warm_resume.done()
         return proposals
+
+    def _resume(self, cfg: DictConfig, recipe: dict[str, Any], part: str) -> Resume:
+        """Checkpoints of one training of this search (the warm-up, a sweep point) under
+        ``paths.cache_dir/checkpoints``, keyed by everything that decides it: the same command resumes it."""
+        keys = ("search_space", "dataset", "tricks", "trainer", "evaluator", "seed")
+        blob = json.dumps(
+            {"recipe": recipe, "part": part, **config_recipe(cfg, keys)}, sort_keys=True, default=str
+        )
+        fp = hashlib.sha256(blob.encode()).hexdigest()[:16]
+        folder = Path(cfg.paths.cache_dir) / "checkpoints" / self.name / f"{part}-{fp}"
+        return resume_for(cfg, folder, fp, f"{self.name} {part}")
 
     def _search_point(
         self,
@@ -274,7 +292,8 @@ class GradientSearch(ProposingStrategy):
         )
         module = DnasModule(copy.deepcopy(net), self._arch(net, i + 1), latency=latency, **common)
         label = f"{self.name} [{self._point_label(target, lam)}]"
-        result = self._fit(module, dm, cfg, run_dir, epochs=self.epochs, label=label)
+        resume = self._resume(cfg, self.run_recipe(space, cfg), f"point-{i}")
+        result = self._fit(module, dm, cfg, run_dir, epochs=self.epochs, label=label, resume=resume)
         spec = space.make(result.params)
         with torch.no_grad():  # the mixture's expectation, and the returned architecture's table sum
             final_e = float(module.net.expected_latency(module.arch.probs(), table))
@@ -335,7 +354,15 @@ class GradientSearch(ProposingStrategy):
         }
 
     def _fit(
-        self, module: DnasModule, dm: Any, cfg: DictConfig, run_dir: Path, *, epochs: int, label: str
+        self,
+        module: DnasModule,
+        dm: Any,
+        cfg: DictConfig,
+        run_dir: Path,
+        *,
+        epochs: int,
+        label: str,
+        resume: Resume | None = None,
     ) -> Any:
         return fit_dnas(
             module,
@@ -349,4 +376,5 @@ class GradientSearch(ProposingStrategy):
             max_normal_skips=self.max_normal_skips,
             precision=cfg.tricks.get("precision", "auto"),
             seed=self.seed,
+            resume=resume,
         )

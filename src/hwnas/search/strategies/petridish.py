@@ -14,6 +14,7 @@ moves, so do the parents, and the gallery grows along the latency axis.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
@@ -26,6 +27,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
+from hwnas.lit.checkpoints import Resume, resume_for
 from hwnas.lit.fit import channels_last_of
 from hwnas.lit.petridish import GrowthModule, fit_growth
 from hwnas.models.growth import GrowingNetwork
@@ -35,6 +37,7 @@ from hwnas.search.objectives import Objective
 from hwnas.search.strategies.base import Proposal, ProposingStrategy, SearchContext
 from hwnas.search.trial_attrs import ARCH_ATTR, KEY_ATTR, trial_attrs
 from hwnas.search_space.base import ArchSpec, SearchSpace
+from hwnas.utils.config import config_recipe
 from hwnas.utils.errors import ConfigError
 from hwnas.utils.io import read_json, write_json
 
@@ -253,6 +256,7 @@ class PetridishSearch(ProposingStrategy):
             channels_last=channels_last_of(cfg.tricks),
             **self.optim,
         )
+        resume = self._resume(cfg, recipe, parent, getattr(evaluator, "weights_dir", None))
         run = fit_growth(
             module,
             train_loader=dm.train_dataloader(),
@@ -262,6 +266,7 @@ class PetridishSearch(ProposingStrategy):
             run_dir=run_dir / "lightning",
             precision=cfg.tricks.get("precision", "auto"),
             seed=self.seed,
+            resume=resume,
         )
         top = ", ".join(f"{n} {a:.3f}" for n, a in run.ranking[:4])
         log.info(
@@ -278,7 +283,22 @@ class PetridishSearch(ProposingStrategy):
             {"recipe": recipe, "parent": parent.to_dict(), "parent_init": init, "ranking": run.ranking,
              "ce": run.ce, "seconds": round(run.seconds, 2)},
         )  # fmt: skip
+        resume.done()  # the ranking is stored: the growth's checkpoints are spent
         return run.ranking
+
+    def _resume(self, cfg: DictConfig, recipe: dict, parent: ArchSpec, weights_dir: Path | None) -> Resume:
+        """Checkpoints of one growth under ``paths.cache_dir/checkpoints``, keyed by everything that decides
+        it (the parent's trained weights included): the same command resumes it."""
+        weights = Path(weights_dir) / f"{parent.stem}.pt" if weights_dir else None
+        init = (
+            hashlib.sha256(weights.read_bytes()).hexdigest() if weights and weights.is_file() else "scratch"
+        )
+        keys = ("search_space", "dataset", "tricks", "trainer", "evaluator", "seed")
+        blob = json.dumps({"recipe": recipe, "parent": parent.key, "init": init, **config_recipe(cfg, keys)},
+                          sort_keys=True, default=str)  # fmt: skip
+        fp = hashlib.sha256(blob.encode()).hexdigest()[:16]
+        folder = Path(cfg.paths.cache_dir) / "checkpoints" / self.name / f"grow-{parent.stem}-{fp}"
+        return resume_for(cfg, folder, fp, f"{self.name} growth of {parent.key}")
 
 
 def _load_trained(model: torch.nn.Module, weights_dir: Path | None, parent: ArchSpec) -> str:
