@@ -145,4 +145,4 @@ def qai_hub_models_version(root: str | Path | None = None) -> str:
     """The version of the installed ``qai-hub-models`` data (from its dist-info folder)."""
     base = package_dir(root).parent
     found = sorted(base.glob("qai_hub_models-*.dist-info"))
-    return found[-1].name.split("-")[1] if found else "unknown"
+    return found[-1].name.removesuffix(".dist-info").split("-")[1] if found else "unknown"

@@ -83,10 +83,8 @@ ZOO: tuple[ZooModel, ...] = (
 
 
 def zoo_models() -> dict[str, ZooModel]:
-    """``ZOO`` by model id, joined with this project's own graphs (``hwnas.hardware.zoo_own``)."""
-    from hwnas.hardware.zoo_own import OWN
-
-    return {m.model: m for m in (*ZOO, *OWN)}
+    """``ZOO`` by model id."""
+    return {m.model: m for m in ZOO}
 
 
 def torchvision_models(root: str | Path | None = None) -> types.ModuleType:
@@ -112,10 +110,6 @@ def torchvision_models(root: str | Path | None = None) -> types.ModuleType:
 
 def build(entry: ZooModel) -> Any:
     """The torch model of ``entry`` with random weights, in eval mode."""
-    if entry.builder.startswith("hwnas:"):
-        from hwnas.hardware.zoo_own import build_own
-
-        return build_own(entry).eval()
     mod: Any = torchvision_models()
     for part in entry.builder.split("."):
         mod = getattr(mod, part)
