@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 TORCH_PIN ?= torch==2.13.0
 # Read by hwnas.hardware.device_data (PINNED there too): make bench-device, the fitted Snapdragon options.
-DEVICE_DATA_PINS ?= qai-hub-models==0.65.0 torchvision==0.28.0
+DEVICE_DATA_PINS ?= qai-hub-models==0.65.0 torchvision==0.28.0 timm==1.0.31
 export WANDB_MODE ?= offline
 export PYTHONUNBUFFERED := 1
 
@@ -21,8 +21,8 @@ $(VENV)/.installed: pyproject.toml
 	# torch first and pinned: the CPU wheel; a bare `torch` would pull a multi-GB CUDA build.
 	$(PIP) install -q $(TORCH_PIN)
 	$(PIP) install -q -e '.[dev]'
-	# Qualcomm's published device latencies (qai-hub-models) and torchvision's pure-Python model builders, as
-	# data in a folder of their own and --no-deps: both pin torch ranges that would replace the CPU torch.
+	# Qualcomm's published device latencies (qai-hub-models) and torchvision's and timm's model builders, as
+	# data in a folder of their own and --no-deps: they pin torch ranges that would replace the CPU torch.
 	$(PIP) install -q --no-deps --upgrade --target $(VENV)/device-data $(DEVICE_DATA_PINS)
 	touch $@
 

@@ -157,7 +157,7 @@ def option_yaml(name: str, device: str, chip: str, graphs: dict, table: pd.DataF
             f"within ±20 % (families held out)")  # fmt: skip
     lines = [
         f"# {chip}, int8 (w8a8) on the NPU: the offline Hexagon roofline (hardware/estimate.py) with constants",
-        f"# fitted to Qualcomm's published latencies by `make bench-device ARGS=--write-options`.",
+        "# fitted to Qualcomm's published latencies by `make bench-device ARGS=--write-options`.",
         "_target_: hwnas.hardware.estimate.EstimateProfiler",
         f"target: {name}   # names the target in logs, cache keys and reports",
         f'device: "{chip} (estimated)"   # the device every latency report names',

@@ -145,6 +145,9 @@ def test_summary_names_the_calibration_of_the_hardware_option():
     got = latency_calibration(cfg)
     assert got["target"] == "snapdragon8gen3" and "qai-hub-models" in got["set"]
     assert latency_calibration(OmegaConf.create({"hardware": {"target": "cpu"}})) == {}
+    sd888 = OmegaConf.create({"hardware": OmegaConf.load("conf/hardware/snapdragon888.yaml")})
+    assert latency_calibration(sd888) == {}  # measured on a device: the estimate's fit does not apply
+    assert "V68" in latency_calibration(sd888, source="estimated")["label"]
 
 
 @pytest.mark.slow
@@ -154,3 +157,30 @@ def test_installed_data_has_v68_npu_measurements():
     df = device_data.perf_table()
     v68 = df[(df["npu_generation"] == 68) & (df["precision"] == "w8a8") & (df["runtime"] == "qnn_dlc")]
     assert {"resnet18", "fcn_resnet50"} <= set(v68["model"])
+
+
+def test_predictor_prior_takes_a_fitted_option_and_refuses_others(tmp_path):
+    import onnx
+    import torch
+
+    from hwnas.hardware.export import export_onnx
+    from hwnas.hardware.predictor.features import OnnxGraphFeatures
+    from hwnas.utils.errors import ConfigError
+
+    path = export_onnx(torch.nn.Sequential(torch.nn.Conv2d(3, 64, 3), torch.nn.ReLU()), (1, 3, 64, 64),
+                       tmp_path / "m.onnx")  # fmt: skip
+    default, fitted = OnnxGraphFeatures(tmp_path), OnnxGraphFeatures(tmp_path, prior="snapdragon8gen3")
+    assert (default.name, fitted.name) == ("onnx", "onnx@snapdragon8gen3")  # measured sets kept apart
+    a = default.extract(onnx_path=path, input_shape=(1, 3, 64, 64))
+    b = fitted.extract(onnx_path=path, input_shape=(1, 3, 64, 64))
+    assert b["roofline_ms"] < a["roofline_ms"] and b["mmacs"] == a["mmacs"]
+    assert onnx.load(str(path)) is not None
+    with pytest.raises(ConfigError) as err:
+        OnnxGraphFeatures(tmp_path, prior="cpu")
+    assert "predictor.features.prior" in str(err.value) and "qcs6490" in str(err.value)
+
+
+def test_snapdragon888_estimate_uses_the_v68_fit():
+    sd888 = OmegaConf.load("conf/hardware/snapdragon888.yaml").estimate
+    assert sd888.constants == OmegaConf.load("conf/hardware/qcs6490.yaml").constants
+    assert "V68" in sd888.calibration.label and "unverified" in sd888.calibration.label

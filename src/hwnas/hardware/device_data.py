@@ -28,7 +28,7 @@ from hwnas.utils.errors import DataError
 #: Environment variable naming the folder ``qai_hub_models`` (and ``torchvision``) were installed into.
 DATA_ENV = "HWNAS_DEVICE_DATA"
 #: The pinned wheels ``make install`` puts there (``pip install --no-deps --target``).
-PINNED = ("qai-hub-models==0.65.0", "torchvision==0.28.0")
+PINNED = ("qai-hub-models==0.65.0", "torchvision==0.28.0", "timm==1.0.31")
 
 COLUMNS = (
     "model",

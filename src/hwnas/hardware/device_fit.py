@@ -179,4 +179,38 @@ def merge_constants(given: Mapping[str, Any] | None) -> HexagonConstants:
     return replace(HexagonConstants(), **dict(given or {}))
 
 
+def fitted_options() -> list[str]:
+    """The ``conf/hardware`` options whose estimate carries fitted constants and their provenance."""
+    from omegaconf import OmegaConf
+
+    from hwnas.utils.config import CONF_DIR
+
+    return sorted(
+        p.stem for p in (CONF_DIR / "hardware").glob("*.yaml") if OmegaConf.load(p).get("calibration")
+    )
+
+
+def option_constants(name: str) -> HexagonConstants:
+    """The ``HexagonConstants`` of fitted ``conf/hardware/<name>.yaml`` (e.g. for the predictor's prior).
+
+    Raises:
+        ConfigError: ``name`` is not a fitted option; lists those that are.
+    """
+    from omegaconf import OmegaConf
+
+    from hwnas.utils.config import CONF_DIR
+    from hwnas.utils.errors import ConfigError
+
+    choices = fitted_options()
+    if name not in choices:
+        raise ConfigError(
+            f"{name!r} is not a hardware option with fitted estimate constants",
+            key="predictor.features.prior",
+            choices=choices,
+            fix="pick one of them, or null for the documented Snapdragon 888 constants",
+        )
+    node = OmegaConf.load(CONF_DIR / "hardware" / f"{name}.yaml")
+    return merge_constants(OmegaConf.to_container(node.constants))
+
+
 __all__ = ["Graph", "METHODS", "asdict", "constants_dict", "fit_device", "graph_of", "out_of_fold", "score"]

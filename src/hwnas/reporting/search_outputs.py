@@ -63,7 +63,7 @@ def write_search_outputs(
         source = ",".join(sorted(set(df["hw/source"].dropna().astype(str))))
     # hardware=predictor: measure the front's predicted latencies; the axis says what was predicted
     predictor = check_front(evaluator, space=space, df=df, front=front, run_dir=run_dir)
-    calibration = latency_calibration(cfg)
+    calibration = latency_calibration(cfg, source=source)
     axis = predictor["label"] if predictor else source
     if calibration.get("label") and axis:
         axis = f"{axis}, {calibration['target']}: {calibration['label']}"
@@ -125,10 +125,13 @@ def write_search_outputs(
     return SearchOutputs(summary=summary, trials=df, front=front, front_png=png)
 
 
-def latency_calibration(cfg: DictConfig) -> dict[str, Any]:
+def latency_calibration(cfg: DictConfig, *, source: str | None = None) -> dict[str, Any]:
     """What the latency estimate was fitted to (``hardware.calibration``: device, runtime, precision, data
-    set), with the target's name; empty for hardware options without one."""
+    set), with the target's name; ``hardware.estimate.calibration`` when every latency was ``estimated``
+    (``hardware=snapdragon888`` without a device); empty for hardware options without one."""
     node = OmegaConf.select(cfg, "hardware.calibration", default=None)
+    if not node and source == "estimated":
+        node = OmegaConf.select(cfg, "hardware.estimate.calibration", default=None)
     if not node:
         return {}
     target = OmegaConf.select(cfg, "hardware.target", default=None) or "snapdragon888"
