@@ -18,7 +18,7 @@ parameters and FLOPs mapped to milliseconds by a power law fitted on the trainin
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -211,6 +211,3 @@ def option_constants(name: str) -> HexagonConstants:
         )
     node = OmegaConf.load(CONF_DIR / "hardware" / f"{name}.yaml")
     return merge_constants(OmegaConf.to_container(node.constants))
-
-
-__all__ = ["Graph", "METHODS", "asdict", "constants_dict", "fit_device", "graph_of", "out_of_fold", "score"]

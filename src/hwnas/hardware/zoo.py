@@ -164,8 +164,3 @@ def export(entry: ZooModel, workdir: str | Path) -> Path:
     if not path.is_file():
         export_onnx(build(entry), entry.input_shape, path)
     return path
-
-
-def installed() -> bool:
-    """Whether the torchvision builders can be found (for tests that skip with the reason)."""
-    return (data_root() / "torchvision" / "models").is_dir()
