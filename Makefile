@@ -5,6 +5,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 TORCH_PIN ?= torch==2.13.0
+# Read by hwnas.hardware.device_data (PINNED there too): make bench-device, the fitted Snapdragon options.
+DEVICE_DATA_PINS ?= qai-hub-models==0.65.0 torchvision==0.28.0 timm==1.0.31
 export WANDB_MODE ?= offline
 export PYTHONUNBUFFERED := 1
 
@@ -19,6 +21,9 @@ $(VENV)/.installed: pyproject.toml
 	# torch first and pinned: the CPU wheel; a bare `torch` would pull a multi-GB CUDA build.
 	$(PIP) install -q $(TORCH_PIN)
 	$(PIP) install -q -e '.[dev]'
+	# Qualcomm's published device latencies (qai-hub-models) and torchvision's and timm's model builders, as
+	# data in a folder of their own and --no-deps: they pin torch ranges that would replace the CPU torch.
+	$(PIP) install -q --no-deps --upgrade --target $(VENV)/device-data $(DEVICE_DATA_PINS)
 	touch $@
 
 install: $(VENV)/.installed ## Create .venv and install hwnas with dev extras (torch pinned first)
@@ -82,6 +87,9 @@ bench-supernet: install ## Benchmark weight sharing (evaluator=supernet) against
 
 bench-face: install ## Face task: strategy x evaluator x seed, fully trained final fronts vs the baseline (HV, beats it, seconds; resumable)
 	$(PY) bench/bench_face.py $(ARGS)
+
+bench-device: install ## Offline Hexagon estimate vs Qualcomm's published latencies (families held out; Spearman, MdAPE, ±20 %)
+	$(PY) bench/bench_device.py $(ARGS)
 
 bench-search: install ## Benchmark strategies on NAS-Bench-201 ground truth (HV ratio, IGD+, front recall)
 	$(PY) bench/bench_search.py $(ARGS)

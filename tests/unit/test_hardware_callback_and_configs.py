@@ -39,8 +39,10 @@ def test_every_hardware_option_instantiates_without_network(name, monkeypatch, t
     assert "input_size" in node.hardware and node.hardware.batch_size == 1
     prof = instantiate(node.hardware)
     assert isinstance(prof, Profiler)
-    # The phone target measures at its 256x256 deployment resolution; the others at the data size.
-    expected = (1, 3, 256, 256) if name == "snapdragon888" else (1, 3, 64, 64)
+    # The phone targets (snapdragon888 and the fitted Snapdragon options) measure at the 256x256 deployment
+    # resolution; the others at the data size.
+    phone = name == "snapdragon888" or "calibration" in node.hardware
+    expected = (1, 3, 256, 256) if phone else (1, 3, 64, 64)
     assert prof.resolve_input_shape((3, 64, 64)) == expected
 
 

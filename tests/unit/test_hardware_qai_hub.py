@@ -185,3 +185,41 @@ def test_old_profile_format_uses_the_estimate():
     assert samples == [2.5] and extra["all_on_npu"]
     with pytest.raises(CandidateFailed):
         parse_profile({"execution_summary": {}})
+
+
+class FakeHubWithSdk(FakeHub):
+    """Compiled models carry the SDK in ``metadata`` under ``ModelMetadataKey`` (qai-hub's documented keys)."""
+
+    class ModelMetadataKey(enum.Enum):
+        QAIRT_SDK_VERSION = "qairt_sdk_version"
+        QNN_SDK_VERSION = "qnn_sdk_version"
+
+    def submit_compile_job(self, **kw):
+        job = super().submit_compile_job(**kw)
+        model = SimpleNamespace(metadata={self.ModelMetadataKey.QAIRT_SDK_VERSION: "2.50.0.260828221209"})
+        job.get_target_model = lambda: model
+        return job
+
+
+@pytest.mark.parametrize("pinned", ["2.50", None])
+def test_qairt_is_pinned_and_every_report_records_runtime_and_sdk(token, tmp_path, pinned):
+    hub = FakeHubWithSdk()
+    prof = QaiHubProfiler(hub=hub, workdir=tmp_path, target_runtime="precompiled_qnn_onnx",
+                          qairt_version=pinned, sleep=lambda s: None)  # fmt: skip
+    r = prof.profile(nn.Conv2d(3, 4, 1), SHAPE, calibration=calib(), arch_key="hg-1")
+    comp, inf = (kw for name, kw in hub.calls if name in ("compile", "inference"))
+    assert comp["options"].startswith("--target_runtime precompiled_qnn_onnx")
+    assert ("--qairt_version 2.50" in comp["options"]) == (pinned is not None)
+    assert ("--qairt_version 2.50" in inf["options"]) == (pinned is not None)
+    assert r.toolchain["target_runtime"] == "precompiled_qnn_onnx"
+    assert r.toolchain["qairt_requested"] == (pinned or "default")
+    assert r.toolchain["qairt"] == "2.50.0.260828221209"
+    assert prof.cache_identity()["qairt_version"] == pinned
+
+
+def test_unknown_runtime_lists_precompiled_qnn_onnx():
+    from hwnas.utils.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        QaiHubProfiler(target_runtime="qnn")
+    assert "precompiled_qnn_onnx" in str(err.value) and "hardware.qai_hub.target_runtime" in str(err.value)

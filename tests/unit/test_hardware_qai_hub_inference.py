@@ -104,7 +104,9 @@ def test_outputs_come_back_in_order_one_inference_job_per_chunk(token, onnx_path
     assert [name for name, _ in hub.calls] == ["get_devices", "compile"] + ["inference"] * 3
     comp = hub.calls[1][1]
     assert comp["model"] == str(onnx_path) and comp["device"].name == "Samsung Galaxy S21"
-    assert comp["options"] == "--target_runtime qnn_dlc --truncate_64bit_io"
+    assert (
+        comp["options"] == "--target_runtime qnn_dlc --truncate_64bit_io --qairt_version 2.50"
+    )  # QAIRT pinned
     assert comp["input_specs"] == {"input": ((1, 3, 8, 8), "float32")}
     assert all(type(d) is int for d in comp["input_specs"]["input"][0])  # the client asserts int dims
 
@@ -120,7 +122,7 @@ def test_outputs_come_back_in_order_one_inference_job_per_chunk(token, onnx_path
         "inference_jobs": ["ji3", "ji4", "ji5"],
         "device": "Samsung Galaxy S21",
         "target_runtime": "qnn_dlc",
-        "compile_options": "--target_runtime qnn_dlc --truncate_64bit_io",
+        "compile_options": "--target_runtime qnn_dlc --truncate_64bit_io --qairt_version 2.50",
         "n_images": 7,
         "chunks": 3,
     }

@@ -39,6 +39,7 @@ few AI Hub measurements.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -231,6 +232,10 @@ class EstimateProfiler(Profiler):
         constants: Overrides of ``HexagonConstants`` fields (e.g. ``{"efficiency": 0.2}``).
         workdir: Where exports are cached (default ``outputs/cache/onnx``).
         top_layers: How many of the most expensive layers to list in ``extra``.
+        device: The device the report names (default: the Snapdragon 888's Hexagon 780).
+        calibration: Where the constants came from (device, runtime, precision, data set, held-out
+            scores; see ``bench/bench_device.py``), copied into every report's ``extra`` and named by
+            the search's ``summary.json``.
     """
 
     backend = "estimate"
@@ -245,8 +250,12 @@ class EstimateProfiler(Profiler):
         constants: dict[str, Any] | None = None,
         workdir: str | Path | None = None,
         top_layers: int = 5,
+        device: str | None = None,
+        calibration: Mapping[str, Any] | None = None,
     ) -> None:
         self.target = target
+        self.device = str(device or DEVICE)
+        self.calibration = _plain(calibration)
         self.input_size = parse_input_size(input_size)
         self.batch_size = int(batch_size)
         fields = set(HexagonConstants.__dataclass_fields__)
@@ -287,7 +296,7 @@ class EstimateProfiler(Profiler):
             p90_ms=ms,
             n_samples=0,
             backend=self.backend,
-            device=DEVICE,
+            device=self.device,
             precision="int8",
             source="estimated",
             toolchain={"estimate_model": "hexagon780-roofline-v1", **versions("onnx")},
@@ -300,8 +309,19 @@ class EstimateProfiler(Profiler):
                 "memory_bound_layers": sum(r["bound"] == "memory" for r in rows),
                 "top_layers": [{k: r[k] for k in ("name", "op", "us", "bound")} for r in top],
                 "profile_wall_s": round(time.perf_counter() - t0, 4),
+                **({"calibration": self.calibration} if self.calibration else {}),
             },
         )
 
     def describe(self) -> str:
-        return f"{self.target} via estimate (analytical Hexagon 780 int8 model, no device)"
+        fit = self.calibration.get("label") if self.calibration else None
+        return f"{self.target} via estimate (analytical Hexagon int8 roofline, no device; {fit or 'uncalibrated'})"
+
+
+def _plain(node: Mapping[str, Any] | None) -> dict[str, Any]:
+    """A config node (OmegaConf or dict) as a plain dict, for reports and JSON."""
+    from omegaconf import OmegaConf
+
+    if node is None:
+        return {}
+    return dict(OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node)

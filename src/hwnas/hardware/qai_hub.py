@@ -39,7 +39,24 @@ log = logging.getLogger(__name__)
 TOKEN_ENV = "QAI_HUB_API_TOKEN"
 TOKEN_FIX = f"run `qai-hub configure --api_token <TOKEN>` or `export {TOKEN_ENV}=<TOKEN>`"
 INSTALL_FIX = "pip install -e '.[qualcomm]'"
-RUNTIMES = ("tflite", "qnn_dlc", "qnn_context_binary", "onnx")
+RUNTIMES = ("tflite", "qnn_dlc", "qnn_context_binary", "onnx", "precompiled_qnn_onnx")
+#: The QAIRT SDK compile and profile jobs ask for unless ``qai_hub.qairt_version`` says otherwise: the one
+#: Qualcomm's published measurements (qai-hub-models 0.65.0, ``hwnas.hardware.device_data``) were made with.
+QAIRT_VERSION = "2.50"
+
+
+def sdk_versions(hub: Any, compiled: Any) -> dict[str, str]:
+    """The QAIRT / QNN SDK a compiled AI Hub model was built with, from its ``metadata`` (keys
+    ``ModelMetadataKey.QAIRT_SDK_VERSION`` / ``QNN_SDK_VERSION``); empty when the model carries none
+    (TFLite and plain ONNX compiles)."""
+    keys = getattr(hub, "ModelMetadataKey", None)
+    meta = getattr(compiled, "metadata", None) or {}
+    out = {}
+    for name, label in (("QAIRT_SDK_VERSION", "qairt"), ("QNN_SDK_VERSION", "qnn")):
+        key = getattr(keys, name, None)
+        if key is not None and meta.get(key):
+            out[label] = str(meta[key])
+    return out
 
 
 def client_ini_path() -> Path:
@@ -106,7 +123,11 @@ class QaiHubProfiler(Profiler):
     Args:
         target: Target name for logs and cache keys.
         device: AI Hub device name (Snapdragon 888: ``"Samsung Galaxy S21"``).
-        target_runtime: ``tflite`` | ``qnn_dlc`` | ``qnn_context_binary`` | ``onnx``.
+        target_runtime: ``tflite`` | ``qnn_dlc`` | ``qnn_context_binary`` | ``onnx`` |
+            ``precompiled_qnn_onnx`` (a QNN context binary wrapped in ONNX, run by ONNX Runtime's QNN EP).
+        qairt_version: The QAIRT SDK compile and profile jobs pin (``--qairt_version``; default
+            ``QAIRT_VERSION``); ``null`` leaves AI Hub's default, which changes over time. The requested and
+            the resolved version go into every report's ``toolchain``.
         compile_options: Extra ``submit_compile_job`` options.
         profile_options: Extra ``submit_inference_job`` options (e.g. ``"--max_profiler_iterations 50"``).
         max_retries: Attempts per remote call on transient errors (network, service, device).
@@ -130,6 +151,7 @@ class QaiHubProfiler(Profiler):
         target_runtime: str = "tflite",
         compile_options: str = "",
         profile_options: str = "",
+        qairt_version: str | None = QAIRT_VERSION,
         max_retries: int = 3,
         backoff_s: float = 10.0,
         input_size: Any = None,
@@ -143,6 +165,7 @@ class QaiHubProfiler(Profiler):
         self.device_name = device
         self.target_runtime = check_choice(target_runtime, RUNTIMES, key="hardware.qai_hub.target_runtime")
         self.compile_options = compile_options
+        self.qairt_version = None if qairt_version in (None, "") else str(qairt_version)
         self.profile_options = profile_options
         if int(max_retries) < 1:
             raise ConfigError(f"must be >= 1, got {max_retries}", key="hardware.qai_hub.max_retries")
@@ -177,10 +200,18 @@ class QaiHubProfiler(Profiler):
             "device": self.device_name,
             "target_runtime": self.target_runtime,
             "compile_options": self.compile_options,
+            "qairt_version": self.qairt_version,
         }
 
     def describe(self) -> str:
-        return f"{self.target} via Qualcomm AI Hub ({self.device_name}, {self.target_runtime}, int8)"
+        sdk = f"QAIRT {self.qairt_version}" if self.qairt_version else "AI Hub's default QAIRT"
+        return f"{self.target} via Qualcomm AI Hub ({self.device_name}, {self.target_runtime}, {sdk}, int8)"
+
+    def _options(self, given: str) -> str:
+        """``given`` with ``--qairt_version`` added when pinned and not already there."""
+        if self.qairt_version and "--qairt_version" not in given:
+            given = f"{given} --qairt_version {self.qairt_version}"
+        return given.strip()
 
     # ----- remote plumbing ----------------------------------------------------------------------
     def _module(self) -> Any:
@@ -284,7 +315,7 @@ class QaiHubProfiler(Profiler):
                     ),
                 ),
             )
-        options = f"--target_runtime {self.target_runtime} {self.compile_options}".strip()
+        options = self._options(f"--target_runtime {self.target_runtime} {self.compile_options}")
         c_job = self._retry(
             "compile",
             lambda: self._finish(
@@ -303,7 +334,7 @@ class QaiHubProfiler(Profiler):
                     device=device,
                     inputs=sample,
                     name=name,
-                    options=self.profile_options,
+                    options=self._options(self.profile_options),
                     profile=True,
                 ),
             ),
@@ -331,6 +362,11 @@ class QaiHubProfiler(Profiler):
             device=f"{self.device_name} (Snapdragon 888) via Qualcomm AI Hub",
             precision="int8",
             source="measured",
-            toolchain={**versions("qai-hub", "onnx", "torch"), "target_runtime": self.target_runtime},
+            toolchain={
+                **versions("qai-hub", "onnx", "torch"),
+                "target_runtime": self.target_runtime,
+                "qairt_requested": self.qairt_version or "default",
+                **sdk_versions(hub, c_job.get_target_model()),
+            },
             extra=extra,
         )

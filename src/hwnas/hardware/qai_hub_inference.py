@@ -108,7 +108,7 @@ def run_on_device(
 
     api = profiler._api()
     device = profiler._device()
-    options = f"--target_runtime {profiler.target_runtime} {profiler.compile_options}".strip()
+    options = profiler._options(f"--target_runtime {profiler.target_runtime} {profiler.compile_options}")
     c_job = profiler._retry(
         "compile",
         lambda: profiler._finish(
@@ -141,7 +141,7 @@ def run_on_device(
                     device=device,
                     inputs={INPUT_NAME: chunk},
                     name=f"{name}-{k}",
-                    options="",
+                    options=profiler._options(""),
                     profile=False,
                 ),
             ),

@@ -63,8 +63,13 @@ def write_search_outputs(
         source = ",".join(sorted(set(df["hw/source"].dropna().astype(str))))
     # hardware=predictor: measure the front's predicted latencies; the axis says what was predicted
     predictor = check_front(evaluator, space=space, df=df, front=front, run_dir=run_dir)
-    png, gif = _plots(cfg, df, objectives, run_dir, title=f"{space.name} · {cfg.search.study_name}",
-                      axis=predictor["label"] if predictor else source)  # fmt: skip
+    calibration = latency_calibration(cfg, source=source)
+    axis = predictor["label"] if predictor else source
+    if calibration.get("label") and axis:
+        axis = f"{axis}, {calibration['target']}: {calibration['label']}"
+    png, gif = _plots(
+        cfg, df, objectives, run_dir, title=f"{space.name} · {cfg.search.study_name}", axis=axis
+    )
     pareto_dir = run_dir / "pareto"
     pareto_dir.mkdir(exist_ok=True)
     exported = (
@@ -100,6 +105,7 @@ def write_search_outputs(
         "infeasible": int(((real["state"] == "COMPLETE") & ~real["feasible"].astype(bool)).sum()),
         "front_size": int(len(front)),
         "latency_source": source,
+        **({"latency_calibration": calibration} if calibration else {}),  # device, runtime, fit data
         **({"latency_predictor": predictor} if predictor else {}),  # measured vs predicted, front check
         **evaluator.sizes(),  # train_image_size, latency_input_shape (none for evaluator=table)
         **run_info,  # recovered_stale_trials, resume_forced (when set), wall_seconds
@@ -117,6 +123,19 @@ def write_search_outputs(
     write_report(run_dir, summary=summary, front=front, objectives=objectives)
     _log_done(summary, objectives, run_dir)
     return SearchOutputs(summary=summary, trials=df, front=front, front_png=png)
+
+
+def latency_calibration(cfg: DictConfig, *, source: str | None = None) -> dict[str, Any]:
+    """What the latency estimate was fitted to (``hardware.calibration``: device, runtime, precision, data
+    set), with the target's name; ``hardware.estimate.calibration`` when every latency was ``estimated``
+    (``hardware=snapdragon888`` without a device); empty for hardware options without one."""
+    node = OmegaConf.select(cfg, "hardware.calibration", default=None)
+    if not node and source == "estimated":
+        node = OmegaConf.select(cfg, "hardware.estimate.calibration", default=None)
+    if not node:
+        return {}
+    target = OmegaConf.select(cfg, "hardware.target", default=None) or "snapdragon888"
+    return {"target": str(target), **OmegaConf.to_container(node, resolve=True)}
 
 
 def _plots(

@@ -210,11 +210,12 @@ ONNX_NAMES = (
 )
 
 
-def onnx_features(model: Any) -> dict[str, float]:
-    """Additive features of an ONNX ``ModelProto`` (static shapes), roofline estimate included."""
+def onnx_features(model: Any, constants: Any = None) -> dict[str, float]:
+    """Additive features of an ONNX ``ModelProto`` (static shapes), roofline estimate included
+    (under ``constants``, a ``HexagonConstants``; default the documented Snapdragon 888 ones)."""
     from hwnas.hardware.estimate import HexagonConstants, layer_terms, layer_time_us
 
-    c = HexagonConstants()
+    c = constants or HexagonConstants()
     terms = layer_terms(model, c)
     out = {name: 0.0 for name in ONNX_NAMES}
     out["roofline_ms"] = (sum(layer_time_us(t, c)[0] for t in terms) + c.per_inference_us) / 1000.0
@@ -241,6 +242,16 @@ class OnnxGraphFeatures(FeatureExtractor):
     priors = ("roofline_ms", "mmacs", "melems_moved")
     needs_model = True
 
+    def __init__(self, workdir: str | Path | None = None, *, prior: str | None = None) -> None:
+        """``prior``: a fitted ``conf/hardware`` option (``snapdragon8gen3``, ``qcs6490``, ...) whose
+        constants the ``roofline_ms`` prior uses; ``None``: the documented Snapdragon 888 constants.
+        Its features are kept apart from the default's (the extractor's ``name`` says which)."""
+        super().__init__(workdir)
+        from hwnas.hardware.device_fit import option_constants
+
+        self.constants = option_constants(prior) if prior else None
+        self.name = f"onnx@{prior}" if prior else "onnx"
+
     def extract(
         self,
         *,
@@ -258,7 +269,7 @@ class OnnxGraphFeatures(FeatureExtractor):
         shape = tuple(int(d) for d in input_shape)
         with onnx_file(model, shape, onnx_path=onnx_path, arch_key=arch_key, workdir=self.workdir) as path:
             try:
-                return onnx_features(onnx.load(str(path)))
+                return onnx_features(onnx.load(str(path)), self.constants)
             except Exception as exc:
                 raise CandidateFailed(f"graph features failed: {type(exc).__name__}: {exc}") from exc
 
@@ -283,12 +294,13 @@ class AutoFeatures:
 
     Args:
         workdir: Where the ONNX extractor keeps exports (see :class:`FeatureExtractor`).
+        prior: The fitted ``conf/hardware`` option for the roofline prior (see :class:`OnnxGraphFeatures`).
     """
 
     name = "auto"
 
-    def __init__(self, workdir: str | Path | None = None) -> None:
-        self.by_model = OnnxGraphFeatures(workdir)
+    def __init__(self, workdir: str | Path | None = None, *, prior: str | None = None) -> None:
+        self.by_model = OnnxGraphFeatures(workdir, prior=prior)
         self.by_key = NB201Features()
 
     def select(self, model: Any) -> FeatureExtractor:
