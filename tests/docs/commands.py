@@ -42,7 +42,6 @@ class Command:
     text: str
     page: Path
     line: int
-    quickstart: bool
 
     @property
     def words(self) -> list[str]:
@@ -68,7 +67,6 @@ def commands(pages: list[Path] = PAGES) -> list[Command]:
     for page in pages:
         lines = page.read_text().splitlines()
         in_bash, buf, start = False, "", 0
-        quick = page.name == "quickstart.md" or page.name == "README.md"
         for no, line in enumerate(lines, start=1):
             if line.startswith("```"):
                 in_bash = not in_bash and line.strip() in ("```bash", "```sh", "```shell")
@@ -84,7 +82,7 @@ def commands(pages: list[Path] = PAGES) -> list[Command]:
             full, buf = (buf + text).strip(), ""
             for part in re.split(r"\s*(?:&&|;)\s*", full):
                 if part:
-                    out.append(Command(part, page, start, quick))
+                    out.append(Command(part, page, start))
     return out
 
 

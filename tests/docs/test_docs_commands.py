@@ -97,7 +97,7 @@ def test_a_renamed_key_in_a_command_fails(tmp_path: Path) -> None:
     """The check can fail: a page with a mistyped key is reported."""
     from tests.docs.commands import Command
 
-    cmd = Command("python src/search.py search.n_trails=3", tmp_path / "page.md", 1, False)
+    cmd = Command("python src/search.py search.n_trails=3", tmp_path / "page.md", 1)
     name, overrides, _ = entry_and_overrides(cmd)
     with pytest.raises(Exception, match="n_trails"):
         _compose(name, overrides)

@@ -16,7 +16,7 @@ from pytorch_lightning.utilities import CombinedLoader
 
 from hwnas.lit.checkpoints import Resume
 from hwnas.lit.dnas import DnasModule
-from hwnas.lit.fit import fit_search_module, loop_trainer
+from hwnas.lit.fit import fit_search_module
 
 log = logging.getLogger("hwnas.dnas")
 
@@ -129,18 +129,15 @@ def fit_dnas(
     monitor = EpochMonitor(label=label, total=max_epochs, max_normal_skips=max_normal_skips)
     loader = CombinedLoader({"train": train_loader, "val": val_loader}, mode="max_size_cycle")
     seconds, _ = fit_search_module(
-        lambda extra: loop_trainer(
-            trainer_cfg,
-            callbacks=[monitor, *extra],
-            run_dir=run_dir,
-            precision=precision,
-            max_epochs=max_epochs,
-            limit_train_batches=limit_train_batches,
-            checkpointing=resume is not None,
-        ),  # fmt: skip
         module,
         loader,
+        trainer_cfg=trainer_cfg,
+        run_dir=run_dir,
+        precision=precision,
+        max_epochs=max_epochs,
+        limit_train_batches=limit_train_batches,
         failure=f"{label}: non-finite loss (NaN/inf) during the search",
+        callbacks=[monitor],
         resume=resume,
     )
     alphas = module.arch.detached()

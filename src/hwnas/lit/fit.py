@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -69,16 +69,21 @@ def loop_trainer(
 
 
 def fit_search_module(
-    make_trainer: Callable[[list[Any]], pl.Trainer],
     module: Any,
     loader: Any,
     *,
+    trainer_cfg: DictConfig,
+    run_dir: str | Path,
+    precision: Any,
+    max_epochs: int,
+    limit_train_batches: float | int,
     failure: str,
+    callbacks: Sequence[Any] = (),
     resume: Resume | None = None,
 ) -> tuple[float, pl.Trainer]:
     """Fit a search module that holds ``net`` and ``arch`` (DNAS, Petridish) on ``loader`` under the machine's
     busy lock, NHWC if ``module.channels_last``; leave both on the CPU in contiguous layout; return the
-    seconds the fit took and the trainer. ``make_trainer(extra_callbacks)`` builds the trainer; with
+    seconds the fit took and the trainer. The trainer is :func:`loop_trainer`'s with ``callbacks``; with
     ``resume`` the fit checkpoints there and continues from its last checkpoint.
 
     Raises:
@@ -88,7 +93,15 @@ def fit_search_module(
         module.net.to(memory_format=torch.channels_last)
 
     def fit(ckpt: Path | None) -> pl.Trainer:
-        trainer = make_trainer(resume.callbacks() if resume else [])
+        trainer = loop_trainer(
+            trainer_cfg,
+            callbacks=[*callbacks, *(resume.callbacks() if resume else [])],
+            run_dir=run_dir,
+            precision=precision,
+            max_epochs=max_epochs,
+            limit_train_batches=limit_train_batches,
+            checkpointing=resume is not None,
+        )
         with timing_lock.busy():  # never beside a host latency measurement
             trainer.fit(module, train_dataloaders=loader, ckpt_path=ckpt)
         return trainer

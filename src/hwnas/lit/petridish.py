@@ -18,7 +18,7 @@ from torch import nn
 
 from hwnas.data.labels import IGNORE_INDEX
 from hwnas.lit.checkpoints import Resume
-from hwnas.lit.fit import fit_search_module, loop_trainer
+from hwnas.lit.fit import fit_search_module
 from hwnas.models.growth import GrowingNetwork
 from hwnas.models.mixed import ArchParameters
 
@@ -123,17 +123,13 @@ def fit_growth(
     """
     pl.seed_everything(seed, workers=True, verbose=False)
     seconds, trainer = fit_search_module(
-        lambda extra: loop_trainer(
-            trainer_cfg,
-            callbacks=extra,
-            run_dir=run_dir,
-            precision=precision,
-            max_epochs=max_epochs,
-            limit_train_batches=limit_train_batches,
-            checkpointing=resume is not None,
-        ),  # fmt: skip
         module,
         train_loader,
+        trainer_cfg=trainer_cfg,
+        run_dir=run_dir,
+        precision=precision,
+        max_epochs=max_epochs,
+        limit_train_batches=limit_train_batches,
         failure="petridish: non-finite loss (NaN/inf) while training the candidates",
         resume=resume,
     )
