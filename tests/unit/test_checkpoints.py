@@ -164,3 +164,42 @@ def test_a_stopped_xnas_search_resumes_with_its_experts_and_its_trajectory(tmp_p
     assert torch.equal(m1.arch.detached()["edges"], m2.arch.detached()["edges"])
     assert m1.expert.wiped_total == m2.expert.wiped_total > 0
     assert resumed.params == whole.params
+
+
+def test_a_training_resumed_from_its_last_epochs_checkpoint_still_reports_its_validation(
+    tmp_path: Path,
+) -> None:
+    """Killed after the checkpoint of its last epoch but before its result was written (the final stage's
+    race): the re-run has no epoch left to train, and must still score the finished weights."""
+    from functools import partial
+
+    from hwnas.data.datamodule import SegmentationDataModule
+    from hwnas.data.synthetic_faces import SyntheticFaces
+    from hwnas.lit.fit import fit_candidate
+
+    space = HourglassSpace(
+        num_levels=3,
+        base_channels=[8],
+        layers=[1],
+        kernels=[3],
+        expand=[1.0],
+        skip_layers=[0],
+        max_channels=16,
+    )
+    factory = partial(SyntheticFaces, image_size=32, num_train=16, num_val=8, seed=0)
+    dm = SegmentationDataModule(dataset=factory, image_size=32, batch_size=8)
+    resume = Resume(tmp_path / "resume", "recipe-1", label="final test")
+
+    def fit(ckpt: Path | None) -> dict[str, float]:
+        _, metrics = fit_candidate(
+            space.build(space.baseline(), num_classes=19), datamodule=dm, tricks=TRICKS, trainer_cfg=TRAINER,
+            optim={"lr": 0.01, "weight_decay": 0.0}, run_dir=tmp_path / "lightning", loggers=False,
+            callbacks=resume.callbacks(), seed=0, overrides={"max_epochs": 2}, ckpt_path=ckpt,
+        )  # fmt: skip
+        return metrics
+
+    first = fit(None)
+    last = resume.folder / "last.ckpt"
+    assert last.exists()
+    again = fit(last)  # nothing left to train: the checkpoint is at the end of epoch 2 of 2
+    assert again["val/miou"] == pytest.approx(first["val/miou"], abs=1e-6)

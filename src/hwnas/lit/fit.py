@@ -186,6 +186,10 @@ def fit_candidate(
     t0 = time.perf_counter()
     with timing_lock.busy():  # never beside a host latency measurement
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(ckpt_path) if ckpt_path else None)
+        if ckpt_path and "val/miou" not in trainer.callback_metrics:
+            # resumed from the checkpoint of its last epoch (killed after it, before the result was kept):
+            # no epoch is left to train, so the finished weights are validated here
+            trainer.validate(module, datamodule=datamodule, verbose=False)
     seconds = time.perf_counter() - t0
     if module.nonfinite_loss:
         raise CandidateFailed("non-finite loss (NaN/inf) during training")
