@@ -15,7 +15,7 @@ strategy × evaluator × seed, and prints for each run:
 Every run keeps its run dir under ``--out``; a finished run is read back, an interrupted one resumes
 (``search.resume``), and all runs share one ``final.cache`` (full trainings by architecture, recipe and
 seed), so the bench can be stopped and re-run. The search budget is each evaluator's own default
-(``evaluator=train``: ``search.n_trials=16``; ``evaluator=supernet``: 500), the same for every strategy and seed,
+(``evaluator=train``: the strategy's ``n_trials``, 56 for both defaults; ``evaluator=supernet``: 500), the same for every strategy and seed,
 unless ``--n-trials`` sets one for all.
 """
 

@@ -89,6 +89,22 @@ def test_the_first_picks_aim_at_beating_the_baseline_the_rest_go_to_knees() -> N
     assert "a" not in plain and "f" not in plain
 
 
+def test_the_runner_up_at_the_baseline_latency_comes_from_all_searched_models() -> None:
+    rows = searched(_front())
+    # g and h are off the front (c and e dominate them) but near the baseline, with proxies above its 0.14
+    others = pd.concat([rows, pd.DataFrame({"arch": ["g", "h"], "acc": [0.145, 0.150], "lat": [0.99, 0.97]})])
+    front = rows.copy()
+    front.loc[len(front)] = {"arch": "x", "acc": 0.155, "lat": 0.9, "seeded": ""}  # the best at <= 1.0 ms
+    picks = choose(
+        front, 4, acc="acc", latency="lat", base=(0.14, 1.0), others=pd.concat([others, front.tail(1)])
+    )
+    reasons = {r["arch"]: w for r, w in picks}
+    assert "x" in reasons and "h" in reasons and "runner-up" in reasons["h"] and "g" not in reasons
+    # with room for three only, the runner-up still comes before the knees
+    assert "h" in {r["arch"] for r, _ in choose(front, 3, acc="acc", latency="lat", base=(0.14, 1.0),
+                                                 others=pd.concat([others, front.tail(1)]))}  # fmt: skip
+
+
 def test_baseline_point_reads_the_seeded_trial() -> None:
     trials = pd.DataFrame({"state": ["COMPLETE", "COMPLETE"], "seeded": [np.nan, "baseline"],
                            "acc": [0.1, 0.14], "lat": [0.5, 0.95]})  # fmt: skip

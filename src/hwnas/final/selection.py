@@ -5,7 +5,8 @@ Full training is the expensive step, so the picks follow the search's evidence r
 the front (the fastest front member is often the one with the run's worst proxy). With the baseline's own
 proxy point in the study (``search.seed_baseline``), the first picks aim at the two ways to beat it: the
 most accurate searched model at ≤ ``FASTER`` × its latency, and the most accurate one at ≤ its latency
-when its proxy is above the baseline's.
+when its proxy is above the baseline's, then the runner-up to that one among all searched models (a
+proxy lead of a few thousandths is noise, so the second best near the baseline is worth a full training).
 The remaining picks go by exclusive hypervolume contribution on (proxy accuracy ↑, log latency ↓) over the
 searched front: knees, not extremes (the two ends contribute nothing against the front's own corner).
 Seeded models (the baseline, ``search.seed_architectures``) are never picked as searched ones, and the
@@ -53,16 +54,21 @@ def searched(front: pd.DataFrame) -> pd.DataFrame:
     return front[~_seeded(front)]
 
 
-def searched_front(trials: pd.DataFrame, *, acc: str, latency: str) -> pd.DataFrame:
-    """The front of the searched trials alone (complete, feasible, not a repeat, not seeded): when the
-    baseline dominates every searched model, the gallery is still made of the best the search found."""
+def searched_rows(trials: pd.DataFrame, *, acc: str, latency: str) -> pd.DataFrame:
+    """The searched trials: complete, feasible, not a repeat, not seeded."""
     if trials.empty or not {acc, latency, "state", "arch"} <= set(trials.columns):
         return pd.DataFrame()
     ok = trials["state"].eq("COMPLETE") & ~_seeded(trials)
     for col in ("feasible", "duplicate"):
         if col in trials.columns:
             ok &= trials[col].astype(bool) if col == "feasible" else ~trials[col].astype(bool)
-    rows = trials[ok].dropna(subset=[acc, latency])
+    return trials[ok].dropna(subset=[acc, latency])
+
+
+def searched_front(trials: pd.DataFrame, *, acc: str, latency: str) -> pd.DataFrame:
+    """The front of the searched trials alone: when the baseline dominates every searched model, the
+    gallery is still made of the best the search found."""
+    rows = searched_rows(trials, acc=acc, latency=latency)
     if rows.empty:
         return rows
     mask = pareto_mask(rows[[acc, latency]].to_numpy(float), ["maximize", "minimize"])
@@ -100,9 +106,16 @@ def hv_contributions(acc: np.ndarray, latency: np.ndarray) -> np.ndarray:
 
 
 def choose(
-    front: pd.DataFrame, k: int, *, acc: str, latency: str, base: tuple[float, float] | None
+    front: pd.DataFrame,
+    k: int,
+    *,
+    acc: str,
+    latency: str,
+    base: tuple[float, float] | None,
+    others: pd.DataFrame | None = None,
 ) -> list[tuple[Any, str]]:
-    """Up to ``k`` rows of the searched ``front`` as ``(row, reason)``, by the rules of the module docstring."""
+    """Up to ``k`` rows of the searched ``front`` as ``(row, reason)``, by the rules of the module docstring;
+    ``others`` (every searched trial) offers the runner-up at the baseline's latency."""
     rows = front.dropna(subset=[acc, latency]).sort_values(latency, kind="stable").reset_index(drop=True)
     picked: list[tuple[Any, str]] = []
     taken: set[int] = set()
@@ -120,6 +133,12 @@ def choose(
             picked.append((r, f"the best proxy {acc} {r[acc]:.4g} (baseline {b_acc:.4g}) among searched models at "
                               f"{goal} ({r[latency] / b_lat:.2f}×): its best chance to beat it"))  # fmt: skip
             taken.add(i)
+        runner = _runner_up(others, picked, acc=acc, latency=latency, base=base)
+        if runner is not None and len(picked) < k:
+            picked.append((runner, f"the runner-up proxy {acc} {runner[acc]:.4g} (baseline {b_acc:.4g}) at ≤ the "
+                                   f"baseline's latency ({runner[latency] / b_lat:.2f}×), from all searched models: "
+                                   "a proxy lead of a few thousandths is noise"))  # fmt: skip
+            taken.update(int(i) for i in rows.index[rows["arch"].astype(str) == str(runner["arch"])])
     hv = hv_contributions(rows[acc].to_numpy(float), rows[latency].to_numpy(float))
     for i in np.argsort(-hv, kind="stable"):
         if len(picked) >= k:
@@ -133,6 +152,29 @@ def choose(
         picked.append((r, why))
         taken.add(int(i))
     return sorted(picked, key=lambda p: float(p[0][latency]))
+
+
+def _runner_up(
+    others: pd.DataFrame | None,
+    picked: list[tuple[Any, str]],
+    *,
+    acc: str,
+    latency: str,
+    base: tuple[float, float],
+) -> Any | None:
+    """The most accurate searched model at ≤ the baseline's latency with a proxy above the baseline's that is
+    not picked yet, on the front or not (``None`` if there is none)."""
+    if others is None or others.empty or not picked:
+        return None
+    keys = {str(r["arch"]) for r, _ in picked}
+    pool = others[
+        (others[latency] <= base[1] + 1e-12)
+        & (others[acc] > base[0])
+        & ~others["arch"].astype(str).isin(keys)
+    ]
+    if pool.empty:
+        return None
+    return pool.sort_values([acc, latency], ascending=[False, True], kind="stable").iloc[0]
 
 
 def baseline_of(space: Any) -> ArchSpec | None:
@@ -158,7 +200,7 @@ def pick_models(
     latency: str,
     trials: pd.DataFrame | None = None,
 ) -> list[Pick]:
-    """Every model the stage trains: up to ``top_k`` models of the searched front (from ``trials``; role
+    """Every model the stage trains: up to ``top_k`` searched models, mostly of the front (from ``trials``; role
     ``front``, see :func:`choose`), and with ``baseline`` the space's baseline (``baseline``, or ``front+baseline`` when
     the search found it itself)."""
     picked: list[Pick] = []
@@ -168,7 +210,8 @@ def pick_models(
         pool = searched(front)  # no trials.csv (an old run): the front's searched rows
     if not pool.empty:
         base = baseline_point(trials, acc=acc, latency=latency)
-        for row, why in choose(pool, top_k, acc=acc, latency=latency, base=base):
+        everyone = searched_rows(trials, acc=acc, latency=latency)
+        for row, why in choose(pool, top_k, acc=acc, latency=latency, base=base, others=everyone):
             picked.append(Pick(space.parse(row["arch"]), "front", why))
     spec = baseline_of(space) if baseline else None
     if spec is not None:

@@ -137,7 +137,7 @@ class FinalSettings:
         jobs = d.get("jobs", "auto")
         jobs = None if str(jobs).lower() == "auto" else positive("jobs", jobs)
         return cls(
-            top_k=positive("top_k", d.get("top_k", 3)),  # conf/final/default.yaml's
+            top_k=positive("top_k", d.get("top_k", 4)),  # conf/final/default.yaml's
             baseline=bool(d.get("baseline", True)),
             init=init,
             seed=int(d.get("seed", 0)),

@@ -36,13 +36,15 @@ STRATEGY_ATTR = "strategy"
 #: A known architecture evaluated first (``baseline``, or ``arch:<file>`` from ``search.seed_architectures``):
 #: never counted as a searched model (see :mod:`hwnas.search.seeding`).
 SEEDED_ATTR = "seeded"
+#: How a seed start made the architecture (``move: k=v``, ``trade: k=v + …``; :mod:`hwnas.search.samplers.seed_start`).
+SEED_MOVE_ATTR = "seed_move"
 #: A re-queued trial's predecessor (failed as stale).
 REQUEUED_FROM_ATTR = "requeued_from"
 
 #: Attributes that say where an architecture came from (the strategy and a gradient search's sweep point,
 #: a growth step: columns of trials.csv). A re-queued trial keeps them, so the retry is still that
 #: strategy's row.
-ORIGIN_ATTRS = ("strategy", "seeded", "latency_target", "latency_target_ms", "latency_lambda", "expected_latency_ms",
+ORIGIN_ATTRS = ("strategy", "seeded", "seed_move", "latency_target", "latency_target_ms", "latency_lambda", "expected_latency_ms",
                 "table_latency_ms",
                 "dnas_epochs", "dnas_seconds", "dnas_stopped_early",
                 "petridish_round", "petridish_parent", "petridish_moves")  # fmt: skip

@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from hwnas.pareto import non_dominated_ranks, pareto_mask
 from hwnas.search.samplers.genome import Genome, random_genome, unseen
+from hwnas.search.samplers.seed_start import SeedStart, as_seed_start
 
 
 @dataclass
@@ -89,11 +90,19 @@ class GenomeSampler(optuna.samplers.BaseSampler):
             same history.
         n_startup_trials: Unique completed architectures sampled at random before the algorithm runs.
         resample_tries: How many times a proposal is redrawn to avoid an architecture already seen.
+        seed_start: Start from the study's seeds (:class:`~hwnas.search.samplers.seed_start.SeedStart`
+            or its settings) before the random start-up; None = no seed start.
     """
 
     def __init__(
-        self, *, seed: int | None = None, n_startup_trials: int = 10, resample_tries: int = 20
+        self,
+        *,
+        seed: int | None = None,
+        n_startup_trials: int = 10,
+        resample_tries: int = 20,
+        seed_start: Any = None,
     ) -> None:
+        self.seed_start: SeedStart | None = as_seed_start(seed_start)
         self._seed = seed
         self._rng = np.random.RandomState(seed)
         self._random = optuna.samplers.RandomSampler(seed=seed)
@@ -118,6 +127,9 @@ class GenomeSampler(optuna.samplers.BaseSampler):
     ) -> dict[str, Any]:
         if not search_space:
             return {}
+        planned = self.seed_start.propose(study, trial, search_space) if self.seed_start else None
+        if planned is not None:
+            return planned
         history = self.history(study, search_space, exclude=trial.number)
         if len(history) < self.n_startup_trials:
             genome = unseen(

@@ -8,6 +8,8 @@ so a resumed search continues where it stopped.
 
 from __future__ import annotations
 
+from typing import Any
+
 from optuna.study import Study
 
 from hwnas.search.samplers.base import GenomeSampler, History, choose
@@ -22,12 +24,18 @@ class ParetoLocalSearchSampler(GenomeSampler):
         n_startup_trials: Random architectures before the local search starts.
         newest_first: Explore the most recently found front member first (follows improvements
             greedily) instead of a random member.
+        seed_start: Start from the study's seeds first (see :class:`~hwnas.search.samplers.base.GenomeSampler`).
     """
 
     def __init__(
-        self, *, seed: int | None = None, n_startup_trials: int = 10, newest_first: bool = False
+        self,
+        *,
+        seed: int | None = None,
+        n_startup_trials: int = 10,
+        newest_first: bool = False,
+        seed_start: Any = None,
     ) -> None:
-        super().__init__(seed=seed, n_startup_trials=n_startup_trials)
+        super().__init__(seed=seed, n_startup_trials=n_startup_trials, seed_start=seed_start)
         self.newest_first = bool(newest_first)
 
     def propose(self, history: History, study: Study) -> Genome:

@@ -17,6 +17,7 @@ from optuna.distributions import BaseDistribution
 from optuna.samplers import NSGAIISampler
 from optuna.trial import FrozenTrial, TrialState
 
+from hwnas.search.samplers.seed_start import SeedStart, as_seed_start
 from hwnas.search.storage.view import read_from
 
 
@@ -25,13 +26,16 @@ class UniqueChildNSGAIISampler(NSGAIISampler):
 
     Args:
         max_redraws: How many times a repeated child is redrawn before it is accepted anyway.
+        seed_start: Start from the study's seeds (:class:`~hwnas.search.samplers.seed_start.SeedStart`
+            or its settings; None = a random first generation, as Optuna's).
         **kwargs: Passed to ``optuna.samplers.NSGAIISampler`` (population_size, mutation_prob,
             crossover_prob, swapping_prob, seed, ...).
     """
 
-    def __init__(self, *, max_redraws: int = 20, **kwargs: Any) -> None:
+    def __init__(self, *, max_redraws: int = 20, seed_start: Any = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.max_redraws = int(max_redraws)
+        self.seed_start: SeedStart | None = as_seed_start(seed_start)
         self._fill_rng = np.random.default_rng(kwargs.get("seed"))
         self._indexes: dict[int, _CompleteIndex] = {}
         # Redraws call Optuna's sample_relative again with the same trial snapshot: without these, each
@@ -101,6 +105,10 @@ class UniqueChildNSGAIISampler(NSGAIISampler):
     def sample_relative(
         self, study: optuna.Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
     ) -> dict[str, Any]:
+        planned = self.seed_start.propose(study, trial, search_space) if self.seed_start else None
+        if planned is not None:  # a seed's move or trade; it joins the generations as any child does
+            self.get_trial_generation(study, trial)
+            return planned
         child = super().sample_relative(study, trial, search_space)
         if not child:  # first generation: random, left to sample_independent
             return child

@@ -11,6 +11,7 @@ picks from the pool keeps the model honest.
 from __future__ import annotations
 
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 from optuna.study import Study
@@ -54,6 +55,7 @@ class SurrogateParetoSampler(GenomeSampler):
         n_random: Random cells added to each pool (exploration beyond the front's neighbourhood).
         n_crossover: Uniform crossovers of front members added to each pool.
         noise: GP noise variance (relative to the warped unit variance).
+        seed_start: Start from the study's seeds first (see :class:`~hwnas.search.samplers.base.GenomeSampler`).
     """
 
     def __init__(
@@ -66,8 +68,9 @@ class SurrogateParetoSampler(GenomeSampler):
         n_random: int = 100,
         n_crossover: int = 50,
         noise: float = 0.05,
+        seed_start: Any = None,
     ) -> None:
-        super().__init__(seed=seed, n_startup_trials=n_startup_trials)
+        super().__init__(seed=seed, n_startup_trials=n_startup_trials, seed_start=seed_start)
         self.beta = float(beta)
         self.epsilon = float(epsilon)
         self.n_random = int(n_random)

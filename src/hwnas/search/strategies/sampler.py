@@ -12,6 +12,7 @@ from typing import Any
 import optuna
 
 from hwnas.search.loop import run_loop
+from hwnas.search.samplers.seed_start import Probe, SeedStart
 from hwnas.search.strategies.base import SearchContext, Strategy
 from hwnas.utils.errors import ConfigError
 
@@ -61,5 +62,28 @@ class SamplerStrategy(Strategy):
         return f"{type(self._sampler).__name__}, {self._n_trials} unique architectures"
 
     def run(self, ctx: SearchContext) -> None:
+        start = getattr(self._sampler, "seed_start", None)
+        if isinstance(start, SeedStart):
+            start.bind_probe(*cost_probe(ctx))
         run_loop(ctx.study, n_trials=self._n_trials, max_attempts=self.max_attempts, strategy=self.name,
                  **ctx.loop_kwargs())  # fmt: skip
+
+
+def cost_probe(ctx: SearchContext) -> tuple[Probe | None, int | None]:
+    """``(probe, objective index)``: the evaluator's cheap stage (no training) measuring the one minimised
+    objective it produces (e.g. latency), for a seed start's trades; ``(None, None)`` if there is none."""
+    cheap = set(getattr(ctx.evaluator, "cheap_metrics", ()))
+    found = [i for i, o in enumerate(ctx.objectives) if o.name in cheap and o.direction == "minimize"]
+    if len(found) != 1:
+        return None, None
+    index = found[0]
+    name = ctx.objectives[index].name
+
+    def probe(params: dict[str, Any]) -> float | None:
+        try:
+            value = ctx.evaluator.cheap(ctx.space.make(params)).get(name)
+        except Exception:  # noqa: BLE001 - an architecture the evaluator refuses is simply not a trade
+            return None
+        return None if value is None else float(value)
+
+    return probe, index
