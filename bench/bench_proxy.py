@@ -13,6 +13,18 @@ A proxy is ``e<epochs>b<batches>`` with optional ``@key=value`` overrides of the
 ``e1b48@tricks.schedule.warmup_frac=0.2``; or ``supernet`` (``evaluator=supernet``: weights inherited from
 a supernet trained once, its training counted in "set-up s"), e.g. ``supernet@evaluator.kernel_mode=separate``.
 ``make bench-supernet`` runs the search's own partial-training proxy and the supernet side by side.
+
+Multi-fidelity rungs and zero-cost scores (issue 31): ``R:<rung>+<rung>...`` trains every architecture
+through the default proxy (rung 0) and then each promotion rung in turn (``e<epochs>b<batches>[s<size>]``,
+e.g. ``R:e3b32s64``), scoring every rung (rows ``R:...#r0``, ``#r1``, ...), as the search's
+``search.fidelity`` would for a candidate promoted all the way; ``zc:<score>`` is a zero-cost score
+(``hwnas.evaluators.zero_cost``: synflow, naswot, grad_norm, snip, meco, params, flops).
+
+The architectures: ``--n`` sampled uniformly, plus, with ``--archs-from <run dirs>``, the searched
+architectures of those runs that already have a full training in ``final.cache`` (bench-face's and the
+searches' cached trainings, same recipe and seed), plus ``--runs-extra`` more of them spread by latency
+(trained here). Kendall's tau is given overall and pooled within ``--bins`` latency bins (quantiles), with
+bootstrap intervals, and each row's within-bin tau minus the first row's with a paired interval.
 """
 
 from __future__ import annotations
@@ -27,7 +39,7 @@ import numpy as np
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import open_dict
-from scipy.stats import kendalltau, spearmanr
+from scipy.stats import spearmanr
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,6 +60,7 @@ from hwnas.tasks.final import build_context  # noqa: E402
 from hwnas.utils.cli import quiet_third_party  # noqa: E402
 from hwnas.utils.config import build  # noqa: E402
 from hwnas.utils.io import read_json, write_json  # noqa: E402
+from proxy_stats import bootstrap_ci, latency_bins, paired_diff_ci, tau_overall, tau_within  # noqa: E402
 
 PROXY = re.compile(r"^e(\d+)b(\d+)((?:@[^@]+)*)$")
 SUPERNET = re.compile(r"^supernet((?:@[^@]+)*)$")
@@ -75,6 +88,51 @@ def sample_unique(space, n: int, seed: int) -> list:  # noqa: ANN001 - a SearchS
     return specs
 
 
+def runs_archs(space, runs: list[Path], ctx, extra: int) -> list:  # noqa: ANN001
+    """Searched architectures of ``runs`` (their trials.csv) with a full training in ``final.cache`` under
+    the current recipe, plus ``extra`` more spread evenly by latency (they get trained)."""
+    import json
+
+    import pandas as pd
+
+    from hwnas.final.gallery import _cache_entry, fingerprint
+
+    seen: dict[str, tuple] = {}
+    for run in runs:
+        df = pd.read_csv(run / "trials.csv")
+        df = df[df["state"].eq("COMPLETE") & df["arch"].notna() & df["hw/latency_ms"].notna()]
+        for a, lat in zip(df["arch"], df["hw/latency_ms"], strict=True):
+            spec = space.make(json.loads(a)["params"])
+            seen.setdefault(spec.key, (spec, float(lat)))
+    cached, rest = [], []
+    for spec, lat in seen.values():
+        entry = _cache_entry(ctx, fingerprint(ctx, spec))
+        (cached if entry is not None and (entry / "weights.pt").is_file() else rest).append(
+            (lat, spec.key, spec)
+        )
+    rest.sort()
+    picks = [rest[int(i)] for i in np.linspace(0, len(rest) - 1, extra)] if extra and rest else []
+    return [s for _, _, s in sorted(cached)] + [s for _, _, s in picks]
+
+
+RUNG = re.compile(r"^e(\d+)b(\d+)(?:s(\d+))?(?:l([0-9.e-]+))?$")
+
+
+def parse_rungs_text(text: str) -> list[dict]:
+    """``e3b32s64+e2b32`` -> search.fidelity.rungs entries."""
+    out = []
+    for part in text.split("+"):
+        m = RUNG.match(part)
+        if not m:
+            raise SystemExit(
+                f"bad rung {part!r}: expected e<epochs>b<batches>[s<size>][l<lr>], e.g. e3b32s64"
+            )
+        out.append({"max_epochs": int(m.group(1)), "limit_train_batches": int(m.group(2)),
+                    "image_size": int(m.group(3)) if m.group(3) else None,
+                    "lr": float(m.group(4)) if m.group(4) else None})  # fmt: skip
+    return out
+
+
 def parse_proxy(text: str) -> list[str]:
     """The search-config overrides of a proxy: ``e<epochs>b<batches>[@k=v...]`` (partial training) or
     ``supernet[@k=v...]`` (inherited weights from ``evaluator=supernet``)."""
@@ -95,19 +153,6 @@ def top_recall(proxy: np.ndarray, final: np.ndarray, share: float = 0.25) -> flo
     """Share of the truly best ``share`` of architectures that the proxy also puts in its best ``share``."""
     k = max(1, int(round(share * len(final))))
     return len(set(np.argsort(-proxy)[:k]) & set(np.argsort(-final)[:k])) / k
-
-
-def bootstrap(a: np.ndarray, b: np.ndarray, fn, n: int = 2000, seed: int = 0) -> tuple[float, float]:
-    rng = np.random.default_rng(seed)
-    vals = []
-    for _ in range(n):
-        idx = rng.integers(0, len(a), len(a))
-        if len(set(idx)) < 3:
-            continue
-        v = fn(a[idx], b[idx])[0]
-        if np.isfinite(v):
-            vals.append(v)
-    return float(np.percentile(vals, 2.5)), float(np.percentile(vals, 97.5))
 
 
 def front_retention(proxy: np.ndarray, final: np.ndarray, latency: np.ndarray) -> tuple[int, int]:
@@ -144,6 +189,52 @@ def finetune(ctx, ev, specs, final_a, lat_a, k: int, out: Path) -> None:
     progress.close()
 
 
+def score_proxy(proxy: str, args, space, specs, ctx, base: list[str]) -> list:  # noqa: ANN001
+    """``[(row name, scores, s per architecture, set-up s)]`` of one proxy (a rung schedule gives a row per
+    rung). Scores are cached under ``--out`` by proxy and recipe, so adding a proxy costs only its own."""
+    from hwnas.evaluators.rungs import parse_rungs
+
+    zc = proxy.startswith("zc:")
+    rungs = parse_rungs(parse_rungs_text(proxy[2:])) if proxy.startswith("R:") else []
+    pcfg = compose_cfg([*args.overrides, *(base if zc or rungs else parse_proxy(proxy))], args.out)
+    recipe = config_recipe(pcfg, ("evaluator", "tricks", "optim", "trainer", "dataset", "seed"))
+    ev = build(pcfg.evaluator, "evaluator")  # the search's own evaluator, at this proxy setting
+    t0 = time.perf_counter()
+    ev.setup(cfg=pcfg, space=space, run_dir=args.out / "proxy_runs" / re.sub(r"[^\w.-]", "_", proxy))
+    setup_s = time.perf_counter() - t0
+    names = [f"{proxy}#r{i}" for i in range(len(rungs) + 1)] if rungs else [proxy]
+    scores: list[list[float]] = [[] for _ in names]
+    secs: list[float] = []
+    for spec in specs:
+        path = args.out / "proxy" / re.sub(r"[^\w.@=+-]", "_", proxy) / f"{spec.stem}.json"
+        rec = read_json(path)
+        if not rec or rec.get("recipe") != recipe:  # a cached score of another recipe is not reused
+            t0 = time.perf_counter()
+            if zc:
+                name = proxy[3:]
+                vals = [
+                    float(ev.cheap(spec)[name]) if name in ("params", "flops") else ev.zero_cost(spec, name)
+                ]
+            else:
+                vals = [ev.expensive(spec)["val/miou"]]
+                vals += [ev.promote(spec, r)["val/miou"] for r in rungs]
+            rec = {"scores": vals, "seconds": time.perf_counter() - t0, "recipe": recipe}
+            write_json(path, rec)
+        for i, v in enumerate(rec.get("scores") or [rec.get("val_miou")]):
+            scores[i].append(v)
+        secs.append(rec["seconds"])
+    if args.finetune and getattr(ev, "shares_weights", False):
+        fctx = dataclasses.replace(ctx, settings=FinalSettings.from_cfg(pcfg.final))  # e.g. final.inherit.*
+        final_a = np.array(
+            [read_json(args.out / "final" / x.stem / "bench.json")["test_miou"] for x in specs]
+        )
+        lat_a = np.array([read_json(args.out / "final" / x.stem / "bench.json")["latency_ms"] for x in specs])
+        finetune(fctx, ev, specs, final_a, lat_a, args.finetune, args.out / "finetune" / proxy)
+    return [
+        (n, np.array(sc, float), float(np.mean(secs)), setup_s) for n, sc in zip(names, scores, strict=True)
+    ]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=12, help="architectures sampled uniformly from the space")
@@ -161,6 +252,11 @@ def main() -> None:
         help="for supernet proxies: also fine-tune this many architectures (spread across latency) from "
         "their inherited weights with final.inherit.* and compare test mIoU with training from scratch",
     )
+    ap.add_argument("--archs-from", default="", help="comma-separated run dirs whose searched "
+                    "architectures with a cached full training (final.cache) join the sample")  # fmt: skip
+    ap.add_argument("--runs-extra", type=int, default=0, help="more of those runs' architectures (spread by "
+                    "latency) to train fully here")  # fmt: skip
+    ap.add_argument("--bins", type=int, default=4, help="latency bins (quantiles) of the within-bin tau")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides of the search config (data, final.*, ...)")
     args = ap.parse_args()
     quiet_third_party()
@@ -168,11 +264,16 @@ def main() -> None:
     cfg = compose_cfg(list(args.overrides), args.out)
     ctx = build_context(cfg)
     space = ctx.space
-    specs = sample_unique(space, args.n, args.seed)
+    specs = sample_unique(space, args.n, args.seed) if args.n else []
+    if args.archs_from:
+        keys = {x.key for x in specs}
+        runs = [Path(r) for r in args.archs_from.split(",") if r]
+        specs += [x for x in runs_archs(space, runs, ctx, args.runs_extra) if x.key not in keys]
     default_proxy = f"e{int(cfg.evaluator.max_epochs)}b{int(cfg.evaluator.limit_train_batches)}"
     if cfg.evaluator.get("image_size"):
         default_proxy += f"@evaluator.image_size={cfg.evaluator.image_size}"
     proxies = [default_proxy if p == "default" else p for p in (args.proxies or "default").split(",")]
+    base_overrides = parse_proxy(default_proxy)
     epochs = int(ctx.settings.trainer.get("max_epochs", 1))
     print(
         f"bench-proxy: {len(specs)} architectures, final setting {epochs} epochs, proxies {proxies}",
@@ -220,45 +321,28 @@ def main() -> None:
     progress.close()
     final_a, lat_a = np.array(final), np.array(lat)
 
-    rows = []
+    bins = latency_bins(lat_a, args.bins)
+    scored: list[tuple[str, np.ndarray, float, float]] = []  # (name, scores, s / arch, set-up s)
     for proxy in proxies:
-        pcfg = compose_cfg([*args.overrides, *parse_proxy(proxy)], args.out)
-        recipe = config_recipe(pcfg, ("evaluator", "tricks", "optim", "trainer", "dataset", "seed"))
-        ev = build(pcfg.evaluator, "evaluator")  # the search's own evaluator, at this proxy setting
-        t0 = time.perf_counter()
-        ev.setup(cfg=pcfg, space=space, run_dir=args.out / "proxy_runs")
-        setup_s = time.perf_counter() - t0
-        scores, psecs = [], []
-        for spec in specs:
-            path = args.out / "proxy" / proxy / f"{spec.stem}.json"
-            rec = read_json(path)
-            if not rec or rec.get("recipe") != recipe:  # a cached score of another recipe is not reused
-                t0 = time.perf_counter()
-                m = ev.expensive(spec)
-                rec = {"val_miou": m["val/miou"], "seconds": time.perf_counter() - t0, "recipe": recipe}
-                write_json(path, rec)
-            scores.append(rec["val_miou"])
-            psecs.append(rec["seconds"])
-        if args.finetune and getattr(ev, "shares_weights", False):
-            fctx = dataclasses.replace(
-                ctx, settings=FinalSettings.from_cfg(pcfg.final)
-            )  # e.g. final.inherit.*
-            finetune(fctx, ev, specs, final_a, lat_a, args.finetune, args.out / "finetune" / proxy)
-        p = np.array(scores)
-        tau, rho = kendalltau(p, final_a)[0], spearmanr(p, final_a)[0]
+        scored += score_proxy(proxy, args, space, specs, ctx, base_overrides)
+    rows = []
+    ref = scored[0][1]
+    for name, p, per_arch, setup_s in scored:
         kept, pf = front_retention(p, final_a, lat_a)
         rows.append(
             {
-                "proxy": proxy,
-                "tau": tau,
-                "tau_ci": bootstrap(p, final_a, kendalltau),
-                "rho": rho,
-                "rho_ci": bootstrap(p, final_a, spearmanr),
+                "proxy": name,
+                "tau": tau_overall(p, final_a, bins),
+                "tau_ci": bootstrap_ci(tau_overall, p, final_a, bins),
+                "tau_bin": tau_within(p, final_a, bins),
+                "tau_bin_ci": bootstrap_ci(tau_within, p, final_a, bins),
+                "vs_first": paired_diff_ci(tau_within, p, ref, final_a, bins),
+                "rho": spearmanr(p, final_a)[0],
                 "front_kept": kept,
                 "top25_recall": top_recall(p, final_a),
                 "setup_s": setup_s,
                 "proxy_front": pf,
-                "proxy_s_per_arch": float(np.mean(psecs)),
+                "proxy_s_per_arch": per_arch,
                 "proxy_miou_range": [float(p.min()), float(p.max())],
             }
         )
@@ -268,20 +352,33 @@ def main() -> None:
         f"{np.mean(secs):.0f} s per model (mean)"
     )
     print(
-        "| proxy | Kendall tau [95% CI] | Spearman rho [95% CI] | top-25 % recall | proxy front kept after "
-        "full training | s / arch | set-up s |"
+        f"{len(specs)} architectures, {args.bins} latency bins (quantiles); intervals: 95 % bootstrap over "
+        "architectures; 'within-bin - first row': paired\n"
     )
-    print("|---|---|---|---|---|---|---|")
+    print(
+        "| proxy | Kendall tau [95% CI] | within-bin tau [95% CI] | within-bin - first row [95% CI] | Spearman rho "
+        "| top-25 % recall | proxy front kept | s / arch | set-up s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
+        d = r["vs_first"]
         print(
             f"| {r['proxy']} | {r['tau']:.3f} [{r['tau_ci'][0]:.2f}, {r['tau_ci'][1]:.2f}] | "
-            f"{r['rho']:.3f} [{r['rho_ci'][0]:.2f}, {r['rho_ci'][1]:.2f}] | {100 * r['top25_recall']:.0f} % | "
-            f"{r['front_kept']}/{r['proxy_front']} ({100 * r['front_kept'] / max(1, r['proxy_front']):.0f} %) | "
-            f"{r['proxy_s_per_arch']:.2f} | {r['setup_s']:.0f} |"
+            f"{r['tau_bin']:.3f} [{r['tau_bin_ci'][0]:.2f}, {r['tau_bin_ci'][1]:.2f}] | "
+            f"{d[0]:+.3f} [{d[1]:+.2f}, {d[2]:+.2f}] | {r['rho']:.3f} | {100 * r['top25_recall']:.0f} % | "
+            f"{r['front_kept']}/{r['proxy_front']} | {r['proxy_s_per_arch']:.2f} | {r['setup_s']:.0f} |"
         )
     write_json(
         args.out / "results.json",
-        {"n": len(specs), "final_epochs": epochs, "final": final, "latency": lat, "rows": rows},
+        {
+            "n": len(specs),
+            "final_epochs": epochs,
+            "final": final,
+            "latency": lat,
+            "rows": rows,
+            "archs": [x.key for x in specs],
+            "scores": {n: [float(v) for v in p] for n, p, _, _ in scored},
+        },
     )
 
 

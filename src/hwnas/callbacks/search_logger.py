@@ -56,7 +56,7 @@ class SearchLogger:
     def __call__(self, trial: FrozenTrial, info: dict[str, Any]) -> None:
         ua = trial_attrs(trial)
         status = info.get("status", trial.state.name.lower())
-        if status not in ("duplicate", "invalid"):
+        if status not in ("duplicate", "invalid", "prescreened"):  # these cost no budget
             self.unique += 1
         metrics = ua.get("metrics") or {}
         objs = " ".join(f"{o.name}={_fmt(metrics.get(o.name))}" for o in self.objectives)
@@ -67,6 +67,10 @@ class SearchLogger:
             extra = " (over budget: not trained)" if not ua.get("trained") else " (violates a constraint)"
         elif status == "duplicate":
             extra = f" (same as trial {ua.get('duplicate_of')}, reused)"
+        elif status == "prescreened":
+            extra = f" ({ua.get('fail_reason', '')[len('prescreened: ') :][:120]}: not trained, not counted)"
+        elif metrics.get("fidelity/rung"):
+            extra = f" (promoted to rung {metrics['fidelity/rung']})"
         log.info(
             "trial %4d [%d/%d] %s %-9s %s %.1fs%s",
             trial.number,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,10 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from hwnas.data.base import parse_image_size
+from hwnas.data.base import normalize_batch, parse_image_size
 from hwnas.evaluators.base import Evaluator
+from hwnas.evaluators.rungs import Rung
+from hwnas.evaluators.zero_cost import zero_cost
 from hwnas.hardware.base import LatencyReport
 from hwnas.hardware.build import build_profiler, calibration_for, input_shape_for
 from hwnas.hardware.cheap import cheap_metrics
@@ -22,6 +25,7 @@ from hwnas.search_space.base import ArchSpec, SearchSpace
 from hwnas.utils.config import build_datamodule
 from hwnas.utils.devices import free_memory, is_oom
 from hwnas.utils.errors import CandidateFailed, ConfigError, InvalidArchError
+from hwnas.utils.io import read_json, write_json
 
 log = logging.getLogger("hwnas.search")
 
@@ -41,6 +45,23 @@ def _latency_metrics(report: LatencyReport) -> dict[str, Any]:
     if report.source == "cached":
         metrics["hw/source"] = report.extra.get("original_source", "cached")
     return metrics
+
+
+def check_size(space: SearchSpace, size: tuple[int, ...], *, key: str, fix: str) -> None:
+    """Refuse a training or profiling size the space rejects (e.g. not a multiple of 32): it would fail
+    every trial. A space's size rules do not depend on the architecture, so one valid architecture tells."""
+    size = (int(size[-2]), int(size[-1]))
+    spec = space.sample(np.random.default_rng(0))
+    try:
+        space.validate(spec, input_size=size)
+    except InvalidArchError as exc:
+        divisor = getattr(space, "divisor", None)
+        hint = f"use a multiple of {divisor}" if divisor else "use a size the search space accepts"
+        raise ConfigError(
+            f"search_space={space.name} cannot run at {_x(size)}: {exc.message}",
+            key=key,
+            fix=f"{hint}; {fix}",
+        ) from exc
 
 
 class TrainingEvaluator(Evaluator):
@@ -110,6 +131,7 @@ class TrainingEvaluator(Evaluator):
         self.weights_dir = run_dir / "weights"
         channels_last_of(cfg.tricks)  # an unknown memory format would fail every candidate: refuse now
         self.datamodule = build_datamodule(cfg)
+        self._datamodules: dict[tuple[int, ...], Any] = {}
         self.train_datamodule = self._proxy_datamodule(cfg)
         cache_dir = Path(cfg.paths.cache_dir) / "latency" if self.latency_cache else None
         self.profiler = build_profiler(cfg.hardware, cache_dir=cache_dir)
@@ -139,31 +161,22 @@ class TrainingEvaluator(Evaluator):
             _x(self.input_shape),
         )
 
-    def _proxy_datamodule(self, cfg: DictConfig) -> Any:
-        """The datamodule the proxy trains on: the dataset's own, or the same data at ``image_size``."""
-        if self.image_size is None or tuple(self.image_size) == tuple(self.datamodule.image_size):
+    def _proxy_datamodule(self, cfg: DictConfig, image_size: Any = "proxy") -> Any:
+        """The datamodule the proxy trains on: the dataset's own, or the same data at ``image_size`` (the
+        evaluator's own by default; a promotion rung may name another)."""
+        size = self.image_size if image_size == "proxy" else image_size
+        if size is None or tuple(size) == tuple(self.datamodule.image_size):
             return self.datamodule
+        if tuple(size) in self._datamodules:
+            return self._datamodules[tuple(size)]
         small = cfg.copy()
         with open_dict(small):
-            small.dataset.image_size = list(self.image_size)
-        return build_datamodule(small)
+            small.dataset.image_size = list(size)
+        self._datamodules[tuple(size)] = build_datamodule(small)
+        return self._datamodules[tuple(size)]
 
     def _check_size(self, size: tuple[int, ...], *, key: str, fix: str) -> None:
-        """Refuse a training or profiling size the space rejects (e.g. not a multiple of 32): it would fail
-        every trial. A space's size rules do not depend on the architecture, so one valid architecture tells.
-        """
-        size = (int(size[-2]), int(size[-1]))
-        spec = self.space.sample(np.random.default_rng(0))
-        try:
-            self.space.validate(spec, input_size=size)
-        except InvalidArchError as exc:
-            divisor = getattr(self.space, "divisor", None)
-            hint = f"use a multiple of {divisor}" if divisor else "use a size the search space accepts"
-            raise ConfigError(
-                f"search_space={self.space.name} cannot run at {_x(size)}: {exc.message}",
-                key=key,
-                fix=f"{hint}; {fix}",
-            ) from exc
+        check_size(self.space, size, key=key, fix=fix)
 
     def _build(self, spec: ArchSpec) -> torch.nn.Module:
         self.space.validate(spec, input_size=tuple(self.datamodule.image_size))
@@ -218,32 +231,69 @@ class TrainingEvaluator(Evaluator):
         finally:
             dm.batch_size = full
 
-    def _train(self, spec: ArchSpec) -> dict[str, Any]:
+    def _train(self, spec: ArchSpec, rung: Rung | None = None) -> dict[str, Any]:
         model = self._build(spec)
+        epochs, batches, dm = self.max_epochs, self.limit_train_batches, self.train_datamodule
+        optim = OmegaConf.to_container(self.cfg.optim, resolve=True)
+        if rung is not None:  # a promotion: the previous rung's weights, trained on with the rung's settings
+            weights = self.weights_dir / f"{spec.stem}.pt"
+            model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+            epochs, batches = rung.max_epochs, rung.limit_train_batches
+            dm = self._proxy_datamodule(self.cfg, rung.image_size)
+            optim = {**optim, **({"lr": rung.lr} if rung.lr is not None else {})}
         overrides = {
-            "max_epochs": self.max_epochs,
-            "limit_train_batches": self.limit_train_batches,
+            "max_epochs": epochs,
+            "limit_train_batches": batches,
             "limit_val_batches": self.limit_val_batches,
-            "check_val_every_n_epoch": self.max_epochs,  # only the last validation is used
+            "check_val_every_n_epoch": epochs,  # only the last validation is used
             "enable_checkpointing": False,
             "enable_progress_bar": False,
             "enable_model_summary": False,
         }
         module, metrics = fit_candidate(
             model,
-            datamodule=self.train_datamodule,
+            datamodule=dm,
             tricks=self.cfg.tricks,
             trainer_cfg=self.cfg.trainer,
-            optim=OmegaConf.to_container(self.cfg.optim, resolve=True),
+            optim=optim,
             run_dir=self.run_dir / "lightning",
             loggers=False,
             callbacks=[],
-            seed=candidate_seed(int(self.cfg.seed), spec.key),
+            seed=candidate_seed(int(self.cfg.seed), spec.key) + (0 if rung is None else rung.index),
             overrides=overrides,
         )
         self.weights_dir.mkdir(parents=True, exist_ok=True)
         torch.save(module.model.state_dict(), self.weights_dir / f"{spec.stem}.pt")
         return {k: v for k, v in metrics.items() if k in self.expensive_metrics or k.startswith("val/")}
+
+    def promote(self, spec: ArchSpec, rung: Rung) -> dict[str, Any]:
+        """Train ``spec`` on from the weights of its previous rung (rung 0: :meth:`expensive`) with
+        ``rung``'s settings, the multi-fidelity schedule's promotion (``search.fidelity``). A finished
+        promotion is kept beside the weights (``<stem>.r<i>.pt``/``.json``): a trial re-run after a crash
+        retrains its rung 0, then reuses the promotions it had finished and trains the interrupted one
+        again from the start of that rung."""
+        done = self.weights_dir / f"{spec.stem}.r{rung.index}.json"
+        weights = self.weights_dir / f"{spec.stem}.pt"
+        kept = self.weights_dir / f"{spec.stem}.r{rung.index}.pt"
+        if done.is_file() and kept.is_file():
+            shutil.copy2(kept, weights)
+            return read_json(done) or {}
+        metrics = self._train(spec, rung)
+        shutil.copy2(weights, kept)
+        write_json(done, metrics)
+        return metrics
+
+    def zero_cost(self, spec: ArchSpec, name: str, *, batch_size: int = 16) -> float:
+        """Zero-cost score ``name`` (:mod:`hwnas.evaluators.zero_cost`) of the untrained ``spec`` on the
+        first ``batch_size`` training images at the proxy's size (the same batch for every candidate)."""
+        if not hasattr(self, "_zc_batch"):
+            dm = self.train_datamodule
+            dm.setup("fit")
+            ds = dm.split("train")
+            pairs = [ds.raw(i) for i in range(min(batch_size, len(ds)))]
+            images = normalize_batch(np.stack([p[0] for p in pairs]))
+            self._zc_batch = (images, torch.as_tensor(np.stack([p[1] for p in pairs])).long())
+        return zero_cost(name, self._build(spec), self._zc_batch)
 
     def export(self, spec: ArchSpec, out_dir: Path) -> dict[str, str]:
         weights = self.weights_dir / f"{spec.stem}.pt"

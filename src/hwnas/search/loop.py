@@ -18,8 +18,10 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from hwnas.evaluators.base import Evaluator
+from hwnas.search.fidelity import Fidelity
 from hwnas.search.near_front import confirm_near_front
 from hwnas.search.objectives import Constraint, Objective
+from hwnas.search.prescreen import Prescreen
 from hwnas.search.storage.heartbeats import fail_stale, heartbeat, is_heartbeat_enabled
 from hwnas.search.storage.view import LoopState, StudyView
 from hwnas.search.trial_attrs import (
@@ -31,6 +33,9 @@ from hwnas.search.trial_attrs import (
     KEY_ATTR,
     PROPOSAL_ID_ATTRS,
     RESULT_ATTR,
+    RUNG0_VALUES_ATTR,
+    SEED_MOVE_ATTR,
+    SEEDED_ATTR,
     STRATEGY_ATTR,
     WORKER_ATTR,
     is_evaluated,
@@ -73,6 +78,8 @@ def run_loop(
     on_trial: OnTrial | None = None,
     worker: str = "0",
     strategy: str | None = None,
+    fidelity: Fidelity | None = None,
+    prescreen: Prescreen | None = None,
 ) -> int:
     """Evaluate architectures until the study holds ``n_trials`` unique ones; return trials asked here.
 
@@ -103,7 +110,7 @@ def run_loop(
         if strategy:
             trial.set_user_attr(STRATEGY_ATTR, strategy)
         _evaluate(study, trial, on_trial, view=view, space=space, evaluator=evaluator, objectives=objectives,
-                  constraints=constraints, worker=worker)  # fmt: skip
+                  constraints=constraints, worker=worker, fidelity=fidelity, prescreen=prescreen)  # fmt: skip
     else:
         log.warning(
             "stopped after %d suggestions: the sampler keeps proposing architectures already evaluated "
@@ -123,6 +130,8 @@ def evaluate_proposals(
     constraints: Sequence[Constraint],
     on_trial: OnTrial | None = None,
     worker: str = "0",
+    fidelity: Fidelity | None = None,
+    prescreen: Prescreen | None = None,
 ) -> int:
     """Evaluate architectures a strategy proposed (``.spec``, ``.attrs``) as trials of ``study``.
 
@@ -149,7 +158,7 @@ def evaluate_proposals(
     while study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
         n += 1
         _evaluate(study, study.ask(), on_trial, view=view, space=space, evaluator=evaluator,
-                  objectives=objectives, constraints=constraints, worker=worker)  # fmt: skip
+                  objectives=objectives, constraints=constraints, worker=worker, fidelity=fidelity, prescreen=None)  # fmt: skip
     return n
 
 
@@ -180,6 +189,8 @@ def _run_one(
     objectives: Sequence[Objective],
     constraints: Sequence[Constraint],
     worker: str,
+    fidelity: Fidelity | None = None,
+    prescreen: Prescreen | None = None,
 ) -> dict[str, Any]:
     info: dict[str, Any] = {}
     t0 = time.perf_counter()
@@ -190,8 +201,7 @@ def _run_one(
         trial.set_user_attr(FAIL_REASON_ATTR, f"invalid: {exc}")
         trial.set_user_attr(RESULT_ATTR, {"evaluated": False})
         study.tell(trial, state=TrialState.FAIL)
-        info["status"] = "invalid"
-        return info
+        return {**info, "status": "invalid"}
     trial.set_user_attr(KEY_ATTR, spec.key)
     trial.set_user_attr(ARCH_ATTR, space.describe(spec))
     info["key"] = spec.key
@@ -203,8 +213,7 @@ def _run_one(
         prior = _wait_for(study, running)
     if prior is not None:
         _tell_duplicate(study, trial, prior)
-        info["status"] = "duplicate"
-        return info
+        return {**info, "status": "duplicate"}
 
     metrics: dict[str, Any] = {}
     timing: dict[str, float] = {}  # stored with the result, in one write
@@ -214,10 +223,15 @@ def _run_one(
         timing["seconds_cheap"] = round(time.perf_counter() - tc, 4)
         cons = {c.name: c.value(metrics) for c in constraints if c.metric in metrics}
         feasible_so_far = all(v <= 0 for v in cons.values())
+        dropped = feasible_so_far and _prescreened(trial, prescreen, evaluator, spec, metrics, view, timing)
+        if dropped:
+            _fail(study, trial, dropped, metrics, t0, timing, evaluated=False)  # not counted: not trained
+            return {**info, "status": "prescreened"}
         if feasible_so_far:
             te = time.perf_counter()
             with PeakMemory(metrics):  # this trial's peak GPU memory (peak_mem_mb), also when it fails
                 metrics.update(evaluator.expensive(spec))
+                _promote(trial, fidelity, evaluator, spec, metrics, view, objectives)
             timing["seconds_expensive"] = round(time.perf_counter() - te, 4)
             confirm_near_front(evaluator, spec, metrics, view=view, objectives=objectives)  # hw=predictor
             cons = {c.name: c.value(metrics) for c in constraints}
@@ -244,6 +258,49 @@ def _run_one(
         _fail(study, trial, _crash_reason(exc), metrics, t0, timing)
         info["status"] = "fail"
     return info
+
+
+def _prescreened(
+    trial: optuna.Trial,
+    prescreen: Prescreen | None,
+    evaluator: Evaluator,
+    spec: Any,
+    metrics: dict[str, Any],
+    view: StudyView,
+    timing: dict[str, float],
+) -> str | None:
+    """``search.prescreen``: why ``spec`` is dropped before training, or ``None`` to train it. Seeds and a
+    seed start's moves are never dropped."""
+    if prescreen is None or _planned(trial):
+        return None
+    tp = time.perf_counter()
+    dropped = prescreen.check(evaluator, spec, metrics, view.refresh().evaluated())
+    timing["seconds_prescreen"] = round(time.perf_counter() - tp, 4)
+    return dropped
+
+
+def _planned(trial: optuna.Trial) -> bool:
+    """A seed or a seed start's move (planned, never pre-screened: the plan needs every one of them)."""
+    attrs = trial.user_attrs
+    return bool(attrs.get(SEEDED_ATTR) or attrs.get(SEED_MOVE_ATTR))
+
+
+def _promote(
+    trial: optuna.Trial,
+    fidelity: Fidelity | None,
+    evaluator: Evaluator,
+    spec: Any,
+    metrics: dict[str, Any],
+    view: StudyView,
+    objectives: Sequence[Objective],
+) -> None:
+    """``search.fidelity``'s promotions up the rungs, before the trial is told; a promoted trial keeps its
+    rung-0 values in ``rung0_values``."""
+    if fidelity is None:
+        return
+    rung0 = fidelity.evaluate(evaluator, spec, metrics, view.refresh().evaluated())
+    if rung0 is not None:
+        trial.set_user_attr(RUNG0_VALUES_ATTR, _objective_values(rung0, objectives, trained=True))
 
 
 def _await_earlier_keys(view: StudyView, number: int) -> None:
@@ -300,10 +357,12 @@ def _fail(
     metrics: dict[str, Any],
     t0: float,
     timing: dict[str, float] | None = None,
+    *,
+    evaluated: bool = True,
 ) -> None:
     log.debug("trial %d failed: %s", trial.number, reason)
     trial.set_user_attr(FAIL_REASON_ATTR, reason[:1000])
-    result = {"metrics": _jsonable(metrics), "evaluated": True, **(timing or {}),
+    result = {"metrics": _jsonable(metrics), "evaluated": evaluated, **(timing or {}),
               "seconds": round(time.perf_counter() - t0, 4), DEVICE_ATTR: current_label()}  # fmt: skip
     trial.set_user_attr(RESULT_ATTR, result)
     study.tell(trial, state=TrialState.FAIL)

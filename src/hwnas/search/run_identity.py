@@ -25,7 +25,16 @@ ATTR = "hwnas_config"
 FORCED_ATTR = "hwnas_resume_forced"
 
 #: Config nodes that decide a trial's values (objectives, what is searched, how it is scored and timed).
-NODES = ("search.objectives", "search_space", "evaluator", "hardware", "dataset", "benchmark", "seed")
+NODES = (
+    "search.objectives",
+    "search.fidelity",
+    "search_space",
+    "evaluator",
+    "hardware",
+    "dataset",
+    "benchmark",
+    "seed",
+)
 #: Also deciding for evaluators that train (a table look-up ignores them).
 TRAINING_NODES = ("optim", "tricks", "trainer")
 #: Leaves that change speed, storage or bookkeeping, never a value.
@@ -56,6 +65,8 @@ def run_identity(cfg: DictConfig) -> dict[str, Any]:
         nodes = tuple(n for n in NODES if n != "benchmark") + TRAINING_NODES
     out: dict[str, Any] = {}
     for key, value in config_recipe(cfg, nodes).items():
+        if key == "search.fidelity" and not value:
+            continue  # off: a study written before search.fidelity existed resumes as before
         _flatten(key, value, out)
     return json.loads(json.dumps(out, default=str))  # the values as the study will give them back
 

@@ -38,6 +38,8 @@ STRATEGY_ATTR = "strategy"
 SEEDED_ATTR = "seeded"
 #: How a seed start made the architecture (``move: k=v``, ``trade: k=v + …``; :mod:`hwnas.search.samplers.seed_start`).
 SEED_MOVE_ATTR = "seed_move"
+#: A promoted trial's objective values at rung 0 (``search.fidelity``): its told values are its highest rung's.
+RUNG0_VALUES_ATTR = "rung0_values"
 #: A re-queued trial's predecessor (failed as stale).
 REQUEUED_FROM_ATTR = "requeued_from"
 

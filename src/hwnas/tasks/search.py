@@ -1,8 +1,7 @@
 """``search.run(cfg)``: the hardware-aware Pareto search, from config to a gallery of front models.
 
-It composes the pieces the config selects (space, evaluator, strategy, study, loggers), checks them all
-before anything expensive, hands them to the strategy, and asks ``reporting`` to write the outputs.
-"""
+Composes what the config selects (space, evaluator, strategy, study, loggers, a fidelity schedule), checks
+it all before anything expensive, runs the strategy, and asks ``reporting`` to write the outputs."""
 
 from __future__ import annotations
 
@@ -22,6 +21,7 @@ from hwnas.lit.fit import instantiate_dict
 from hwnas.reporting.dashboard import name_objectives
 from hwnas.reporting.report_html import write_html_report
 from hwnas.reporting.search_outputs import write_search_outputs
+from hwnas.search.fidelity import build_schedules, schedule_summary
 from hwnas.search.loop import read_state
 from hwnas.search.objectives import parse_constraints, parse_objectives
 from hwnas.search.resume import recover_stale_trials, resolve_run_dir, save_run_config
@@ -57,7 +57,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     objectives = ", ".join(f"{o.direction[:3]} {o.name}" for o in ctx.objectives)
     log.info("search: %s over %s (%d done already), objectives %s, storage %s, run dir %s", strategy.describe(),
              ctx.space.name, before, objectives, facts["storage"], ctx.run_dir)  # fmt: skip
-    log.info("evaluator: %s", ctx.evaluator.describe())
+    log.info("evaluator: %s", "; ".join(x.describe() for x in (ctx.evaluator, ctx.fidelity, ctx.prescreen) if x))  # fmt: skip
     budget = strategy.budget(before) + (seeded if strategy.n_trials is None else 0)  # n_trials holds seeds
     slog = SearchLogger(instantiate_dict(cfg.get("logger")), ctx.objectives, budget)
     slog.set_unique(before)
@@ -74,7 +74,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             status = "success"
             return {"worker_id": ctx.worker, "unique_evaluated": read_state(ctx.study).unique, "front_size": 0}  # fmt: skip
         info = {"storage": facts["storage"], "n_trials_budget": strategy.n_trials, "recovered_stale_trials": recovered,
-                **facts["resume"], "wall_seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
+                **facts["resume"], "wall_seconds": round(time.perf_counter() - t0, 2), **schedule_summary(ctx)}  # fmt: skip
         out = write_search_outputs(cfg, study=ctx.study, evaluator=ctx.evaluator, space=ctx.space,
                                    objectives=ctx.objectives, run_dir=ctx.run_dir, run_info=info)  # fmt: skip
         slog.log_search(out.trials, out.front, out.front_png, out.summary)
@@ -97,6 +97,7 @@ def _start(cfg: DictConfig, strategy: Strategy) -> tuple[SearchContext, dict[str
     seeds = seeds_of(cfg, space, evaluator)  # a bad arch file is refused before any training
     objectives = parse_objectives(cfg.search.objectives, available=evaluator.metrics)
     constraints = parse_constraints(cfg.search.get("constraints"), available=evaluator.metrics)
+    fidelity, prescreen = build_schedules(cfg.search, objectives=objectives, evaluator=evaluator, space=space)
     final_on = _final_enabled(cfg, evaluator)
     if final_on:  # refuse a bad final stage now, not after the search (or a supernet's training)
         final.check_settings(cfg, evaluator)
@@ -112,7 +113,7 @@ def _start(cfg: DictConfig, strategy: Strategy) -> tuple[SearchContext, dict[str
     if final_on:
         final.preflight(cfg, getattr(evaluator, "datamodule", None))
     ctx = SearchContext(cfg=cfg, study=study, space=space, evaluator=evaluator, objectives=objectives,
-                        constraints=constraints, run_dir=run_dir, worker=str(cfg.search.get("worker_id", "0")))  # fmt: skip
+                        constraints=constraints, run_dir=run_dir, worker=str(cfg.search.get("worker_id", "0")), fidelity=fidelity, prescreen=prescreen)  # fmt: skip
     facts = {"url": url, "storage": redact(url), "final_on": final_on, "seeds": seeds,
              "resume": {"resume_forced": forced} if forced else {}}  # fmt: skip
     return ctx, facts

@@ -37,7 +37,7 @@ from optuna.distributions import BaseDistribution
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
-from hwnas.search.trial_attrs import SEED_MOVE_ATTR, SEEDED_ATTR
+from hwnas.search.trial_attrs import RUNG0_VALUES_ATTR, SEED_MOVE_ATTR, SEEDED_ATTR
 from hwnas.utils.errors import ConfigError
 
 log = logging.getLogger("hwnas.search")
@@ -319,9 +319,11 @@ def _complete(t: optuna.trial.FrozenTrial) -> bool:
 
 
 def _minimised(study: optuna.Study, t: optuna.trial.FrozenTrial) -> tuple[float, ...] | None:
-    """A complete trial's values with maximised objectives negated."""
+    """A complete trial's values with maximised objectives negated; a promoted trial's (``search.fidelity``)
+    at rung 0, so that every move is compared with its seed at the same training."""
+    values = t.user_attrs.get(RUNG0_VALUES_ATTR) or t.values
     return tuple(
-        v if d == StudyDirection.MINIMIZE else -v for v, d in zip(t.values, study.directions, strict=True)
+        v if d == StudyDirection.MINIMIZE else -v for v, d in zip(values, study.directions, strict=True)
     )
 
 

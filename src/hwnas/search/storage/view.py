@@ -71,6 +71,15 @@ class StudyView:
         self._tail = tail[i:]
         return self
 
+    def evaluated(self) -> list[FrozenTrial]:
+        """The finished evaluations (no duplicates, no stale trials), as of the last refresh."""
+        tail = [
+            t
+            for t in self._tail
+            if t.state.is_finished() and not t.user_attrs.get(DUPLICATE_ATTR) and is_evaluated(t)
+        ]
+        return [*self._done.values(), *tail]
+
     def _read_from(self, low: int) -> list[FrozenTrial]:
         return read_from(self.study, low)
 

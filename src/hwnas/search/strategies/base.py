@@ -21,8 +21,10 @@ from omegaconf import DictConfig
 
 from hwnas.evaluators.base import Evaluator
 from hwnas.evaluators.train import TrainingEvaluator
+from hwnas.search.fidelity import Fidelity
 from hwnas.search.loop import OnTrial, evaluate_proposals
 from hwnas.search.objectives import Constraint, Objective
+from hwnas.search.prescreen import Prescreen
 from hwnas.search_space.base import ArchSpec, SearchSpace
 from hwnas.utils.config import build
 from hwnas.utils.errors import ConfigError
@@ -49,11 +51,14 @@ class SearchContext:
     run_dir: Path
     on_trial: OnTrial | None = None
     worker: str = "0"
+    fidelity: Fidelity | None = None  # search.fidelity: promotions up the rungs
+    prescreen: Prescreen | None = None  # search.prescreen: zero-cost drop before training
 
     def loop_kwargs(self) -> dict[str, Any]:
         """The arguments every evaluation in the loop takes."""
         return {"space": self.space, "evaluator": self.evaluator, "objectives": self.objectives,
-                "constraints": self.constraints, "on_trial": self.on_trial, "worker": self.worker}  # fmt: skip
+                "constraints": self.constraints, "on_trial": self.on_trial, "worker": self.worker,
+                "fidelity": self.fidelity, "prescreen": self.prescreen}  # fmt: skip
 
 
 class Strategy(ABC):
