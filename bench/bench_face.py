@@ -17,11 +17,17 @@ Every run keeps its run dir under ``--out``; a finished run is read back, an int
 seed), so the bench can be stopped and re-run. The search budget is each evaluator's own default
 (``evaluator=train``: the strategy's ``n_trials``, 56 for both defaults; ``evaluator=supernet``: 500), the same for every strategy and seed,
 unless ``--n-trials`` sets one for all.
+
+``--variants`` adds configurations as rows beside each strategy × evaluator: a JSON object of name →
+list of overrides, e.g. ``'{"fidelity": ["search.fidelity={rungs: [{max_epochs: 3, limit_train_batches:
+32}], eta: 3}"], "prescreen": ["search.prescreen={score: naswot}"]}'``; ``""`` (no overrides, the
+default configuration) is always the first row.
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import subprocess
 import sys
@@ -101,6 +107,11 @@ def main() -> None:
         help="one search budget for every run (default: the evaluator's)",
     )
     ap.add_argument(
+        "--variants",
+        default="{}",
+        help='JSON {name: [overrides]}: configurations besides the default, e.g. {"fidelity": ["search.fidelity=..."]}',
+    )
+    ap.add_argument(
         "--ref-ratio", type=float, default=2.0, help="reference latency, as a multiple of the baseline's"
     )
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "face")
@@ -111,18 +122,21 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     cache = args.out / "final_cache"
     rows = []
-    for strategy in args.strategies.split(","):
-        for evaluator in args.evaluators.split(","):
-            for seed in [int(s) for s in args.seeds.split(",")]:
-                name = f"{strategy}-{evaluator}-s{seed}"
-                over = [f"search={strategy}", f"evaluator={evaluator}", f"seed={seed}", *args.overrides]
-                if args.n_trials:
-                    over.append(f"search.n_trials={args.n_trials}")
-                wall = run_one(args.out / name, over, cache)
-                row = {"strategy": strategy, "evaluator": evaluator, "seed": seed, "wall_s": wall,
-                       **score(args.out / name, args.ref_ratio)}  # fmt: skip
-                rows.append(row)
-                print(f"{name}: {json.dumps(row, default=str)}", flush=True)
+    variants = {"": [], **json.loads(args.variants)}
+    for strategy, evaluator, (variant, extra) in itertools.product(
+        args.strategies.split(","), args.evaluators.split(","), variants.items()
+    ):
+        for seed in [int(s) for s in args.seeds.split(",")]:
+            label = f"{evaluator}+{variant}" if variant else evaluator
+            name = f"{strategy}-{label}-s{seed}"
+            over = [f"search={strategy}", f"evaluator={evaluator}", f"seed={seed}", *args.overrides, *extra]
+            if args.n_trials:
+                over.append(f"search.n_trials={args.n_trials}")
+            wall = run_one(args.out / name, over, cache)
+            row = {"strategy": strategy, "evaluator": label, "seed": seed, "wall_s": wall,
+                   **score(args.out / name, args.ref_ratio)}  # fmt: skip
+            rows.append(row)
+            print(f"{name}: {json.dumps(row, default=str)}", flush=True)
     df = pd.DataFrame(rows)
     df.to_csv(args.out / "results.csv", index=False)
     print(f"\nbench-face: {len(df)} run(s); hypervolume of the fully trained final front on (test mIoU, latency / "

@@ -91,3 +91,29 @@ def test_a_bad_schedule_is_refused_at_start_naming_the_key(make_cfg, override: s
         search.run(cfg)
     assert err.value.key == key
     assert not (Path(cfg.run_dir) / "trials.csv").exists()
+
+
+def test_promotions_with_two_workers_and_the_surrogate_strategy(make_cfg) -> None:
+    n = 6
+    cfg = make_cfg(
+        "search",
+        [
+            *TINY_SEARCH,
+            "search=surrogate_pareto",
+            f"search.n_trials={n}",
+            "search.seed_baseline=false",
+            "search.n_workers=2",
+            "search.sampler.n_startup_trials=2",
+            RUNG1,
+        ],  # fmt: skip
+    )
+    summary = search.run(cfg)
+    df = pd.read_csv(Path(cfg.run_dir) / "trials.csv", dtype={"worker": str})
+    trained = df[df["trained"].astype(str).eq("True") & ~df["duplicate"].astype(bool)]
+    assert "multi-fidelity" in (Path(cfg.run_dir) / "worker_1.log").read_text(), (
+        "the helper runs the schedule"
+    )
+    promoted = int((trained[RUNG_METRIC] >= 1).sum())
+    # two workers may decide at the same moment: at most one promotion more than ceil(n / eta)
+    assert 1 <= promoted <= math.ceil(n / 2) + 1
+    assert summary["fidelity"]["trained_per_rung"][1] == promoted

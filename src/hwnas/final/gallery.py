@@ -208,11 +208,11 @@ def train_full(
 
     fp = fingerprint(ctx, spec, init)
     model = build_model(ctx, spec, init)
-    weights, info = out_dir / "weights.pt", read_json(out_dir / "train.json")
+    weights = out_dir / "weights.pt"
     epochs = ctx.settings.epochs_for(init)
-    if is_trained(ctx, spec, out_dir, init):
+    if is_trained(ctx, spec, out_dir, init):  # read after: a copy from final.cache writes train.json
         model.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        return model, {**info, "reused": True}
+        return model, {**(read_json(out_dir / "train.json") or {}), "reused": True}
     # one checkpoint mechanism for every long training: last.ckpt each epoch, RNG states, pre-emption
     resume = Resume(out_dir / "resume", fp, every_n_epochs=1, keep=1, label=f"final {spec.key}")
     overrides = {
