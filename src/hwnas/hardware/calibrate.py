@@ -166,6 +166,9 @@ def calibrated_option(constants: HexagonConstants, *, source: str, report: dict[
     node = OmegaConf.load(CONF_DIR / "hardware" / "snapdragon888.yaml")
     node.backend = "estimate"
     fitted = {n: round(float(getattr(constants, n)), 6) for n in FITTED}
+    for n in ("out_scale", "out_power"):  # a base's fitted output map (the V68 one) is kept, not refitted
+        if getattr(constants, n) != 1.0:
+            fitted[n] = round(float(getattr(constants, n)), 6)
     node.estimate = {"constants": fitted}
     head = (
         f"# Snapdragon 888 roofline estimate with constants fitted to {report['n']} measurements ({source})\n"
