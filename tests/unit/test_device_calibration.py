@@ -234,3 +234,19 @@ def test_snapdragon888_estimate_uses_the_v68_fit():
     sd888 = OmegaConf.load("conf/hardware/snapdragon888.yaml").estimate
     assert sd888.constants == OmegaConf.load("conf/hardware/qcs6490.yaml").constants
     assert "V68" in sd888.calibration.label and "unverified" in sd888.calibration.label
+
+
+def test_a_calibration_on_snapdragon888_keeps_the_v68_output_map():
+    """``estimate.calibrate`` starts from snapdragon888's V68 fit: the option it writes must estimate with
+    the same output map the fit was made under."""
+    from hwnas.hardware.calibrate import calibrated_option
+
+    node = OmegaConf.load("conf/hardware/snapdragon888.yaml")
+    base = HexagonConstants(**OmegaConf.to_container(node.estimate.constants))
+    assert base.out_power != 1.0
+    err = {"median_abs_error": 0.1}
+    option = yaml.safe_load(
+        calibrated_option(base, source="t.csv", report={"n": 3, "before": err, "after": err})
+    )
+    assert option["estimate"]["constants"]["out_power"] == pytest.approx(base.out_power)
+    assert option["estimate"]["constants"]["out_scale"] == pytest.approx(base.out_scale)
