@@ -116,6 +116,56 @@ def test_held_out_fit_recovers_a_device_the_documented_constants_miss():
     assert lo <= s["calibrated"]["spearman"] <= hi
 
 
+def test_the_output_map_corrects_a_chip_whose_large_graphs_the_rates_overestimate():
+    """A chip measured at ``0.4 * roofline ** 0.7`` (small graphs slower, large ones faster than any
+    rates say): the fitted map bends towards the power, and the held-out error drops with it."""
+    from dataclasses import replace
+
+    from hwnas.hardware.calibrate import _arrays, predict_ms
+    from hwnas.hardware.device_fit import fit_device
+
+    graphs = [_graph(i, f"fam{i % 4}") for i in range(12)]
+    plain = HexagonConstants(efficiency=0.03, per_inference_us=400.0)
+    measured = np.array([0.4 * predict_ms(_arrays(list(g.terms)), plain) ** 0.7 for g in graphs])
+    constants, _ = fit_device(graphs, measured)
+    assert constants.out_power < 0.95  # the rates alone cannot bend the curve this far
+    fitted = np.array([predict_ms(_arrays(list(g.terms)), constants) for g in graphs])
+    assert np.median(np.abs(fitted / measured - 1)) < 0.05
+    identity = replace(constants, out_scale=1.0, out_power=1.0)
+    assert predict_ms(_arrays(list(graphs[0].terms)), identity) != pytest.approx(fitted[0])
+    assert score(out_of_fold(graphs, measured), n_boot=50)["calibrated"]["within20"] >= 0.9
+
+
+def test_the_estimate_reports_the_mapped_latency(tmp_path):
+    import onnx
+    import torch
+
+    from hwnas.hardware.estimate import estimate_onnx
+    from hwnas.hardware.export import export_onnx
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 32, 3), torch.nn.ReLU(), torch.nn.Conv2d(32, 32, 3))
+    path = tmp_path / "m.onnx"
+    export_onnx(model.eval(), (1, 3, 64, 64), path)
+    proto = onnx.load(str(path))
+    raw, _ = estimate_onnx(proto, HexagonConstants())
+    mapped, _ = estimate_onnx(proto, HexagonConstants(out_scale=2.0, out_power=0.5))
+    assert mapped == pytest.approx(2.0 * raw**0.5)
+
+
+def test_the_image_to_image_zoo_graphs_build_at_the_profiled_shape():
+    import torch
+
+    from hwnas.hardware.zoo import build, zoo_models
+
+    zoo = zoo_models()
+    with torch.no_grad():
+        assert build(zoo["quicksrnetsmall"])(torch.rand(1, 3, 32, 32)).shape == (1, 3, 128, 128)
+        assert build(zoo["dncnn"])(torch.rand(1, 1, 24, 24)).shape == (1, 1, 24, 24)
+        assert build(zoo["srgan"])(torch.rand(1, 3, 16, 16)).shape == (1, 3, 64, 64)
+    sizes = ("quicksrnetsmall", "quicksrnetmedium", "quicksrnetlarge")
+    assert {zoo[m].family for m in sizes} == {"quicksrnet"}
+
+
 def test_cross_validation_needs_three_families():
     graphs = [_graph(i, f"fam{i % 2}") for i in range(6)]
     with pytest.raises(DataError, match="families"):
@@ -184,3 +234,19 @@ def test_snapdragon888_estimate_uses_the_v68_fit():
     sd888 = OmegaConf.load("conf/hardware/snapdragon888.yaml").estimate
     assert sd888.constants == OmegaConf.load("conf/hardware/qcs6490.yaml").constants
     assert "V68" in sd888.calibration.label and "unverified" in sd888.calibration.label
+
+
+def test_a_calibration_on_snapdragon888_keeps_the_v68_output_map():
+    """``estimate.calibrate`` starts from snapdragon888's V68 fit: the option it writes must estimate with
+    the same output map the fit was made under."""
+    from hwnas.hardware.calibrate import calibrated_option
+
+    node = OmegaConf.load("conf/hardware/snapdragon888.yaml")
+    base = HexagonConstants(**OmegaConf.to_container(node.estimate.constants))
+    assert base.out_power != 1.0
+    err = {"median_abs_error": 0.1}
+    option = yaml.safe_load(
+        calibrated_option(base, source="t.csv", report={"n": 3, "before": err, "after": err})
+    )
+    assert option["estimate"]["constants"]["out_power"] == pytest.approx(base.out_power)
+    assert option["estimate"]["constants"]["out_scale"] == pytest.approx(base.out_scale)

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from hwnas.hardware.estimate import HexagonConstants, layer_terms
+from hwnas.hardware.estimate import HexagonConstants, layer_terms, output_map
 from hwnas.utils.errors import ConfigError, DataError
 
 log = logging.getLogger("hwnas.profile")
@@ -94,7 +94,7 @@ def predict_ms(a: dict[str, np.ndarray], c: HexagonConstants) -> float:
     moved = a["elems"] * c.bytes_per_element * np.where(a["resize"], c.resize_penalty, 1.0)
     bw = np.where(a["fits"], c.onchip_gbps, c.dram_gbps * c.dram_efficiency) * 1e9
     us = np.maximum(a["macs"] / rate, moved / bw) * 1e6 + c.per_layer_us
-    return float((us.sum() + c.per_inference_us) / 1000.0)
+    return output_map(float((us.sum() + c.per_inference_us) / 1000.0), c)
 
 
 def fit_constants(
@@ -166,6 +166,9 @@ def calibrated_option(constants: HexagonConstants, *, source: str, report: dict[
     node = OmegaConf.load(CONF_DIR / "hardware" / "snapdragon888.yaml")
     node.backend = "estimate"
     fitted = {n: round(float(getattr(constants, n)), 6) for n in FITTED}
+    for n in ("out_scale", "out_power"):  # a base's fitted output map (the V68 one) is kept, not refitted
+        if getattr(constants, n) != 1.0:
+            fitted[n] = round(float(getattr(constants, n)), 6)
     node.estimate = {"constants": fitted}
     head = (
         f"# Snapdragon 888 roofline estimate with constants fitted to {report['n']} measurements ({source})\n"

@@ -26,6 +26,11 @@ Public figures used, and why (defaults of ``HexagonConstants``):
   shared memory (VTCM; Qualcomm cites 16x the previous generation's): tensors of a layer that fit in
   ``onchip_bytes`` = 4 MiB move at an effective 100 GB/s instead.
 * **Bilinear resize** is a gather-heavy vector op: its bytes are charged ``resize_penalty`` = 4 times.
+* **Output map** (fitted per chip, neutral here): the summed estimate ``t`` (ms) is reported as
+  ``out_scale * t ** out_power``. Both are 1 in the documented Snapdragon 888 model; a fit to published
+  latencies (``hardware/device_fit.py``) sets them by least squares in log space after the rates, which
+  corrects the roofline's systematic over/under-estimate of large vs small graphs on a chip without
+  changing any ranking.
 * **Overheads**: ~5 µs per (non-fused) op for dispatch/synchronisation, and ~150 µs per inference for
   the FastRPC call into the DSP and graph launch.
 * **Fusion**: activations and BatchNorm that follow a Conv/Gemm (sole consumer) are fused and free;
@@ -72,6 +77,8 @@ class HexagonConstants:
     per_layer_us: float = 5.0
     per_inference_us: float = 150.0
     bytes_per_element: float = 1.0
+    out_scale: float = 1.0
+    out_power: float = 1.0
 
     @property
     def mac_rate(self) -> float:
@@ -219,7 +226,14 @@ def estimate_onnx(
     c = constants or HexagonConstants()
     rows = layer_costs(model, c)
     total_us = sum(r["us"] for r in rows) + c.per_inference_us
-    return total_us / 1000.0, rows
+    return output_map(total_us / 1000.0, c), rows
+
+
+def output_map(ms: float, c: HexagonConstants) -> float:
+    """The summed roofline ``ms`` through the chip's fitted output map (identity by default)."""
+    if c.out_scale == 1.0 and c.out_power == 1.0:
+        return ms
+    return float(c.out_scale * ms**c.out_power)
 
 
 class EstimateProfiler(Profiler):

@@ -92,12 +92,20 @@ ZOO: tuple[ZooModel, ...] = (
     ZooModel("resnet_3d", "video_resnet", "video", "video.r3d_18", (1, 3, 16, 112, 112)),
     ZooModel("resnet_2plus1d", "video_resnet", "video", "video.r2plus1d_18", (1, 3, 16, 112, 112)),
     ZooModel("resnet_mixed", "video_resnet", "video", "video.mc3_18", (1, 3, 16, 112, 112)),
+    ZooModel("dncnn", "dncnn", "denoising", "hwnas_sr:dncnn", (1, 1, 256, 256)),
+    ZooModel("quicksrnetsmall", "quicksrnet", "super_resolution", "hwnas_sr:quicksrnetsmall", (1, 3, 128, 128)),
+    ZooModel("quicksrnetmedium", "quicksrnet", "super_resolution", "hwnas_sr:quicksrnetmedium", (1, 3, 128, 128)),
+    ZooModel("quicksrnetlarge", "quicksrnet", "super_resolution", "hwnas_sr:quicksrnetlarge", (1, 3, 128, 128)),
+    ZooModel("srgan", "srgan", "super_resolution", "hwnas_sr:srgan", (1, 3, 128, 128)),
+    ZooModel("real_esrgan_general_x4v3", "esrgan", "super_resolution", "hwnas_sr:real_esrgan_general_x4v3", (1, 3, 128, 128)),
 )  # fmt: skip
 
 
 #: Models built from another library than the one ``qai-hub-models`` uses (same published architecture).
 SOURCES = {"unet_segmentation": "hwnas.hardware.zoo_unet (equivalent)", "mobilenet_v2": "torchvision (equivalent)", "mobilenet_v4": "timm (equivalent)",
-           "efficientnet_lite4": "timm (equivalent)"}  # fmt: skip
+           "efficientnet_lite4": "timm (equivalent)", "dncnn": "hwnas.hardware.zoo_sr (equivalent)",
+           "quicksrnetsmall": "hwnas.hardware.zoo_sr (equivalent)", "quicksrnetmedium": "hwnas.hardware.zoo_sr (equivalent)",
+           "quicksrnetlarge": "hwnas.hardware.zoo_sr (equivalent)", "srgan": "hwnas.hardware.zoo_sr (equivalent)"}  # fmt: skip
 
 
 def zoo_models() -> dict[str, ZooModel]:
@@ -148,6 +156,10 @@ def build(entry: ZooModel) -> Any:
         from hwnas.hardware.zoo_unet import UNet
 
         return UNet().eval()
+    if entry.builder.startswith("hwnas_sr:"):
+        from hwnas.hardware.zoo_sr import BUILDERS
+
+        return BUILDERS[entry.builder[9:]]().eval()
     if entry.builder.startswith("timm:"):
         return timm_module().create_model(entry.builder[5:], pretrained=False, **dict(entry.kwargs)).eval()
     mod: Any = torchvision_models()
