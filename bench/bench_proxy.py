@@ -256,6 +256,8 @@ def main() -> None:
                     "architectures with a cached full training (final.cache) join the sample")  # fmt: skip
     ap.add_argument("--runs-extra", type=int, default=0, help="more of those runs' architectures (spread by "
                     "latency) to train fully here")  # fmt: skip
+    ap.add_argument("--archs-file", type=Path, default=None, help="a JSON list of architectures' parameters "
+                    "(an earlier run's <out>/archs.json) instead of --n/--archs-from")  # fmt: skip
     ap.add_argument("--bins", type=int, default=4, help="latency bins (quantiles) of the within-bin tau")
     ap.add_argument("overrides", nargs="*", help="Hydra overrides of the search config (data, final.*, ...)")
     args = ap.parse_args()
@@ -265,10 +267,13 @@ def main() -> None:
     ctx = build_context(cfg)
     space = ctx.space
     specs = sample_unique(space, args.n, args.seed) if args.n else []
-    if args.archs_from:
+    if args.archs_file:  # the exact set of an earlier run (its --out/archs.json)
+        specs = [space.make(params) for params in read_json(args.archs_file)]
+    elif args.archs_from:
         keys = {x.key for x in specs}
         runs = [Path(r) for r in args.archs_from.split(",") if r]
         specs += [x for x in runs_archs(space, runs, ctx, args.runs_extra) if x.key not in keys]
+    write_json(args.out / "archs.json", [dict(x.values) for x in specs])  # --archs-file reruns this set
     default_proxy = f"e{int(cfg.evaluator.max_epochs)}b{int(cfg.evaluator.limit_train_batches)}"
     if cfg.evaluator.get("image_size"):
         default_proxy += f"@evaluator.image_size={cfg.evaluator.image_size}"
