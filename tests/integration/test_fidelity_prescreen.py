@@ -117,3 +117,16 @@ def test_promotions_with_two_workers_and_the_surrogate_strategy(make_cfg) -> Non
     # two workers may decide at the same moment: at most one promotion more than ceil(n / eta)
     assert 1 <= promoted <= math.ceil(n / 2) + 1
     assert summary["fidelity"]["trained_per_rung"][1] == promoted
+
+
+def test_the_seed_start_moves_are_never_prescreened(make_cfg) -> None:
+    cfg = make_cfg(
+        "search",
+        [*TINY_SEARCH, "search.n_trials=6", "search_space.baseline.base_channels=12",
+         "search.prescreen={score: params, drop: 0.9, neighbours: 2}"],  # fmt: skip
+    )
+    search.run(cfg)
+    df = pd.read_csv(Path(cfg.run_dir) / "trials.csv")
+    planned = df["seed_move"].notna() | df["seeded"].notna()
+    assert planned.sum() >= 5, "the baseline and its moves"
+    assert not df.loc[planned, "fail_reason"].astype(str).str.startswith("prescreened").any()

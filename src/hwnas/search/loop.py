@@ -280,8 +280,9 @@ def _prescreened(
 
 
 def _planned(trial: optuna.Trial) -> bool:
-    """A seed or a seed start's move (planned, never pre-screened: the plan needs every one of them)."""
-    attrs = trial.user_attrs
+    """A seed or a seed start's move (planned, never pre-screened: the plan needs every one of them). Read
+    from the storage: the sampler writes ``seed_move`` there, which the live trial's cached copy misses."""
+    attrs = trial.study._storage.get_trial_user_attrs(trial._trial_id)
     return bool(attrs.get(SEEDED_ATTR) or attrs.get(SEED_MOVE_ATTR))
 
 
