@@ -122,8 +122,12 @@ def test_promotions_with_two_workers_and_the_surrogate_strategy(make_cfg) -> Non
 def test_the_seed_start_moves_are_never_prescreened(make_cfg) -> None:
     cfg = make_cfg(
         "search",
-        [*TINY_SEARCH, "search.n_trials=6", "search_space.baseline.base_channels=12",
-         "search.prescreen={score: params, drop: 0.9, neighbours: 2}"],  # fmt: skip
+        [
+            *TINY_SEARCH,
+            "search.n_trials=6",
+            "search_space.baseline.base_channels=12",
+            "search.prescreen={score: params, drop: 0.9, neighbours: 2}",
+        ],  # fmt: skip
     )
     search.run(cfg)
     df = pd.read_csv(Path(cfg.run_dir) / "trials.csv")
