@@ -90,21 +90,9 @@ class Fidelity:
                               fix="e.g. search.fidelity.rungs=[{max_epochs: 3, limit_train_batches: 32}]")  # fmt: skip
         return cls(tuple(rungs), eta, trained[0], tuple(o for o in objectives if o.name in cheap))
 
-    def check_sizes(self, evaluator: Any) -> None:
-        """Refuse a rung resolution the search space cannot train at (it would fail every promotion)."""
-        for rung in self.rungs:
-            if rung.image_size is not None:
-                evaluator.check_train_size(
-                    rung.image_size, key=f"search.fidelity.rungs[{rung.index - 1}].image_size"
-                )
-
     def describe(self) -> str:
         steps = "; ".join(r.describe() for r in self.rungs)
         return f"multi-fidelity: non-dominated 1/{self.eta} promoted per rung ({steps})"
-
-    def max_epochs(self, n: int, rung0_epochs: int) -> float:
-        """The most candidate-epochs ``n`` trained candidates can cost under this schedule."""
-        return n * rung0_epochs + sum(math.ceil(n / self.eta**r.index) * r.max_epochs for r in self.rungs)
 
     def evaluate(
         self, evaluator: Any, spec: ArchSpec, metrics: dict[str, Any], peers: Sequence[FrozenTrial]
