@@ -35,7 +35,7 @@ from hwnas.evaluators.rungs import Rung, parse_rungs
 from hwnas.evaluators.train import check_size
 from hwnas.search.objectives import Objective
 from hwnas.search.prescreen import Prescreen
-from hwnas.search.trial_attrs import RESULT_ATTR
+from hwnas.search.trial_attrs import RESULT_ATTR, trial_attrs
 from hwnas.search_space.base import ArchSpec, SearchSpace
 from hwnas.utils.errors import ConfigError
 
@@ -136,8 +136,7 @@ class Fidelity:
 
 
 def _metrics(t: FrozenTrial) -> Mapping[str, Any]:
-    result = t.user_attrs.get(RESULT_ATTR)
-    return (result.get("metrics") or {}) if isinstance(result, dict) else {}
+    return trial_attrs(t).get("metrics") or {}
 
 
 def _dominates(a: Sequence[float], b: Sequence[float]) -> bool:

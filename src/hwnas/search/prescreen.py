@@ -22,7 +22,7 @@ import numpy as np
 from optuna.trial import FrozenTrial
 
 from hwnas.evaluators.zero_cost import check_name
-from hwnas.search.trial_attrs import RESULT_ATTR
+from hwnas.search.trial_attrs import trial_attrs
 from hwnas.utils.errors import ConfigError
 
 
@@ -80,18 +80,12 @@ class Prescreen:
             value = float(evaluator.zero_cost(spec, self.score))
         metrics[self.metric] = value
         lat = float(metrics[self.latency])
-        near = []
+        scored = [(float(x), float(v)) for x, v in self._dropped]
         for t in peers:
-            result = t.user_attrs.get(RESULT_ATTR)
-            m = (result.get("metrics") or {}) if isinstance(result, dict) else {}
+            m = trial_attrs(t).get("metrics") or {}
             if m.get(self.metric) is not None and m.get(self.latency) is not None:
-                near.append(
-                    (
-                        abs(math.log(max(float(m[self.latency]), 1e-12) / max(lat, 1e-12))),
-                        float(m[self.metric]),
-                    )
-                )
-        near += [(abs(math.log(max(x, 1e-12) / max(lat, 1e-12))), v) for x, v in self._dropped]
+                scored.append((float(m[self.latency]), float(m[self.metric])))
+        near = [(abs(math.log(max(x, 1e-12) / max(lat, 1e-12))), v) for x, v in scored]
         if len(near) < self.neighbours:
             return None  # too few scored neighbours to judge yet
         near.sort()
