@@ -27,6 +27,8 @@ class Evaluator(ABC):
     expensive_metrics: tuple[str, ...] = ()
     #: Whether candidates inherit weights from a shared supernet (``final.init=inherit`` needs one).
     shares_weights: bool = False
+    #: Whether ``promote(spec, rung)`` can train a candidate on from its weights (``search.fidelity``).
+    promotable: bool = False
     #: Metrics holding the profiled latency: a predicted one's optimistic end stands in for them in the
     #: near-front check, and ``confirm``'s measurement replaces them (``hwnas.search.near_front``).
     latency_metrics: tuple[str, ...] = ("hw/latency_ms",)

@@ -102,6 +102,8 @@ class SupernetEvaluator(TrainingEvaluator):
         cache: Reuse a supernet trained before under the same settings (``paths.cache_dir/supernet``).
     """
 
+    promotable = False  # scores inherit the supernet's weights: no candidate training to extend
+
     expensive_metrics = ("val/miou", "val/f1", "val/acc", "val/loss", "score_seconds")
     shares_weights = True
 

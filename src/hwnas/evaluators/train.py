@@ -93,6 +93,8 @@ class TrainingEvaluator(Evaluator):
             64x64 (Kendall tau 0.88 vs 0.67). Latency is measured at ``hardware.input_size`` regardless.
     """
 
+    promotable = True  # a candidate can train on from its weights (search.fidelity's rungs)
+
     cheap_metrics = ("params", "macs", "flops", "peak_act_mb", "hw/latency_ms")
     expensive_metrics = ("val/miou", "val/f1", "val/acc", "val/loss", "train_seconds")
 

@@ -23,6 +23,7 @@ promotions it had finished are reused from disk and the interrupted one restarts
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ from hwnas.search.prescreen import Prescreen
 from hwnas.search.trial_attrs import RESULT_ATTR, trial_attrs
 from hwnas.search_space.base import ArchSpec, SearchSpace
 from hwnas.utils.errors import ConfigError
+
+log = logging.getLogger("hwnas.search")
 
 RUNG_METRIC = "fidelity/rung"
 EPOCHS_METRIC = "fidelity/epochs"
@@ -64,11 +67,11 @@ class Fidelity:
         """``search.fidelity`` checked against the evaluator and objectives (``None`` when off)."""
         if not node:
             return None
-        if not hasattr(evaluator, "promote"):
-            raise ConfigError(
-                f"evaluator {type(evaluator).__name__} cannot train a candidate on (no promote)",
-                key="search.fidelity", fix="use evaluator=train, or search.fidelity=null",
-            )  # fmt: skip
+        if not getattr(
+            evaluator, "promotable", False
+        ):  # a table's or supernet's accuracy has no rungs to climb
+            log.info("search.fidelity: off, evaluator %s trains no candidate on", type(evaluator).__name__)
+            return None
         unknown = set(node) - {"rungs", "eta"}
         if unknown:
             raise ConfigError(
@@ -150,7 +153,8 @@ def build_schedules(
     space cannot train at would fail every promotion, so it is refused now."""
     fidelity = Fidelity.from_cfg(node.get("fidelity"), objectives=objectives, evaluator=evaluator)
     for rung in fidelity.rungs if fidelity else ():
-        if rung.image_size is not None:
+        # the evaluator's own size (the default rung copies it) is refused at its set-up under its own key
+        if rung.image_size is not None and rung.image_size != getattr(evaluator, "image_size", None):
             check_size(space, rung.image_size, key=f"search.fidelity.rungs[{rung.index - 1}].image_size",
                        fix="use a size the search space accepts, or null for the dataset's")  # fmt: skip
     latency = latency_objective(objectives, evaluator)
