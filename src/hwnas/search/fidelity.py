@@ -36,7 +36,7 @@ from hwnas.evaluators.rungs import Rung, parse_rungs
 from hwnas.evaluators.train import check_size
 from hwnas.search.objectives import Objective
 from hwnas.search.prescreen import Prescreen
-from hwnas.search.trial_attrs import RESULT_ATTR, trial_attrs
+from hwnas.search.trial_attrs import trial_attrs
 from hwnas.search_space.base import ArchSpec, SearchSpace
 from hwnas.utils.errors import ConfigError
 
@@ -67,9 +67,7 @@ class Fidelity:
         """``search.fidelity`` checked against the evaluator and objectives (``None`` when off)."""
         if not node:
             return None
-        if not getattr(
-            evaluator, "promotable", False
-        ):  # a table's or supernet's accuracy has no rungs to climb
+        if not evaluator.promotable:  # a table's or supernet's accuracy has no rungs to climb
             log.info("search.fidelity: off, evaluator %s trains no candidate on", type(evaluator).__name__)
             return None
         unknown = set(node) - {"rungs", "eta"}
@@ -174,8 +172,8 @@ def schedule_summary(ctx: Any) -> dict[str, Any]:
     out: dict[str, Any] = {}
     study, fidelity, prescreen = ctx.study, ctx.fidelity, ctx.prescreen
     trials = study.get_trials(deepcopy=False)
-    results = [t.user_attrs.get(RESULT_ATTR) for t in trials]
-    metrics = [(r.get("metrics") or {}) for r in results if isinstance(r, dict)]
+    attrs = [trial_attrs(t) for t in trials]
+    metrics = [a.get("metrics") or {} for a in attrs]
     if fidelity is not None:
         rungs = [int(m[RUNG_METRIC]) for m in metrics if m.get(RUNG_METRIC) is not None]
         out["fidelity"] = {
@@ -185,12 +183,8 @@ def schedule_summary(ctx: Any) -> dict[str, Any]:
             "candidate_epochs": int(sum(float(m.get(EPOCHS_METRIC) or 0) for m in metrics)),
         }
     if prescreen is not None:
-        secs = [
-            float(r["seconds_prescreen"]) for r in results if isinstance(r, dict) and "seconds_prescreen" in r
-        ]
-        dropped = sum(
-            1 for t in trials if str(t.user_attrs.get("fail_reason") or "").startswith("prescreened")
-        )
+        secs = [float(a["seconds_prescreen"]) for a in attrs if "seconds_prescreen" in a]
+        dropped = sum(1 for a in attrs if str(a.get("fail_reason") or "").startswith("prescreened"))
         out["prescreen"] = {"rule": prescreen.describe(), "scored": len(secs), "dropped": dropped,
                             "seconds_per_candidate": round(sum(secs) / len(secs), 4) if secs else None}  # fmt: skip
     return out
