@@ -160,6 +160,14 @@ def build(entry: ZooModel) -> Any:
         from hwnas.hardware.zoo_sr import BUILDERS
 
         return BUILDERS[entry.builder[9:]]().eval()
+    if entry.builder.startswith("hwnas_qcom:"):
+        from hwnas.hardware.zoo_qcom import BUILDERS as QCOM
+
+        return QCOM[entry.builder[11:]]().eval()
+    if entry.builder.startswith("hwnas_seg:"):
+        from hwnas.hardware.zoo_seg import BUILDERS as SEG
+
+        return SEG[entry.builder[10:]]().eval()
     if entry.builder.startswith("timm:"):
         return timm_module().create_model(entry.builder[5:], pretrained=False, **dict(entry.kwargs)).eval()
     mod: Any = torchvision_models()
