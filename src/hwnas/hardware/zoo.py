@@ -98,6 +98,11 @@ ZOO: tuple[ZooModel, ...] = (
     ZooModel("quicksrnetlarge", "quicksrnet", "super_resolution", "hwnas_sr:quicksrnetlarge", (1, 3, 128, 128)),
     ZooModel("srgan", "srgan", "super_resolution", "hwnas_sr:srgan", (1, 3, 128, 128)),
     ZooModel("real_esrgan_general_x4v3", "esrgan", "super_resolution", "hwnas_sr:real_esrgan_general_x4v3", (1, 3, 128, 128)),
+    ZooModel("face_det_lite", "mbv3_small_det", "face", "hwnas_qcom:face_det_lite", (1, 1, 480, 640)),
+    ZooModel("foot_track_net", "mbv3_small_det", "detection", "hwnas_qcom:foot_track_net", (1, 3, 480, 640)),
+    ZooModel("face_attrib_net", "face_attrib_net", "face", "hwnas_qcom:face_attrib_net", (1, 3, 128, 128)),
+    ZooModel("gear_guard_net", "gear_guard_net", "detection", "hwnas_qcom:gear_guard_net", (1, 3, 320, 192)),
+    ZooModel("real_esrgan_x4plus", "srgan", "super_resolution", "hwnas_qcom:real_esrgan_x4plus", (1, 3, 128, 128)),
 )  # fmt: skip
 
 
@@ -105,7 +110,9 @@ ZOO: tuple[ZooModel, ...] = (
 SOURCES = {"unet_segmentation": "hwnas.hardware.zoo_unet (equivalent)", "mobilenet_v2": "torchvision (equivalent)", "mobilenet_v4": "timm (equivalent)",
            "efficientnet_lite4": "timm (equivalent)", "dncnn": "hwnas.hardware.zoo_sr (equivalent)",
            "quicksrnetsmall": "hwnas.hardware.zoo_sr (equivalent)", "quicksrnetmedium": "hwnas.hardware.zoo_sr (equivalent)",
-           "quicksrnetlarge": "hwnas.hardware.zoo_sr (equivalent)", "srgan": "hwnas.hardware.zoo_sr (equivalent)"}  # fmt: skip
+           "quicksrnetlarge": "hwnas.hardware.zoo_sr (equivalent)", "srgan": "hwnas.hardware.zoo_sr (equivalent)",
+           **{m: "hwnas.hardware.zoo_qcom (the wheel's own layers, composed as its model class does)"
+              for m in ("face_det_lite", "foot_track_net", "face_attrib_net", "gear_guard_net", "real_esrgan_x4plus")}}  # fmt: skip
 
 
 def zoo_models() -> dict[str, ZooModel]:
