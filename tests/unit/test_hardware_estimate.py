@@ -60,3 +60,20 @@ def test_constants_can_be_overridden_and_typos_are_caught(tmp_path):
     assert slow.median_ms > fast.median_ms
     with pytest.raises(ConfigError, match="efficency"):
         EstimateProfiler(constants={"efficency": 0.2})
+
+
+def test_an_explicit_pad_does_not_hide_the_layers_behind_it(tmp_path):
+    """torch exports ``nn.ZeroPad2d`` as a subgraph computing the pads; shape inference alone lost every
+    shape after it, and the estimate counted no MACs for the convolution behind the pad."""
+    from hwnas.hardware.estimate import layer_terms
+
+    padded = nn.Sequential(nn.ZeroPad2d(1), nn.Conv2d(32, 64, 3, bias=False))
+    plain = nn.Conv2d(32, 64, 3, padding=1, bias=False)
+    terms = {}
+    for name, model in (("padded", padded), ("plain", plain)):
+        path = export_onnx(model, SHAPE, tmp_path / f"{name}.onnx")
+        terms[name] = layer_terms(onnx.load(str(path)), HexagonConstants())
+    conv = [t for t in terms["padded"] if t["op"] == "Conv"]
+    assert conv and conv[0]["macs_raw"] == 32 * 32 * 64 * 32 * 9 == terms["plain"][0]["macs_raw"]
+    # the pad's bookkeeping (ConstantOfShape, Concat, Slice, ...) is folded, not charged as layers
+    assert [t["op"] for t in terms["padded"]] == ["Pad", "Conv"]

@@ -121,6 +121,9 @@ def layer_terms(model: Any, c: HexagonConstants) -> list[dict[str, Any]]:
     activations fit on chip). Fused and shape-only nodes are left out. ``layer_time_us`` turns a row
     into microseconds; calibration (``hwnas.hardware.calibrate``) refits the rates on these rows.
     """
+    from hwnas.hardware.onnx_fold import fold_constants
+
+    model = fold_constants(model)  # explicit pads compute their sizes; see onnx_fold
     shapes = _shapes(model)
     graph = model.graph
     producers = {o: n for n in graph.node for o in n.output}
@@ -313,7 +316,7 @@ class EstimateProfiler(Profiler):
             device=self.device,
             precision="int8",
             source="estimated",
-            toolchain={"estimate_model": "hexagon780-roofline-v1", **versions("onnx")},
+            toolchain={"estimate_model": "hexagon780-roofline-v2", **versions("onnx")},
             extra={
                 "assumptions": asdict(self.constants),
                 "model": "sum over layers of max(MACs/mac_rate, bytes/bandwidth) + overheads",

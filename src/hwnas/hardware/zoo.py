@@ -103,6 +103,11 @@ ZOO: tuple[ZooModel, ...] = (
     ZooModel("face_attrib_net", "face_attrib_net", "face", "hwnas_qcom:face_attrib_net", (1, 3, 128, 128)),
     ZooModel("gear_guard_net", "gear_guard_net", "detection", "hwnas_qcom:gear_guard_net", (1, 3, 320, 192)),
     ZooModel("real_esrgan_x4plus", "srgan", "super_resolution", "hwnas_qcom:real_esrgan_x4plus", (1, 3, 128, 128)),
+    ZooModel("deeplabv3_plus_mobilenet", "deeplab", "segmentation", "hwnas_seg:deeplabv3_plus_mobilenet", (1, 3, 513, 513)),
+    ZooModel("pspnet", "pspnet", "segmentation", "hwnas_seg:pspnet", (1, 3, 473, 473)),
+    ZooModel("ddrnet23_slim", "ddrnet", "segmentation", "hwnas_seg:ddrnet23_slim", (1, 3, 1024, 2048)),
+    ZooModel("sesr_m5", "sesr", "super_resolution", "hwnas_sr:sesr_m5", (1, 3, 128, 128)),
+    ZooModel("xlsr", "xlsr", "super_resolution", "hwnas_sr:xlsr", (1, 3, 128, 128)),
 )  # fmt: skip
 
 
@@ -112,7 +117,9 @@ SOURCES = {"unet_segmentation": "hwnas.hardware.zoo_unet (equivalent)", "mobilen
            "quicksrnetsmall": "hwnas.hardware.zoo_sr (equivalent)", "quicksrnetmedium": "hwnas.hardware.zoo_sr (equivalent)",
            "quicksrnetlarge": "hwnas.hardware.zoo_sr (equivalent)", "srgan": "hwnas.hardware.zoo_sr (equivalent)",
            **{m: "hwnas.hardware.zoo_qcom (the wheel's own layers, composed as its model class does)"
-              for m in ("face_det_lite", "foot_track_net", "face_attrib_net", "gear_guard_net", "real_esrgan_x4plus")}}  # fmt: skip
+              for m in ("face_det_lite", "foot_track_net", "face_attrib_net", "gear_guard_net", "real_esrgan_x4plus")},
+           **{m: "hwnas.hardware.zoo_seg (equivalent)" for m in ("deeplabv3_plus_mobilenet", "pspnet", "ddrnet23_slim")},
+           "sesr_m5": "hwnas.hardware.zoo_sr (equivalent)", "xlsr": "hwnas.hardware.zoo_sr (equivalent)"}  # fmt: skip
 
 
 def zoo_models() -> dict[str, ZooModel]:
