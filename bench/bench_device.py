@@ -196,6 +196,31 @@ def option_yaml(name: str, device: str, chip: str, graphs: dict, table: pd.DataF
     return "\n".join(lines) + "\n"
 
 
+def sync_snapdragon888(check: dict, path: Path = Path("conf/hardware/snapdragon888.yaml")) -> None:
+    """Copy the freshly written V68 fit (``qcs6490.yaml``) into ``snapdragon888.yaml``'s estimate block,
+    keeping its comments, and restate its held-out V68 figures (the SD888 has no published data)."""
+    import re
+
+    from omegaconf import OmegaConf
+
+    fit = OmegaConf.load(path.parent / "qcs6490.yaml")
+    text = path.read_text()
+    for key, value in fit.constants.items():
+        text, n = re.subn(rf"^(    {key}: )\S+", lambda m, v=value: f"{m.group(1)}{v}", text, flags=re.M)
+        if n != 1:
+            raise SystemExit(f"{path}: estimate.constants.{key} not found once; edit it by hand")
+    cal, unc = check["calibrated"], check["uncalibrated"]
+    held = (f"V68, {check['n_models']} models, families held out: Spearman {cal['spearman']:.2f}, MdAPE "
+            f"{100 * cal['mdape']:.0f} %, {100 * cal['within30']:.0f} % within ±30 % (documented constants: "
+            f"{unc['spearman']:.2f}, {100 * unc['mdape']:.0f} %, {100 * unc['within30']:.0f} %)")  # fmt: skip
+    text = re.sub(
+        r'^(    set: "[^"]*?), \d+ models"', rf'\g<1>, {fit.calibration.models} models"', text, flags=re.M
+    )
+    text = re.sub(r'^(    held_out: )"[^"]*"', lambda m: f'{m.group(1)}"{held}"', text, flags=re.M)
+    path.write_text(text)
+    print(f"wrote {path} (estimate constants and provenance from qcs6490.yaml)")
+
+
 def _defaults():
     from hwnas.hardware.estimate import HexagonConstants
 
@@ -239,6 +264,8 @@ def main(argv: list[str] | None = None) -> dict:
             path = Path("conf/hardware") / f"{name}.yaml"
             path.write_text(option_yaml(name, device, chip, graphs, table, by[(device, "calibrated")]))
             print(f"wrote {path}")
+        if check:
+            sync_snapdragon888(check)
     pd.DataFrame(rows).to_csv(out / "bench_device.csv", index=False)
     oof.to_csv(out / "oof.csv", index=False)
     result = {

@@ -103,12 +103,15 @@ def fit_constants(
     *,
     base: HexagonConstants | None = None,
     prior_weight: float = 0.05,
+    loss: str = "linear",
+    f_scale: float = 1.0,
 ) -> tuple[HexagonConstants, dict[str, Any]]:
     """Refit ``FITTED`` to measured latencies of graphs given as ``layer_terms`` rows.
 
     Least squares in log space over the measurements, plus ``prior_weight`` times the log-distance of
     each constant from its documented value (a weak pull that settles constants the data cannot see).
-    Returns the constants and a report (errors before/after, constants before/after).
+    ``loss``/``f_scale`` are ``scipy.optimize.least_squares``'s: ``"soft_l1"`` with a scale near the
+    error band that matters keeps a few outlying models from dragging the constants. Returns the constants and a report (errors before/after, constants before/after).
     """
     from scipy.optimize import least_squares
     from scipy.stats import spearmanr
@@ -130,7 +133,9 @@ def fit_constants(
         pred = np.log([predict_ms(a, c) for a in arrays])
         return np.r_[pred - y, np.sqrt(prior_weight) * (x - x0)]
 
-    result = least_squares(residuals, x0, bounds=(lo, hi), method="trf", x_scale="jac")
+    result = least_squares(
+        residuals, x0, bounds=(lo, hi), method="trf", x_scale="jac", loss=loss, f_scale=f_scale
+    )
     fitted = consts(result.x)
     before = np.array([predict_ms(a, base) for a in arrays])
     after = np.array([predict_ms(a, fitted) for a in arrays])

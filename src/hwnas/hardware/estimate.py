@@ -56,6 +56,8 @@ from hwnas.hardware.base import LatencyReport, Profiler
 from hwnas.utils.errors import CandidateFailed, ConfigError
 
 DEVICE = "Snapdragon 888 Hexagon 780 NPU (estimated)"
+#: The estimate's version, in every report and cache key (v2: constant subgraphs folded, ``onnx_fold``).
+ESTIMATE_MODEL = "hexagon780-roofline-v2"
 
 _FUSABLE = {"Relu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "LeakyRelu", "PRelu", "BatchNormalization"}
 _FREE = {"Reshape", "Flatten", "Identity", "Constant", "Shape", "Squeeze", "Unsqueeze", "Dropout", "Cast"}
@@ -286,7 +288,7 @@ class EstimateProfiler(Profiler):
         self.top_layers = int(top_layers)
 
     def cache_identity(self) -> dict[str, Any]:
-        return {**super().cache_identity(), "constants": asdict(self.constants)}
+        return {**super().cache_identity(), "constants": asdict(self.constants), "model": ESTIMATE_MODEL}
 
     def profile(
         self,
@@ -316,7 +318,7 @@ class EstimateProfiler(Profiler):
             device=self.device,
             precision="int8",
             source="estimated",
-            toolchain={"estimate_model": "hexagon780-roofline-v2", **versions("onnx")},
+            toolchain={"estimate_model": ESTIMATE_MODEL, **versions("onnx")},
             extra={
                 "assumptions": asdict(self.constants),
                 "model": "sum over layers of max(MACs/mac_rate, bytes/bandwidth) + overheads",
