@@ -77,3 +77,33 @@ def test_an_explicit_pad_does_not_hide_the_layers_behind_it(tmp_path):
     assert conv and conv[0]["macs_raw"] == 32 * 32 * 64 * 32 * 9 == terms["plain"][0]["macs_raw"]
     # the pad's bookkeeping (ConstantOfShape, Concat, Slice, ...) is folded, not charged as layers
     assert [t["op"] for t in terms["padded"]] == ["Pad", "Conv"]
+
+
+def test_shape_arithmetic_does_not_hide_the_layers_behind_it():
+    """``x.chunk`` / ``x.shape`` in ``forward`` (ShuffleNet's split, DDRNet's resize to a branch's size) can
+    export as ``Shape -> Gather -> Div -> Slice``; shape inference alone loses the shapes after the
+    slice. Once the input's shape is known the subgraph folds and the convolution keeps its MACs."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    from hwnas.hardware.estimate import layer_terms
+
+    def const(name, value):
+        return numpy_helper.from_array(np.array(value, dtype=np.int64), name)
+
+    nodes = [
+        helper.make_node("Shape", ["x"], ["shape"]),
+        helper.make_node("Gather", ["shape", "one"], ["channels"], axis=0),
+        helper.make_node("Div", ["channels", "two"], ["half"]),
+        helper.make_node("Slice", ["x", "zero", "half", "one"], ["first"]),
+        helper.make_node("Conv", ["first", "w"], ["y"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "split", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 32, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+        [const("one", [1]), const("two", [2]), const("zero", [0]),
+         numpy_helper.from_array(np.zeros((16, 16, 3, 3), np.float32), "w")],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    conv = [t for t in layer_terms(model, HexagonConstants()) if t["op"] == "Conv"]
+    assert conv and conv[0]["macs_raw"] == 6 * 6 * 16 * 16 * 9

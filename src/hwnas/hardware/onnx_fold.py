@@ -5,8 +5,10 @@ that *computes* the ``pads`` input (``ConstantOfShape -> Concat -> Reshape -> Sl
 Cast``). ONNX shape inference cannot see through it, so every tensor after the first such pad has an
 unknown shape, and the roofline (``hardware/estimate.py``) silently counted no MACs for the layers
 behind it (DeepLabV3+ MobileNet: 0.06 of its 11 GMACs) while charging each bookkeeping node as a layer.
+The same happens to ``x.shape`` arithmetic in ``forward`` (``Shape -> Gather -> ... -> Reshape/Resize``):
+ShuffleNet's channel shuffle and DDRNet's resizes lost the shapes of 39 of 57 and 26 of 55 convolutions.
 A device compiler folds these subgraphs away; so do we, with ONNX's own reference evaluator
-(``onnx.reference``), node by node, for nodes whose inputs are all constants.
+(``onnx.reference``), node by node, for nodes whose inputs are all constants or static shapes.
 """
 
 from __future__ import annotations
@@ -19,12 +21,38 @@ import numpy as np
 MAX_FOLDED_ELEMENTS = 1 << 16
 
 
-def fold_constants(model: Any) -> Any:
+def fold_constants(model: Any, *, max_rounds: int = 8) -> Any:
     """A copy of ``model`` whose constant-only nodes are replaced by initializers (``model`` if none).
 
     A node is folded when every input is an initializer, a ``Constant`` output or an already folded
-    output, and its results are small (``MAX_FOLDED_ELEMENTS``). Nodes that fail to evaluate are kept.
+    output, and its results are small (``MAX_FOLDED_ELEMENTS``); a ``Shape`` node is folded once shape
+    inference knows its input's static shape (``x.shape`` arithmetic in ``forward``: ShuffleNet's channel
+    shuffle, DDRNet's resize to a branch's size). Shape inference and folding alternate until nothing new
+    folds. Nodes that fail to evaluate are kept.
     """
+    for _ in range(max_rounds):
+        folded = _fold_once(model, _static_shapes(model))
+        if folded is model:
+            break
+        model = folded
+    return model
+
+
+def _static_shapes(model: Any) -> dict[str, tuple[int, ...]]:
+    """Tensors whose every dimension shape inference knows as a number."""
+    import onnx
+
+    graph = onnx.shape_inference.infer_shapes(model).graph
+    out: dict[str, tuple[int, ...]] = {}
+    for vi in list(graph.input) + list(graph.value_info) + list(graph.output):
+        t = vi.type.tensor_type
+        if t.HasField("shape") and all(d.HasField("dim_value") for d in t.shape.dim):
+            out[vi.name] = tuple(int(d.dim_value) for d in t.shape.dim)
+    return out
+
+
+def _fold_once(model: Any, shapes: dict[str, tuple[int, ...]]) -> Any:
+    """One pass of folding over ``model`` (see ``fold_constants``); ``model`` itself when nothing folds."""
     import onnx
     from onnx import numpy_helper
     from onnx.reference import ReferenceEvaluator
@@ -37,6 +65,10 @@ def fold_constants(model: Any) -> Any:
     for idx, node in enumerate(graph.node):
         if node.op_type == "Constant":
             values = ReferenceEvaluator(_one_node(node, [], opsets)).run(None, {})
+        elif node.op_type == "Shape" and node.input[0] in shapes:
+            dims = shapes[node.input[0]]
+            lo, hi = _attr_int(node, "start", 0), _attr_int(node, "end", len(dims))
+            values = [np.array(dims[lo:hi], dtype=np.int64)]
         elif node.input and all(i == "" or i in known for i in node.input) and node.op_type not in _KEEP:
             try:
                 feeds = [(i, known[i]) for i in node.input if i]
@@ -54,16 +86,24 @@ def fold_constants(model: Any) -> Any:
     out = onnx.ModelProto()
     out.CopyFrom(model)
     used = {i for n_idx, n in enumerate(graph.node) if n_idx not in folded for i in n.input}
+    have = {t.name for t in graph.initializer}
     new_inits = [
         numpy_helper.from_array(known[o], o)
         for i in sorted(folded)
         for o in graph.node[i].output
-        if o in used and o not in {t.name for t in graph.initializer}
+        if o in used and o not in have
     ]
     del out.graph.node[:]
     out.graph.node.extend(n for i, n in enumerate(graph.node) if i not in folded)
     out.graph.initializer.extend(new_inits)
     return out
+
+
+def _attr_int(node: Any, name: str, default: int) -> int:
+    for a in node.attribute:
+        if a.name == name:
+            return int(a.i)
+    return default
 
 
 #: Ops never folded even with constant inputs (random or stateful results).
