@@ -56,10 +56,16 @@ DEFAULT_DEVICES = (
 )
 
 
-def load_graphs(workdir: Path) -> dict:
-    """Every zoo model's ``Graph`` (exports cached in ``workdir``)."""
+def load_graphs(workdir: Path, only: list[str] | None = None) -> dict:
+    """Every zoo model's ``Graph``, or those named in ``only`` (exports cached in ``workdir``)."""
     graphs = {}
-    for name, entry in zoo_models().items():
+    zoo = zoo_models()
+    unknown = sorted(set(only or ()) - set(zoo))
+    if unknown:
+        raise SystemExit(f"--models: unknown zoo ids {unknown}; choose from {sorted(zoo)}")
+    for name, entry in zoo.items():
+        if only and name not in only:
+            continue
         t0 = time.perf_counter()
         graphs[name] = graph_of(name, entry.family, entry.task, export(entry, workdir))
         log.info("graph %s: %.1fs", name, time.perf_counter() - t0)
@@ -240,6 +246,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--n-boot", type=int, default=1000, help="bootstrap resamples per interval")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="outputs/bench_device")
+    p.add_argument("--models", default="", help="comma list of zoo model ids to use (default: every one)")
     p.add_argument(
         "--write-options", action="store_true", help="rewrite conf/hardware/<chip>.yaml from the fits"
     )
@@ -249,7 +256,9 @@ def main(argv: list[str] | None = None) -> dict:
     table = perf_table()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    graphs = load_graphs(out / "onnx")
+    graphs = load_graphs(out / "onnx", [m for m in args.models.split(",") if m])
+    if args.write_options and args.models:
+        raise SystemExit("--write-options fits the shipped options on every model; drop --models")
     args.devices = sorted(set(table["device"])) if args.devices == "all" else args.devices.split(",")
     args.runtimes, args.precisions = args.runtimes.split(","), args.precisions.split(",")
     rows, oof = evaluate(table, graphs, args)

@@ -7,7 +7,9 @@ at the input shape AI Hub profiled it with (the model's ``get_input_spec``).
 Most entries are the very torchvision or timm builders ``qai-hub-models`` calls. Three are the same
 published design from another library (``SOURCES`` says which): ``mobilenet_v2`` (torchvision's, Qualcomm
 uses a vendored copy of the paper's reference code), ``mobilenet_v4`` and ``efficientnet_lite4`` (timm's,
-Qualcomm uses vendored repositories); their graphs may differ in details such as padding.
+Qualcomm uses vendored repositories); their graphs may differ in details such as padding. Qualcomm's own models are composed from the layer
+files vendored in the wheel (``zoo_qcom``); models whose sources ``qai-hub-models`` clones at run time are
+written out from their published designs (``zoo_unet``, ``zoo_seg``, ``zoo_sr``).
 
 How the builders are found: the ``qai-hub-models`` models listed in ``ZOO`` are torchvision
 architectures. PyPI's ``torchvision`` wheels load their C++ operators (NMS, RoI align) only against
@@ -178,10 +180,10 @@ def build(entry: ZooModel) -> Any:
         from hwnas.hardware.zoo_qcom import BUILDERS as QCOM
 
         return QCOM[entry.builder[11:]]().eval()
-    if entry.builder.startswith("hwnas_seg:"):
-        from hwnas.hardware.zoo_seg import BUILDERS as SEG
-
-        return SEG[entry.builder[10:]]().eval()
+    prefix, _, key = entry.builder.partition(":")
+    written_out = {"hwnas_seg": "zoo_seg", "hwnas_ffnet": "zoo_ffnet", "hwnas_dense": "zoo_dense"}
+    if prefix in written_out:
+        return importlib.import_module(f"hwnas.hardware.{written_out[prefix]}").BUILDERS[key]().eval()
     if entry.builder.startswith("timm:"):
         return timm_module().create_model(entry.builder[5:], pretrained=False, **dict(entry.kwargs)).eval()
     mod: Any = torchvision_models()
