@@ -1,0 +1,69 @@
+"""The written-out FFNet graphs match Qualcomm's published sizes and output strides.
+
+FFNet's source is cloned by ``qai-hub-models`` at run time, so the manifest's parameter count is the
+only offline check that the backbone depth, widths and head are the ones the device timed; the
+forward at a reduced size checks the stride (1/8 for the full-res models, 1/4 for the low-res ones).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+
+import pytest
+import torch
+import yaml
+
+from hwnas.hardware.device_data import package_dir
+from hwnas.utils.errors import DataError
+
+try:
+    PKG = package_dir()
+except DataError:  # pragma: no cover - the wheel is installed by `make install`
+    pytest.skip("qai-hub-models device data not installed", allow_module_level=True)
+
+from hwnas.hardware.zoo_ffnet import BUILDERS  # noqa: E402 - after the skip, like the other zoo tests
+
+_UNITS = {"K": 1e3, "M": 1e6, "B": 1e9}
+
+#: model id -> (smallest input whose coarsest branch is 1x1, expected logits shape)
+CASES = {
+    "ffnet_40s": ((1, 3, 64, 128), (1, 19, 8, 16)),
+    "ffnet_54s": ((1, 3, 64, 128), (1, 19, 8, 16)),
+    "ffnet_78s": ((1, 3, 64, 128), (1, 19, 8, 16)),
+    "ffnet_78s_lowres": ((1, 3, 32, 64), (1, 19, 8, 16)),
+    "ffnet_122ns_lowres": ((1, 3, 32, 64), (1, 19, 8, 16)),
+}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread() -> Iterator[None]:
+    """Tiny convs on a shared 2-core box: OpenMP spin-waits cost seconds, one thread costs ms."""
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def _published(model_id: str) -> float:
+    doc = yaml.safe_load((PKG / "models" / model_id / "manifest.yaml").read_text())
+    text = str(doc["technical_details"]["Number of parameters"])
+    m = re.fullmatch(r"([\d.]+)([KMB])", text.strip())
+    assert m, text
+    return float(m.group(1)) * _UNITS[m.group(2)]
+
+
+def test_every_model_has_a_case() -> None:
+    assert set(BUILDERS) == set(CASES)
+    for model_id in BUILDERS:
+        assert (PKG / "models" / model_id / "manifest.yaml").is_file()
+
+
+@pytest.mark.parametrize("model_id", sorted(CASES))
+def test_parameters_match_manifest_and_stride(model_id: str) -> None:
+    model = BUILDERS[model_id]().eval()
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(_published(model_id), rel=0.03)
+    shape, expected = CASES[model_id]
+    with torch.no_grad():
+        out = model(torch.rand(shape))
+    assert tuple(out.shape) == expected
