@@ -9,7 +9,8 @@ published design from another library (``SOURCES`` says which): ``mobilenet_v2``
 uses a vendored copy of the paper's reference code), ``mobilenet_v4`` and ``efficientnet_lite4`` (timm's,
 Qualcomm uses vendored repositories); their graphs may differ in details such as padding. Qualcomm's own models are composed from the layer
 files vendored in the wheel (``zoo_qcom``); models whose sources ``qai-hub-models`` clones at run time are
-written out from their published designs (``zoo_unet``, ``zoo_seg``, ``zoo_sr``).
+written out from their published designs (``zoo_unet``, ``zoo_seg``, ``zoo_sr``, ``zoo_ffnet``,
+``zoo_dense``).
 
 How the builders are found: the ``qai-hub-models`` models listed in ``ZOO`` are torchvision
 architectures. PyPI's ``torchvision`` wheels load their C++ operators (NMS, RoI align) only against
@@ -110,6 +111,14 @@ ZOO: tuple[ZooModel, ...] = (
     ZooModel("ddrnet23_slim", "ddrnet", "segmentation", "hwnas_seg:ddrnet23_slim", (1, 3, 1024, 2048)),
     ZooModel("sesr_m5", "sesr", "super_resolution", "hwnas_sr:sesr_m5", (1, 3, 128, 128)),
     ZooModel("xlsr", "xlsr", "super_resolution", "hwnas_sr:xlsr", (1, 3, 128, 128)),
+    ZooModel("ffnet_40s", "ffnet", "segmentation", "hwnas_ffnet:ffnet_40s", (1, 3, 1024, 2048)),
+    ZooModel("ffnet_54s", "ffnet", "segmentation", "hwnas_ffnet:ffnet_54s", (1, 3, 1024, 2048)),
+    ZooModel("ffnet_78s", "ffnet", "segmentation", "hwnas_ffnet:ffnet_78s", (1, 3, 1024, 2048)),
+    ZooModel("ffnet_78s_lowres", "ffnet", "segmentation", "hwnas_ffnet:ffnet_78s_lowres", (1, 3, 512, 1024)),
+    ZooModel("ffnet_122ns_lowres", "ffnet", "segmentation", "hwnas_ffnet:ffnet_122ns_lowres", (1, 3, 512, 1024)),
+    ZooModel("pidnet", "pidnet", "segmentation", "hwnas_dense:pidnet", (1, 3, 1024, 2048)),
+    ZooModel("midas", "midas", "depth", "hwnas_dense:midas", (1, 3, 256, 256)),
+    ZooModel("sinet", "sinet", "segmentation", "hwnas_dense:sinet", (1, 3, 224, 224)),
 )  # fmt: skip
 
 
@@ -121,7 +130,9 @@ SOURCES = {"unet_segmentation": "hwnas.hardware.zoo_unet (equivalent)", "mobilen
            **{m: "hwnas.hardware.zoo_qcom (the wheel's own layers, composed as its model class does)"
               for m in ("face_det_lite", "foot_track_net", "face_attrib_net", "gear_guard_net", "real_esrgan_x4plus")},
            **{m: "hwnas.hardware.zoo_seg (equivalent)" for m in ("deeplabv3_plus_mobilenet", "pspnet", "ddrnet23_slim")},
-           "sesr_m5": "hwnas.hardware.zoo_sr (equivalent)", "xlsr": "hwnas.hardware.zoo_sr (equivalent)"}  # fmt: skip
+           "sesr_m5": "hwnas.hardware.zoo_sr (equivalent)", "xlsr": "hwnas.hardware.zoo_sr (equivalent)",
+           **{m: "hwnas.hardware.zoo_ffnet (equivalent)" for m in ("ffnet_40s", "ffnet_54s", "ffnet_78s", "ffnet_78s_lowres", "ffnet_122ns_lowres")},
+           **{m: "hwnas.hardware.zoo_dense (equivalent)" for m in ("pidnet", "midas", "sinet")}}  # fmt: skip
 
 
 def zoo_models() -> dict[str, ZooModel]:
