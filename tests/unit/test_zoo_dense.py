@@ -8,13 +8,11 @@ timed. Two manifest counts disagree with their own model and are replaced by a b
 from __future__ import annotations
 
 import functools
-import re
 
 import pytest
 import torch
-import yaml
 
-from hwnas.hardware.device_data import package_dir
+from hwnas.hardware.device_data import package_dir, published_params
 from hwnas.utils.errors import DataError
 
 try:
@@ -23,8 +21,6 @@ except DataError:  # pragma: no cover - the wheel is installed by `make install`
     pytest.skip("qai-hub-models device data not installed", allow_module_level=True)
 
 from hwnas.hardware.zoo_dense import BUILDERS  # noqa: E402 - documented next to the wheel's models
-
-_UNITS = {"K": 1e3, "M": 1e6, "B": 1e9}
 
 #: model id -> (reduced input, expected output shape)
 CASES = {
@@ -39,14 +35,6 @@ CASES = {
 REFERENCE = {"pidnet": 29.1 * 2**20 / 4, "sinet": 86.9e3}
 
 
-def _manifest_count(model_id: str) -> float:
-    path = PKG / "models" / model_id / "manifest.yaml"
-    details = yaml.safe_load(path.read_text())["technical_details"]
-    count = re.fullmatch(r"([\d.]+)([KMB])", str(details["Number of parameters"]))
-    assert count is not None
-    return float(count.group(1)) * _UNITS[count.group(2)]
-
-
 @functools.cache
 def _build(model_id: str) -> torch.nn.Module:
     """Built once per session: the MiDaS encoder comes from timm, whose import is the slow part."""
@@ -59,8 +47,8 @@ def _build(model_id: str) -> torch.nn.Module:
 @pytest.mark.parametrize("model_id", sorted(CASES))
 def test_parameters_match_published_size(model_id: str) -> None:
     ours = sum(p.numel() for p in _build(model_id).parameters())
-    assert ours == pytest.approx(REFERENCE.get(model_id, _manifest_count(model_id)), rel=0.03)
-    assert ours == pytest.approx(_manifest_count(model_id), rel=0.06)
+    assert ours == pytest.approx(REFERENCE.get(model_id, published_params(model_id)), rel=0.03)
+    assert ours == pytest.approx(published_params(model_id), rel=0.06)
 
 
 @pytest.mark.parametrize("model_id", sorted(CASES))

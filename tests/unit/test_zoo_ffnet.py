@@ -7,14 +7,12 @@ forward at a reduced size checks the stride (1/8 for the full-res models, 1/4 fo
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 
 import pytest
 import torch
-import yaml
 
-from hwnas.hardware.device_data import package_dir
+from hwnas.hardware.device_data import package_dir, published_params
 from hwnas.utils.errors import DataError
 
 try:
@@ -23,8 +21,6 @@ except DataError:  # pragma: no cover - the wheel is installed by `make install`
     pytest.skip("qai-hub-models device data not installed", allow_module_level=True)
 
 from hwnas.hardware.zoo_ffnet import BUILDERS  # noqa: E402 - after the skip, like the other zoo tests
-
-_UNITS = {"K": 1e3, "M": 1e6, "B": 1e9}
 
 #: model id -> (smallest input whose coarsest branch is 1x1, expected logits shape)
 CASES = {
@@ -45,14 +41,6 @@ def _one_thread() -> Iterator[None]:
     torch.set_num_threads(old)
 
 
-def _published(model_id: str) -> float:
-    doc = yaml.safe_load((PKG / "models" / model_id / "manifest.yaml").read_text())
-    text = str(doc["technical_details"]["Number of parameters"])
-    m = re.fullmatch(r"([\d.]+)([KMB])", text.strip())
-    assert m, text
-    return float(m.group(1)) * _UNITS[m.group(2)]
-
-
 def test_every_model_has_a_case() -> None:
     assert set(BUILDERS) == set(CASES)
     for model_id in BUILDERS:
@@ -62,7 +50,7 @@ def test_every_model_has_a_case() -> None:
 @pytest.mark.parametrize("model_id", sorted(CASES))
 def test_parameters_match_manifest_and_stride(model_id: str) -> None:
     model = BUILDERS[model_id]().eval()
-    assert sum(p.numel() for p in model.parameters()) == pytest.approx(_published(model_id), rel=0.03)
+    assert sum(p.numel() for p in model.parameters()) == pytest.approx(published_params(model_id), rel=0.03)
     shape, expected = CASES[model_id]
     with torch.no_grad():
         out = model(torch.rand(shape))

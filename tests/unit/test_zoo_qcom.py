@@ -7,13 +7,10 @@ of the published resolution (the export at that resolution is checked by hand, s
 
 from __future__ import annotations
 
-import re
-
 import pytest
 import torch
-import yaml
 
-from hwnas.hardware.device_data import package_dir
+from hwnas.hardware.device_data import package_dir, published_params
 from hwnas.utils.errors import DataError
 
 try:
@@ -33,14 +30,6 @@ SMALL = {
 }
 
 
-def _published_params(model_id: str) -> float:
-    doc = yaml.safe_load((PKG / "models" / model_id / "manifest.yaml").read_text())
-    text = str(doc["technical_details"]["Number of parameters"])
-    m = re.fullmatch(r"\s*([\d.]+)\s*([KMG]?)\s*", text)
-    assert m, text
-    return float(m.group(1)) * {"": 1, "K": 1e3, "M": 1e6, "G": 1e9}[m.group(2)]
-
-
 def _unused_in_manifest(model_id: str) -> int:
     """Parameters the manifest counts that the current model class never builds.
 
@@ -57,7 +46,7 @@ def _unused_in_manifest(model_id: str) -> int:
 def test_params_match_manifest_and_forward_runs(model_id: str) -> None:
     model = BUILDERS[model_id]().eval()
     ours = sum(p.numel() for p in model.parameters()) + _unused_in_manifest(model_id)
-    assert ours == pytest.approx(_published_params(model_id), rel=0.02)
+    assert ours == pytest.approx(published_params(model_id), rel=0.02)
     with torch.no_grad():
         out = model(torch.rand(SMALL[model_id]))
     for t in out if isinstance(out, tuple) else (out,):

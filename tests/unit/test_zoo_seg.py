@@ -6,17 +6,12 @@ disagrees with the float model's size, the size) is the only check that the grap
 
 from __future__ import annotations
 
-import re
-
 import pytest
 import torch
-import yaml
 
-from hwnas.hardware.device_data import package_dir
+from hwnas.hardware.device_data import package_dir, published_fp32_params, published_params
 from hwnas.hardware.zoo_seg import BUILDERS as SEG
 from hwnas.hardware.zoo_sr import BUILDERS as SR
-
-_UNITS = {"K": 1e3, "M": 1e6, "B": 1e9}
 
 #: model id -> (reduced input, expected output shape, output dtype)
 CASES = {
@@ -32,21 +27,9 @@ CASES = {
 BY_SIZE = {"ddrnet23_slim"}
 
 
-def _details(model_id: str) -> dict[str, str]:
-    path = package_dir() / "models" / model_id / "manifest.yaml"
-    return yaml.safe_load(path.read_text())["technical_details"]
-
-
 def _published(model_id: str) -> float:
     """Parameters the manifest implies, from its count or (for ``BY_SIZE``) its fp32 size in MiB."""
-    details = _details(model_id)
-    if model_id in BY_SIZE:
-        size = re.fullmatch(r"([\d.]+) MB", details["Model size (float)"])
-        assert size is not None
-        return float(size.group(1)) * 2**20 / 4
-    count = re.fullmatch(r"([\d.]+)([KMB])", str(details["Number of parameters"]))
-    assert count is not None
-    return float(count.group(1)) * _UNITS[count.group(2)]
+    return published_fp32_params(model_id) if model_id in BY_SIZE else published_params(model_id)
 
 
 def _build(model_id: str) -> torch.nn.Module:

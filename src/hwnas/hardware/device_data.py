@@ -146,3 +146,38 @@ def qai_hub_models_version(root: str | Path | None = None) -> str:
     base = package_dir(root).parent
     found = sorted(base.glob("qai_hub_models-*.dist-info"))
     return found[-1].name.removesuffix(".dist-info").split("-")[1] if found else "unknown"
+
+
+_UNITS = {"": 1.0, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9}
+
+
+def published_params(model: str, root: str | Path | None = None) -> float:
+    """The parameter count a model's ``manifest.yaml`` publishes (``"5.80M"`` -> 5.8e6): what the zoo's
+    written-out graphs are checked against.
+
+    Raises:
+        DataError: the manifest or its ``Number of parameters`` is missing or unreadable.
+    """
+    details = _technical_details(model, root)
+    text = str(details.get("Number of parameters", "")).strip()
+    match = re.fullmatch(r"([\d.]+)\s*([KMBG]?)", text)
+    if match is None:
+        raise DataError(f"{model}: manifest has no readable 'Number of parameters' ({text!r})", key="model")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+def published_fp32_params(model: str, root: str | Path | None = None) -> float:
+    """Parameters implied by the manifest's float model size (MB, counted as MiB of fp32): the check for
+    a manifest whose own count disagrees with its size."""
+    text = str(_technical_details(model, root).get("Model size (float)", "")).strip()
+    match = re.fullmatch(r"([\d.]+) MB", text)
+    if match is None:
+        raise DataError(f"{model}: manifest has no readable 'Model size (float)' ({text!r})", key="model")
+    return float(match.group(1)) * 2**20 / 4
+
+
+def _technical_details(model: str, root: str | Path | None) -> dict[str, Any]:
+    path = package_dir(root) / "models" / model / "manifest.yaml"
+    if not path.is_file():
+        raise DataError(f"no manifest for {model!r} at {path}", key="model")
+    return dict((yaml.safe_load(path.read_text()) or {}).get("technical_details") or {})

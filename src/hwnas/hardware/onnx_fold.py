@@ -63,7 +63,9 @@ def _fold_once(model: Any, shapes: dict[str, tuple[int, ...]]) -> Any:
     folded: set[int] = set()
     opsets = list(model.opset_import)
     for idx, node in enumerate(graph.node):
-        if node.op_type == "Constant":
+        if node.op_type == "Constant" and [a.name for a in node.attribute] == ["value"]:
+            values = [numpy_helper.to_array(node.attribute[0].t)]
+        elif node.op_type == "Constant":
             values = ReferenceEvaluator(_one_node(node, [], opsets)).run(None, {})
         elif node.op_type == "Shape" and node.input[0] in shapes:
             dims = shapes[node.input[0]]

@@ -22,15 +22,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-_MEAN = (0.485, 0.456, 0.406)
-_STD = (0.229, 0.224, 0.225)
-
-
-def _normalize(x: torch.Tensor) -> torch.Tensor:
-    """``normalize_image_torchvision``: qai-hub-models feeds [0, 1] RGB and normalises in-graph."""
-    mean = torch.tensor(_MEAN, dtype=x.dtype).view(1, 3, 1, 1)
-    std = torch.tensor(_STD, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x - mean) / std
+from hwnas.hardware.zoo_seg import (  # DDRNet's block; PIDNet derives from DDRNet
+    BasicBlock,
+    imagenet_normalize,
+)
 
 
 def _cb(cin: int, cout: int, k: int = 1, stride: int = 1) -> nn.Sequential:
@@ -43,23 +38,6 @@ def _up(x: torch.Tensor, size: tuple[int, ...] | None = None, scale: int | None 
 
 
 # --- PIDNet-S (XuJiacong/PIDNet) ------------------------------------------------------------------
-
-
-class _Basic(nn.Module):
-    expansion = 1
-
-    def __init__(self, cin: int, planes: int, stride: int = 1, relu: bool = True) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(cin, planes, 3, stride, 1, bias=False), nn.BatchNorm2d(planes), nn.ReLU(inplace=True),
-            nn.Conv2d(planes, planes, 3, 1, 1, bias=False), nn.BatchNorm2d(planes),
-        )  # fmt: skip
-        self.down = _cb(cin, planes, 1, stride) if stride != 1 or cin != planes else None
-        self.relu = relu
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.body(x) + (x if self.down is None else self.down(x))
-        return F.relu(out) if self.relu else out
 
 
 class _Bottleneck(nn.Module):
@@ -152,17 +130,17 @@ class PIDNetS(nn.Module):
             nn.Conv2d(3, p, 3, 2, 1), nn.BatchNorm2d(p), nn.ReLU(inplace=True),
             nn.Conv2d(p, p, 3, 2, 1), nn.BatchNorm2d(p), nn.ReLU(inplace=True),
         )  # fmt: skip
-        self.layer1 = _layer(_Basic, p, p, 2)
-        self.layer2 = _layer(_Basic, p, p * 2, 2, 2)
-        self.layer3 = _layer(_Basic, p * 2, p * 4, 3, 2)
-        self.layer4 = _layer(_Basic, p * 4, p * 8, 3, 2)
+        self.layer1 = _layer(BasicBlock, p, p, 2)
+        self.layer2 = _layer(BasicBlock, p, p * 2, 2, 2)
+        self.layer3 = _layer(BasicBlock, p * 2, p * 4, 3, 2)
+        self.layer4 = _layer(BasicBlock, p * 4, p * 8, 3, 2)
         self.layer5 = _layer(_Bottleneck, p * 8, p * 8, 2, 2)
         self.compression3, self.compression4 = _cb(p * 4, p * 2), _cb(p * 8, p * 2)
         self.pag3, self.pag4 = _PagFM(p * 2, p), _PagFM(p * 2, p)
-        self.layer3_ = _layer(_Basic, p * 2, p * 2, 2)
-        self.layer4_ = _layer(_Basic, p * 2, p * 2, 2)
+        self.layer3_ = _layer(BasicBlock, p * 2, p * 2, 2)
+        self.layer4_ = _layer(BasicBlock, p * 2, p * 2, 2)
         self.layer5_ = _layer(_Bottleneck, p * 2, p * 2, 1)
-        self.layer3_d = _Basic(p * 2, p, relu=False)
+        self.layer3_d = BasicBlock(p * 2, p, relu=False)
         self.layer4_d = _layer(_Bottleneck, p, p, 1)
         self.layer5_d = _layer(_Bottleneck, p * 2, p * 2, 1)
         self.diff3, self.diff4 = _cb(p * 4, p, 3), _cb(p * 8, p * 2, 3)
@@ -174,7 +152,7 @@ class PIDNetS(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         size = (image.shape[2] // 8, image.shape[3] // 8)
-        x = self.layer1(self.stem(_normalize(image)))
+        x = self.layer1(self.stem(imagenet_normalize(image)))
         x = F.relu(self.layer2(F.relu(x)))
         x_, x_d = self.layer3_(x), self.layer3_d(x)
         x = F.relu(self.layer3(x))
@@ -266,7 +244,7 @@ class MidasSmall(nn.Module):
         )  # fmt: skip
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        x, feats = _normalize(image), []
+        x, feats = imagenet_normalize(image), []
         for stage, rn in zip(self.encoder, self.rn, strict=True):
             x = stage(x)
             feats.append(rn(x))

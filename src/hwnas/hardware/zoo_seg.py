@@ -27,7 +27,7 @@ _MEAN = (0.485, 0.456, 0.406)
 _STD = (0.229, 0.224, 0.225)
 
 
-def _normalize(x: torch.Tensor) -> torch.Tensor:
+def imagenet_normalize(x: torch.Tensor) -> torch.Tensor:
     """``normalize_image_torchvision``: qai-hub-models feeds [0, 1] RGB and normalises in-graph."""
     mean = torch.tensor(_MEAN, dtype=x.dtype).view(1, 3, 1, 1)
     std = torch.tensor(_STD, dtype=x.dtype).view(1, 3, 1, 1)
@@ -123,7 +123,7 @@ class DeepLabV3PlusMobileNet(nn.Module):
         )
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        low = self.low(_normalize(image))
+        low = self.low(imagenet_normalize(image))
         x = self.aspp(self.high(low))
         low = self.reduce(low)
         x = F.interpolate(x, size=low.shape[2:], mode="bilinear", align_corners=True)
@@ -187,14 +187,14 @@ class PSPNet(nn.Module):
         return F.interpolate(self.cls(x), size=(h, w), mode="bilinear", align_corners=True)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        out = F.softmax(self._net(_normalize(torch.cat([image, image.flip(3)], 0))), dim=1)
+        out = F.softmax(self._net(imagenet_normalize(torch.cat([image, image.flip(3)], 0))), dim=1)
         return ((out[0] + out[1].flip(2)) / 2).unsqueeze(0)
 
 
 # --- DDRNet-23-slim -------------------------------------------------------------------------------
 
 
-class _Basic(nn.Module):
+class BasicBlock(nn.Module):
     expansion = 1
 
     def __init__(self, cin: int, planes: int, stride: int = 1, relu: bool = True) -> None:
@@ -283,9 +283,12 @@ class DDRNet23Slim(nn.Module):
         super().__init__()
         hi = p * 2
         self.stem = nn.Sequential(_conv_bn_relu_bias(3, p), _conv_bn_relu_bias(p, p))
-        self.layer1, self.layer2 = _layer(_Basic, p, p, 2), _layer(_Basic, p, p * 2, 2, 2)
-        self.layer3, self.layer4 = _layer(_Basic, p * 2, p * 4, 2, 2), _layer(_Basic, p * 4, p * 8, 2, 2)
-        self.layer3_, self.layer4_ = _layer(_Basic, p * 2, hi, 2), _layer(_Basic, hi, hi, 2)
+        self.layer1, self.layer2 = _layer(BasicBlock, p, p, 2), _layer(BasicBlock, p, p * 2, 2, 2)
+        self.layer3, self.layer4 = (
+            _layer(BasicBlock, p * 2, p * 4, 2, 2),
+            _layer(BasicBlock, p * 4, p * 8, 2, 2),
+        )
+        self.layer3_, self.layer4_ = _layer(BasicBlock, p * 2, hi, 2), _layer(BasicBlock, hi, hi, 2)
         self.layer5_, self.layer5 = (
             _layer(_DDRBottleneck, hi, hi, 1),
             _layer(_DDRBottleneck, p * 8, p * 8, 1, 2),
@@ -303,7 +306,7 @@ class DDRNet23Slim(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         size = (image.shape[2] // 8, image.shape[3] // 8)
-        x1 = self.layer1(self.stem(_normalize(image)))
+        x1 = self.layer1(self.stem(imagenet_normalize(image)))
         x2 = self.layer2(F.relu(x1))
         x = self.layer3(F.relu(x2))
         x_ = self.layer3_(F.relu(x2))
