@@ -64,3 +64,20 @@ def test_cheap_metrics_dict():
     assert m["params"] == count_params(model) == 3 * 4 + 4
     assert m["macs"] == 4 * 4 * 4 * 3 and m["flops"] == 2 * m["macs"]
     assert m["peak_act_mb"] > 0
+
+
+class PaddedSkip(Skip):
+    """``Skip`` with explicit pads: the exporter computes the pads in a subgraph shape inference
+    cannot read, which left every later tensor's size unknown (counted as 0) before folding."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Sequential(nn.ZeroPad2d(1), nn.Conv2d(8, 8, 3))
+        self.b = nn.Sequential(nn.ZeroPad2d(1), nn.Conv2d(8, 8, 3))
+
+
+def test_peak_activation_liveness_sees_through_explicit_pads(tmp_path):
+    shape = (1, 8, 16, 16)
+    one, padded = 8 * 16 * 16 * 4, 8 * 18 * 18 * 4
+    path = export_onnx(PaddedSkip(), shape, tmp_path / "padded.onnx")
+    assert peak_activation_bytes_onnx(path) == 2 * one + padded  # x held, a's output, its padded copy
