@@ -4,9 +4,9 @@ Why: torch's ONNX exporter writes an explicit pad (``F.pad``, ``nn.ZeroPad2d``) 
 that *computes* the ``pads`` input (``ConstantOfShape -> Concat -> Reshape -> Slice -> Transpose ->
 Cast``). ONNX shape inference cannot see through it, so every tensor after the first such pad has an
 unknown shape, and the roofline (``hardware/estimate.py``) silently counted no MACs for the layers
-behind it (DeepLabV3+ MobileNet: 0.06 of its 11 GMACs) while charging each bookkeeping node as a layer.
+behind it (DeepLabV3+ MobileNet: 0.06 of its 27 GMACs) while charging each bookkeeping node as a layer.
 The same happens to ``x.shape`` arithmetic in ``forward`` (``Shape -> Gather -> ... -> Reshape/Resize``):
-ShuffleNet's channel shuffle and DDRNet's resizes lost the shapes of 39 of 57 and 26 of 55 convolutions.
+ShuffleNet's channel split and DDRNet's resizes lost the shapes of 39 of 57 and 26 of 55 convolutions.
 A device compiler folds these subgraphs away; so do we, with ONNX's own reference evaluator
 (``onnx.reference``), node by node, for nodes whose inputs are all constants or static shapes.
 """
