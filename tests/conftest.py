@@ -71,6 +71,18 @@ def compose_cfg(config_name: str, overrides: list[str], run_dir: Path) -> DictCo
 
 
 @pytest.fixture
+def one_torch_thread() -> Iterator[None]:
+    """Tiny convolutions on a shared 2-core machine: OpenMP spin-waits cost seconds, one thread costs ms.
+    Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture
 def make_cfg(tmp_path: Path) -> Callable[..., DictConfig]:
     def _make(config_name: str = "search", overrides: list[str] | None = None) -> DictConfig:
         return compose_cfg(config_name, list(overrides or []), tmp_path / "run")

@@ -7,8 +7,6 @@ forward at a reduced size checks the stride (1/8 for the full-res models, 1/4 fo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -32,13 +30,7 @@ CASES = {
 }
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny convs on a shared 2-core box: OpenMP spin-waits cost seconds, one thread costs ms."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_every_model_has_a_case() -> None:
