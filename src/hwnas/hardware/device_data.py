@@ -148,6 +148,19 @@ def qai_hub_models_version(root: str | Path | None = None) -> str:
     return found[-1].name.removesuffix(".dist-info").split("-")[1] if found else "unknown"
 
 
+def wheel_module(relative: str, alias: str, root: str | Path | None = None) -> Any:
+    """The wheel's file ``qai_hub_models/<relative>`` executed as a module named ``alias``, without importing
+    the ``qai_hub_models`` package (whose ``__init__`` needs the hub client): how the zoo uses the pure
+    torch layer files vendored in it."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(alias, package_dir(root) / relative)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
 _UNITS = {"": 1.0, "K": 1e3, "M": 1e6, "B": 1e9, "G": 1e9}
 
 

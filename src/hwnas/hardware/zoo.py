@@ -135,6 +135,11 @@ SOURCES = {"unet_segmentation": "hwnas.hardware.zoo_unet (equivalent)", "mobilen
            **{m: "hwnas.hardware.zoo_dense (equivalent)" for m in ("pidnet", "midas", "sinet")}}  # fmt: skip
 
 
+#: Builder prefixes served by this package's modules (each has a ``BUILDERS`` dict keyed by model id).
+LOCAL_BUILDERS = {"hwnas_sr": "zoo_sr", "hwnas_qcom": "zoo_qcom", "hwnas_seg": "zoo_seg",
+                  "hwnas_ffnet": "zoo_ffnet", "hwnas_dense": "zoo_dense"}  # fmt: skip
+
+
 def zoo_models() -> dict[str, ZooModel]:
     """``ZOO`` by model id."""
     return {m.model: m for m in ZOO}
@@ -183,18 +188,9 @@ def build(entry: ZooModel) -> Any:
         from hwnas.hardware.zoo_unet import UNet
 
         return UNet().eval()
-    if entry.builder.startswith("hwnas_sr:"):
-        from hwnas.hardware.zoo_sr import BUILDERS
-
-        return BUILDERS[entry.builder[9:]]().eval()
-    if entry.builder.startswith("hwnas_qcom:"):
-        from hwnas.hardware.zoo_qcom import BUILDERS as QCOM
-
-        return QCOM[entry.builder[11:]]().eval()
     prefix, _, key = entry.builder.partition(":")
-    written_out = {"hwnas_seg": "zoo_seg", "hwnas_ffnet": "zoo_ffnet", "hwnas_dense": "zoo_dense"}
-    if prefix in written_out:
-        return importlib.import_module(f"hwnas.hardware.{written_out[prefix]}").BUILDERS[key]().eval()
+    if prefix in LOCAL_BUILDERS:
+        return importlib.import_module(f"hwnas.hardware.{LOCAL_BUILDERS[prefix]}").BUILDERS[key]().eval()
     if entry.builder.startswith("timm:"):
         return timm_module().create_model(entry.builder[5:], pretrained=False, **dict(entry.kwargs)).eval()
     mod: Any = torchvision_models()

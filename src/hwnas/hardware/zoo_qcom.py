@@ -13,32 +13,22 @@ profiled. Weights are random, as everywhere in the zoo.
 from __future__ import annotations
 
 import functools
-import importlib.util
 import sys
 from collections.abc import Callable
 from copy import deepcopy
-from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import torch
 from torch import nn
 
-from hwnas.hardware.device_data import package_dir
-
-
-def _exec_file(path: Path, alias: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(alias, path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from hwnas.hardware.device_data import wheel_module
 
 
 @functools.cache
 def layers(model_id: str) -> ModuleType:
     """``models/<model_id>/layers.py`` of the wheel, loaded once under a private module name."""
-    return _exec_file(package_dir() / "models" / model_id / "layers.py", f"hwnas_qcom_{model_id}_layers")
+    return wheel_module(f"models/{model_id}/layers.py", f"hwnas_qcom_{model_id}_layers")
 
 
 @functools.cache
@@ -48,14 +38,14 @@ def rrdbnet_arch() -> ModuleType:
     ``arch_util`` is registered under the dotted name only while the file executes, so the stub never
     outlives the load and never hides a real ``qai_hub_models`` should one be importable.
     """
-    archs = package_dir() / "extern" / "basicsr" / "archs"
+    archs = "extern/basicsr/archs"
     dotted = "qai_hub_models.extern.basicsr.archs.arch_util"
-    util = _exec_file(archs / "arch_util.py", "hwnas_qcom_arch_util")
+    util = wheel_module(f"{archs}/arch_util.py", "hwnas_qcom_arch_util")
     owned = dotted not in sys.modules
     if owned:
         sys.modules[dotted] = util
     try:
-        return _exec_file(archs / "rrdbnet_arch.py", "hwnas_qcom_rrdbnet_arch")
+        return wheel_module(f"{archs}/rrdbnet_arch.py", "hwnas_qcom_rrdbnet_arch")
     finally:
         if owned:
             sys.modules.pop(dotted, None)

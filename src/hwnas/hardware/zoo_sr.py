@@ -10,12 +10,10 @@ get right, and different from every classification family. Weights are random, a
 
 from __future__ import annotations
 
-import importlib.util
-
 import torch
 from torch import nn
 
-from hwnas.hardware.device_data import package_dir
+from hwnas.hardware.device_data import wheel_module
 
 
 class DnCNN(nn.Module):
@@ -139,11 +137,7 @@ class XLSR(nn.Module):
 
 def srvgg_compact() -> nn.Module:
     """Real-ESRGAN general x4v3: the wheel's vendored ``basicsr`` ``SRVGGNetCompact`` (pure torch)."""
-    path = package_dir() / "extern" / "basicsr" / "archs" / "srvgg_arch.py"
-    spec = importlib.util.spec_from_file_location("hwnas_srvgg_arch", path)
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = wheel_module("extern/basicsr/archs/srvgg_arch.py", "hwnas_srvgg_arch")
     return mod.SRVGGNetCompact(
         num_in_ch=3, num_out_ch=3, num_feat=64, num_conv=32, upscale=4, act_type="prelu"
     )
