@@ -122,8 +122,9 @@ def peak_activation_bytes_onnx(onnx_path: str | Path, *, bytes_per_element: int 
 
     from hwnas.hardware.onnx_fold import fold_constants
 
-    # folded first: an explicit pad or x.shape arithmetic would leave later shapes unknown (counted as 0)
-    model = onnx.shape_inference.infer_shapes(fold_constants(onnx.load(str(onnx_path))))
+    # folded (and shape-inferred) first: an explicit pad or x.shape arithmetic would leave later shapes
+    # unknown, counted as 0
+    model = fold_constants(onnx.load(str(onnx_path)))
     g = model.graph
     weights = {i.name for i in g.initializer}
     size = {

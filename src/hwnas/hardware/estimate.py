@@ -92,10 +92,8 @@ def _align(c: int, a: int) -> int:
     return int(-(-c // a) * a) if a > 1 else c
 
 
-def _shapes(model: Any) -> dict[str, tuple[int, ...]]:
-    import onnx
-
-    inferred = onnx.shape_inference.infer_shapes(model)
+def _shapes(inferred: Any) -> dict[str, tuple[int, ...]]:
+    """Every tensor's shape in a shape-inferred model (``onnx_fold.fold_constants``'s); 0 = unknown dim."""
     g = inferred.graph
     out: dict[str, tuple[int, ...]] = {}
     for vi in list(g.input) + list(g.value_info) + list(g.output):
@@ -125,7 +123,7 @@ def layer_terms(model: Any, c: HexagonConstants) -> list[dict[str, Any]]:
     """
     from hwnas.hardware.onnx_fold import fold_constants
 
-    model = fold_constants(model)  # explicit pads compute their sizes; see onnx_fold
+    model = fold_constants(model)  # explicit pads compute their sizes; see onnx_fold (also shape-infers)
     shapes = _shapes(model)
     graph = model.graph
     producers = {o: n for n in graph.node for o in n.output}

@@ -22,27 +22,31 @@ MAX_FOLDED_ELEMENTS = 1 << 16
 
 
 def fold_constants(model: Any, *, max_rounds: int = 8) -> Any:
-    """A copy of ``model`` whose constant-only nodes are replaced by initializers (``model`` if none).
+    """A copy of ``model`` with its constant-only nodes replaced by initializers, **shape-inferred**: its
+    ``value_info`` holds every shape ONNX shape inference finds, so callers read shapes from it instead of
+    inferring them again (the estimate and the peak-activation metric run per candidate).
 
     A node is folded when every input is an initializer, a ``Constant`` output or an already folded
     output, and its results are small (``MAX_FOLDED_ELEMENTS``); a ``Shape`` node is folded once shape
     inference knows its input's static shape (``x.shape`` arithmetic in ``forward``: ShuffleNet's channel
-    shuffle, DDRNet's resize to a branch's size). Shape inference and folding alternate until nothing new
+    split, DDRNet's resize to a branch's size). Shape inference and folding alternate until nothing new
     folds. Nodes that fail to evaluate are kept.
     """
-    for _ in range(max_rounds):
-        folded = _fold_once(model, _static_shapes(model))
-        if folded is model:
-            break
-        model = folded
-    return model
-
-
-def _static_shapes(model: Any) -> dict[str, tuple[int, ...]]:
-    """Tensors whose every dimension shape inference knows as a number."""
     import onnx
 
-    graph = onnx.shape_inference.infer_shapes(model).graph
+    inferred = onnx.shape_inference.infer_shapes(model)
+    for _ in range(max_rounds):
+        folded = _fold_once(inferred, _static_shapes(inferred))
+        if folded is inferred:
+            break
+        del folded.graph.value_info[:]  # stale: folded tensors are initializers now
+        inferred = onnx.shape_inference.infer_shapes(folded)
+    return inferred
+
+
+def _static_shapes(inferred: Any) -> dict[str, tuple[int, ...]]:
+    """Tensors of a shape-inferred model whose every dimension is known as a number."""
+    graph = inferred.graph
     out: dict[str, tuple[int, ...]] = {}
     for vi in list(graph.input) + list(graph.value_info) + list(graph.output):
         t = vi.type.tensor_type
