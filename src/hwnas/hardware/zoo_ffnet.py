@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-_MEAN = (0.485, 0.456, 0.406)
-_STD = (0.229, 0.224, 0.225)
+from hwnas.hardware.zoo_seg import imagenet_normalize
+
 _CLASSES = 19
 
 #: Up-head presets: (adapter widths, up-branch output widths) for heads "B_mobile" and "C_mobile".
@@ -156,11 +156,9 @@ class FFNetSeg(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.head = _UpHead(backbone.out_channels, head)
-        self.register_buffer("mean", torch.tensor(_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(_STD).view(1, 3, 1, 1), persistent=False)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.head(self.backbone((image - self.mean) / self.std))
+        return self.head(self.backbone(imagenet_normalize(image)))
 
 
 def _slim(blocks: tuple[int, ...], strides: tuple[int, ...], head: str) -> FFNetSeg:
