@@ -111,7 +111,8 @@ def fit_constants(
     Least squares in log space over the measurements, plus ``prior_weight`` times the log-distance of
     each constant from its documented value (a weak pull that settles constants the data cannot see).
     ``loss``/``f_scale`` are ``scipy.optimize.least_squares``'s: ``"soft_l1"`` with a scale near the
-    error band that matters keeps a few outlying models from dragging the constants. Returns the constants and a report (errors before/after, constants before/after).
+    error band that matters keeps a few outlying models from dragging the constants. Returns the
+    constants and a report (errors before/after, constants before/after).
     """
     from scipy.optimize import least_squares
     from scipy.stats import spearmanr

@@ -78,11 +78,11 @@ def _power_law(x_train: np.ndarray, y_train: np.ndarray) -> Callable[[np.ndarray
 def fit_output_map(
     graphs: Sequence[Graph], measured_ms: np.ndarray, constants: HexagonConstants
 ) -> HexagonConstants:
-    """``constants`` with ``out_scale``/``out_power`` fitted (log-space least squares) to ``measured_ms``
-    on the roofline's predictions under ``constants`` without a map."""
-    plain = replace(constants, out_scale=1.0, out_power=1.0)
+    """``constants`` with ``out_scale``/``out_power`` fitted (robust log-space least squares) to
+    ``measured_ms`` on the roofline's predictions under ``constants`` without a map."""
     from scipy.optimize import least_squares
 
+    plain = replace(constants, out_scale=1.0, out_power=1.0)
     x = np.log([predict_ms(_arrays(list(g.terms)), plain) for g in graphs])
     y = np.log(np.asarray(measured_ms, dtype=np.float64))
     fit = least_squares(

@@ -7,10 +7,10 @@ at the input shape AI Hub profiled it with (the model's ``get_input_spec``).
 Most entries are the very torchvision or timm builders ``qai-hub-models`` calls. Three are the same
 published design from another library (``SOURCES`` says which): ``mobilenet_v2`` (torchvision's, Qualcomm
 uses a vendored copy of the paper's reference code), ``mobilenet_v4`` and ``efficientnet_lite4`` (timm's,
-Qualcomm uses vendored repositories); their graphs may differ in details such as padding. Qualcomm's own models are composed from the layer
-files vendored in the wheel (``zoo_qcom``); models whose sources ``qai-hub-models`` clones at run time are
-written out from their published designs (``zoo_unet``, ``zoo_seg``, ``zoo_sr``, ``zoo_ffnet``,
-``zoo_dense``).
+Qualcomm uses vendored repositories); their graphs may differ in details such as padding. Qualcomm's
+own models are composed from the layer files vendored in the wheel (``zoo_qcom``); models whose sources
+``qai-hub-models`` clones at run time are written out from their published designs (``zoo_unet``,
+``zoo_seg``, ``zoo_sr``, ``zoo_ffnet``, ``zoo_dense``); ``LOCAL_BUILDERS`` maps their builder prefixes.
 
 How the builders are found: the ``qai-hub-models`` models listed in ``ZOO`` are torchvision
 architectures. PyPI's ``torchvision`` wheels load their C++ operators (NMS, RoI align) only against
