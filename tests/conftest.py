@@ -70,6 +70,18 @@ def compose_cfg(config_name: str, overrides: list[str], run_dir: Path) -> DictCo
     return cfg
 
 
+def device_data_or_skip() -> Path:
+    """The installed ``qai-hub-models`` folder, or a module-level skip (``make install`` installs it):
+    call it at the top of a test module that needs the device data."""
+    from hwnas.hardware.device_data import package_dir
+    from hwnas.utils.errors import DataError
+
+    try:
+        return package_dir()
+    except DataError:  # pragma: no cover - the wheel is installed by `make install`
+        pytest.skip("qai-hub-models device data not installed", allow_module_level=True)
+
+
 @pytest.fixture
 def one_torch_thread() -> Iterator[None]:
     """Tiny convolutions on a shared 2-core machine: OpenMP spin-waits cost seconds, one thread costs ms.

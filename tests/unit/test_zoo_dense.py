@@ -12,13 +12,11 @@ import functools
 import pytest
 import torch
 
-from hwnas.hardware.device_data import package_dir, published_params
+from hwnas.hardware.device_data import published_params
 from hwnas.utils.errors import DataError
+from tests.conftest import device_data_or_skip
 
-try:
-    PKG = package_dir()
-except DataError:  # pragma: no cover - the wheel is installed by `make install`
-    pytest.skip("qai-hub-models device data not installed", allow_module_level=True)
+PKG = device_data_or_skip()
 
 from hwnas.hardware.zoo_dense import BUILDERS  # noqa: E402 - documented next to the wheel's models
 

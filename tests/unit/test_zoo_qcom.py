@@ -10,13 +10,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hwnas.hardware.device_data import package_dir, published_params
-from hwnas.utils.errors import DataError
+from hwnas.hardware.device_data import published_params
+from tests.conftest import device_data_or_skip
 
-try:
-    PKG = package_dir()
-except DataError:  # pragma: no cover - the wheel is installed by `make install`
-    pytest.skip("qai-hub-models device data not installed", allow_module_level=True)
+device_data_or_skip()
 
 from hwnas.hardware.zoo_qcom import BUILDERS, layers  # noqa: E402 - needs the wheel
 
