@@ -91,6 +91,12 @@ bench-face: install ## Face task: strategy x evaluator x seed, fully trained fin
 bench-device: install ## Offline Hexagon estimate vs Qualcomm's published latencies (families held out; Spearman, MdAPE, ±20 %)
 	$(PY) bench/bench_device.py $(ARGS)
 
+bench-layers: install ## Per-layer vs whole-model fits on kept AI Hub profiles (ARGS="--profiles DIR", or --synthetic)
+	$(PY) bench/bench_layers.py $(ARGS)
+
+collect-profiles: install ## Opt-in, needs an AI Hub token: profile the device zoo on a phone, keep per-layer times (ARGS='--device "Samsung Galaxy S24"')
+	$(PY) bench/collect_profiles.py $(ARGS)
+
 bench-search: install ## Benchmark strategies on NAS-Bench-201 ground truth (HV ratio, IGD+, front recall)
 	$(PY) bench/bench_search.py $(ARGS)
 
@@ -135,4 +141,4 @@ format: install ## ruff format + autofix
 clean: ## Remove run outputs and caches (keeps .venv)
 	rm -rf outputs multirun .pytest_cache .ruff_cache lightning_logs
 
-.PHONY: help install test-long docs docs-check config-reference search final dashboard train profile latency-table test test-full services services-stop bench-profile bench-proxy bench-supernet bench-search bench-predictor bench-latency-loss bench-bn-calibration lint format clean
+.PHONY: help install test-long docs docs-check config-reference search final dashboard train profile latency-table test test-full services services-stop bench-profile bench-proxy bench-supernet bench-search bench-device bench-layers collect-profiles bench-predictor bench-latency-loss bench-bn-calibration lint format clean

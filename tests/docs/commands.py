@@ -23,6 +23,7 @@ PLACEHOLDER = re.compile(r"<[^<>\s][^<>]*>")
 EXEMPT: dict[str, str] = {
     r"^pip install|^python3 -m venv|\.venv/bin/pip install": "installs packages (CI's `make install` runs the real install)",
     r"^qai-hub configure": "needs a Qualcomm AI Hub token (remote service)",
+    r"^make collect-profiles( ARGS=.*)?$": "needs a Qualcomm AI Hub token (remote service)",
     r"^wandb sync": "uploads to W&B (network)",
     r"^tensorboard --logdir": "starts a long-running server",
     r"^source ": "shell built-in reading the services' environment (CI runs it)",

@@ -223,3 +223,36 @@ def test_unknown_runtime_lists_precompiled_qnn_onnx():
     with pytest.raises(ConfigError) as err:
         QaiHubProfiler(target_runtime="qnn")
     assert "precompiled_qnn_onnx" in str(err.value) and "hardware.qai_hub.target_runtime" in str(err.value)
+
+
+class FakeHubWithChipset(FakeHub):
+    """``get_devices`` answers with the device's attributes, as AI Hub lists them."""
+
+    def get_devices(self, name: str = ""):
+        self.calls.append(("get_devices", {"name": name}))
+        attrs = ["framework:qnn", "chipset:qualcomm-snapdragon-8gen3", "os:android"]
+        return [SimpleNamespace(name="Samsung Galaxy S24", attributes=attrs)]
+
+
+def test_report_names_the_devices_own_chipset_and_keeps_the_profile(token, tmp_path):
+    from hwnas.hardware.layer_fit import profile_layers
+    from hwnas.hardware.profile_files import read_profile
+
+    prof = QaiHubProfiler(
+        hub=FakeHubWithChipset(), device="Samsung Galaxy S24", workdir=tmp_path,
+        profile_dir=tmp_path / "profiles", sleep=lambda s: None,
+    )  # fmt: skip
+    r = prof.profile(nn.Conv2d(3, 4, 1), SHAPE, calibration=calib(), arch_key="hg-2")
+    assert r.device == "Samsung Galaxy S24 (qualcomm-snapdragon-8gen3) via Qualcomm AI Hub"
+    kept = read_profile(r.extra["profile_json"])
+    assert kept["chipset"] == "qualcomm-snapdragon-8gen3" and kept["device"] == "Samsung Galaxy S24"
+    assert kept["onnx"].endswith(".onnx") and kept["toolchain"]["qairt_requested"] == "2.50"
+    assert [row["us"] for row in profile_layers(kept["profile"])] == [210, 95, 60]
+
+
+def test_without_listed_chipset_the_report_says_so_and_keeps_no_file(token, tmp_path):
+    r = QaiHubProfiler(hub=FakeHub(), workdir=tmp_path, sleep=lambda s: None).profile(
+        nn.Conv2d(3, 4, 1), SHAPE, calibration=calib()
+    )
+    assert r.device == "Samsung Galaxy S21 (chipset not listed) via Qualcomm AI Hub"
+    assert "profile_json" not in r.extra

@@ -137,7 +137,7 @@ def layer_terms(model: Any, c: HexagonConstants) -> list[dict[str, Any]]:
         return int(np.prod(shapes.get(name, ()), dtype=np.int64)) if name in shapes else 0
 
     rows: list[dict[str, Any]] = []
-    for node in graph.node:
+    for index, node in enumerate(graph.node):
         op = node.op_type
         if op in _FREE:
             continue
@@ -180,7 +180,7 @@ def layer_terms(model: Any, c: HexagonConstants) -> list[dict[str, Any]]:
                 macs_raw = macs
         rows.append(
             {
-                "name": node.name or f"{op}_{len(rows)}",
+                "name": node.name or f"{op}_{index}",
                 "op": op,
                 "macs": int(macs),
                 "macs_raw": int(macs_raw),

@@ -32,6 +32,7 @@ from hwnas.hardware._common import (
     versions,
 )
 from hwnas.hardware.base import LatencyReport, Profiler
+from hwnas.hardware.profile_files import write_profile
 from hwnas.utils.errors import CandidateFailed, ConfigError, ProfilerUnavailable
 
 log = logging.getLogger(__name__)
@@ -78,6 +79,12 @@ def token_source() -> str | None:
         if parser.get("api", "api_token", fallback="").strip():
             return "client.ini"
     return None
+
+
+def chipset_of(device: Any) -> str | None:
+    """The chipset AI Hub lists for a device (its ``chipset:<name>`` attribute), or ``None``."""
+    attrs = getattr(device, "attributes", None) or []
+    return next((str(a).split(":", 1)[1] for a in attrs if str(a).startswith("chipset:")), None)
 
 
 def qai_hub_installed() -> bool:
@@ -152,6 +159,7 @@ class QaiHubProfiler(Profiler):
         compile_options: str = "",
         profile_options: str = "",
         qairt_version: str | None = QAIRT_VERSION,
+        profile_dir: str | Path | None = None,
         max_retries: int = 3,
         backoff_s: float = 10.0,
         input_size: Any = None,
@@ -167,6 +175,8 @@ class QaiHubProfiler(Profiler):
         self.compile_options = compile_options
         self.qairt_version = None if qairt_version in (None, "") else str(qairt_version)
         self.profile_options = profile_options
+        self.profile_dir = None if profile_dir in (None, "") else Path(profile_dir)
+        self._chipset: str | None = None
         if int(max_retries) < 1:
             raise ConfigError(f"must be >= 1, got {max_retries}", key="hardware.qai_hub.max_retries")
         self.max_retries = int(max_retries)
@@ -273,6 +283,7 @@ class QaiHubProfiler(Profiler):
                 key="hardware.qai_hub.device",
                 choices=names,
             )
+        self._chipset = chipset_of(found[0])
         return hub.Device(self.device_name)
 
     # ----- the flow -----------------------------------------------------------------------------
@@ -302,6 +313,7 @@ class QaiHubProfiler(Profiler):
         with onnx_file(
             model, input_shape, onnx_path=onnx_path, arch_key=arch_key, workdir=self.workdir
         ) as path:
+            kept_onnx = str(path) if (onnx_path is not None or arch_key) else None  # a temporary one goes
             q_job = self._retry(
                 "quantize",
                 lambda: self._finish(
@@ -339,7 +351,8 @@ class QaiHubProfiler(Profiler):
                 ),
             ),
         )
-        samples, extra = parse_profile(self._retry("profile download", i_job.download_profile))
+        raw = self._retry("profile download", i_job.download_profile)
+        samples, extra = parse_profile(raw)
         med, p10, p90 = summarise_ms(samples)
         if not extra["all_on_npu"]:
             log.warning("%s: %d layer(s) not on the NPU", name, extra["n_layers_off_npu"])
@@ -353,20 +366,26 @@ class QaiHubProfiler(Profiler):
             input_shape=list(input_shape),
             profile_wall_s=round(time.perf_counter() - t0, 2),
         )
+        toolchain = {
+            **versions("qai-hub", "onnx", "torch"),
+            "target_runtime": self.target_runtime,
+            "qairt_requested": self.qairt_version or "default",
+            **sdk_versions(hub, c_job.get_target_model()),
+        }
+        if self.profile_dir is not None:  # per-layer times for hwnas.hardware.layer_fit
+            record = {"name": name, "device": self.device_name, "chipset": self._chipset, "onnx": kept_onnx,
+                      "input_shape": list(input_shape), "toolchain": toolchain, "profile": raw}  # fmt: skip
+            job_id = getattr(i_job, "job_id", None) or "job"
+            extra["profile_json"] = str(write_profile(self.profile_dir, f"{name}-{job_id}", record))
         return LatencyReport(
             median_ms=med,
             p10_ms=p10,
             p90_ms=p90,
             n_samples=len(samples),
             backend=self.backend,
-            device=f"{self.device_name} (Snapdragon 888) via Qualcomm AI Hub",
+            device=f"{self.device_name} ({self._chipset or 'chipset not listed'}) via Qualcomm AI Hub",
             precision="int8",
             source="measured",
-            toolchain={
-                **versions("qai-hub", "onnx", "torch"),
-                "target_runtime": self.target_runtime,
-                "qairt_requested": self.qairt_version or "default",
-                **sdk_versions(hub, c_job.get_target_model()),
-            },
+            toolchain=toolchain,
             extra=extra,
         )
