@@ -103,3 +103,28 @@ def test_profile_cli_task_writes_an_option_file_to_keep(make_cfg, tmp_path):
     assert set(option["estimate"]["constants"]) == {*FITTED, "out_scale", "out_power"}
     with pytest.raises(ConfigError, match=r"\[hardware\]"):
         calibrate.run(make_cfg("profile", [f"estimate.calibrate={csv}"]))
+
+
+def test_a_folder_of_kept_ai_hub_profiles_calibrates_per_layer(make_cfg, tmp_path):
+    from hwnas.hardware.layer_fit import synthetic_profile
+    from hwnas.hardware.profile_files import write_profile
+    from hwnas.tasks import calibrate
+
+    folder = tmp_path / "profiles"
+    for i, net in enumerate(
+        [nn.Sequential(nn.Conv2d(3, w, 3, padding=1), nn.ReLU(), nn.Conv2d(w, 8, 1)) for w in (8, 32, 96)]
+        + [nn.Sequential(nn.Conv2d(3, 16, 1), nn.Conv2d(16, 16, 3, padding=1, groups=16))]
+    ):
+        path = export_onnx(net.eval(), (1, 3, 32, 32), tmp_path / f"g{i}.onnx")
+        prof = synthetic_profile(onnx.load(str(path)), TRUE, noise=0.05, seed=i)
+        write_profile(folder, f"hwnas-g{i}-j{i}", {"name": f"hwnas-g{i}", "onnx": str(path), "profile": prof})
+    out = calibrate.run(make_cfg("profile", ["hardware=snapdragon888", f"estimate.calibrate={folder}"]))
+    assert out["per_layer"] and out["n"] == 4 and out["n_layers"] >= 8
+    assert out["after"]["median_abs_error"] < 0.05 < out["before"]["median_abs_error"]
+    option = yaml.safe_load(Path(out["option"]).read_text())
+    assert option["backend"] == "estimate" and "per layer" in Path(out["option"]).read_text()
+
+    (tmp_path / "g0.onnx").unlink()  # a profile whose graph is gone: refused, with the fix
+    with pytest.raises(DataError, match="without their ONNX graph") as err:
+        calibrate.run(make_cfg("profile", ["hardware=snapdragon888", f"estimate.calibrate={folder}"]))
+    assert "profile_dir" in str(err.value)

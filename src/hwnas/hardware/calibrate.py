@@ -115,7 +115,6 @@ def fit_constants(
     constants and a report (errors before/after, constants before/after).
     """
     from scipy.optimize import least_squares
-    from scipy.stats import spearmanr
 
     base = base or HexagonConstants()
     y = np.log(np.asarray(latencies_ms, dtype=np.float64))
@@ -138,28 +137,38 @@ def fit_constants(
         residuals, x0, bounds=(lo, hi), method="trf", x_scale="jac", loss=loss, f_scale=f_scale
     )
     fitted = consts(result.x)
-    before = np.array([predict_ms(a, base) for a in arrays])
-    after = np.array([predict_ms(a, fitted) for a in arrays])
-    meas = np.exp(y)
+    before = [predict_ms(a, base) for a in arrays]
+    after = [predict_ms(a, fitted) for a in arrays]
+    report = {
+        **error_report(before, after, np.exp(y)),
+        "constants_before": {n: getattr(base, n) for n in names},
+        "constants_after": {n: getattr(fitted, n) for n in names},
+        "optimizer": {"status": int(result.status), "cost": float(result.cost), "nfev": int(result.nfev)},
+    }
+    return fitted, report
+
+
+def error_report(before: Any, after: Any, measured: Any) -> dict[str, Any]:
+    """``n``, ``before``/``after`` (median and max absolute error, Spearman) and ``per_architecture``."""
+    from scipy.stats import spearmanr
+
+    meas = np.asarray(measured, dtype=np.float64)
 
     def err(pred: np.ndarray) -> dict[str, float]:
         rel = np.abs(pred / meas - 1.0)
         rho = float(spearmanr(pred, meas)[0]) if len(meas) > 2 else float("nan")
         return {"median_abs_error": float(np.median(rel)), "max_abs_error": float(rel.max()), "spearman": rho}
 
-    report = {
+    b, a = np.asarray(before, dtype=np.float64), np.asarray(after, dtype=np.float64)
+    return {
         "n": len(meas),
-        "before": err(before),
-        "after": err(after),
-        "constants_before": {n: getattr(base, n) for n in names},
-        "constants_after": {n: getattr(fitted, n) for n in names},
+        "before": err(b),
+        "after": err(a),
         "per_architecture": [
-            {"measured_ms": float(m), "before_ms": float(b), "after_ms": float(a)}
-            for m, b, a in zip(meas, before, after, strict=True)
+            {"measured_ms": float(m), "before_ms": float(x), "after_ms": float(z)}
+            for m, x, z in zip(meas, b, a, strict=True)
         ],
-        "optimizer": {"status": int(result.status), "cost": float(result.cost), "nfev": int(result.nfev)},
     }
-    return fitted, report
 
 
 def calibrated_option(constants: HexagonConstants, *, source: str, report: dict[str, Any]) -> str:

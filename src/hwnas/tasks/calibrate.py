@@ -1,13 +1,15 @@
 """``calibrate.run(cfg)``: fit the Snapdragon 888 roofline's constants to measured latencies.
 
 ``python src/profile.py hardware=snapdragon888 estimate.calibrate=<measurements.csv> [estimate.out=<yaml>]``;
-see ``hwnas.hardware.calibrate`` for the model, the inputs and what is written.
+see ``hwnas.hardware.calibrate`` for the model, the inputs and what is written. Given a folder of AI Hub
+profiles kept by ``hardware.qai_hub.profile_dir`` instead, the fit is per layer (``hwnas.hardware.layer_fit``).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,6 +35,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     calibrate.check_target(cfg)
     run_dir = run_dir_of(cfg)
     source = str(cfg.estimate.calibrate)
+    if Path(source).is_dir():
+        return _run_profiles(cfg, Path(source), run_dir)
     data = calibrate.read_measurements(source)
     base = calibrate.base_constants(cfg)
     space = build_space(cfg)
@@ -61,6 +65,45 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     files = calibrate.write_outputs(
         run_dir, cfg.estimate.get("out"), constants=constants, report=report, source=source
     )
+    return _done(report, files, t0)
+
+
+def _run_profiles(cfg: DictConfig, folder: Path, run_dir: Path) -> dict[str, Any]:
+    """``estimate.calibrate=<folder>`` of kept AI Hub profiles: the per-layer fit (``layer_fit``)."""
+    import onnx
+
+    from hwnas.hardware import layer_fit
+    from hwnas.hardware.profile_files import read_profile
+
+    t0, base = time.perf_counter(), calibrate.base_constants(cfg)
+    files = sorted(folder.glob("*.json"))
+    records = [read_profile(f) for f in files]
+    missing = [str(f) for f, r in zip(files, records, strict=True) if not Path(str(r.get("onnx"))).is_file()]
+    if missing or not records:
+        raise DataError(
+            f"{folder}: {len(records)} profiles, {len(missing)} without their ONNX graph: {missing[:5]}",
+            key="estimate.calibrate",
+            fix="profile with hardware.backend=qai_hub and hardware.qai_hub.profile_dir=<folder> (it records "
+            "each graph's export; keep hardware.workdir's exports)",
+        )
+    matched = [
+        layer_fit.match_profile(str(r.get("name")), onnx.load(str(r["onnx"])), r["profile"]) for r in records
+    ]
+    constants, fit = layer_fit.fit_layers(matched, base=base)
+    meas = [g.total_us / 1000.0 for g in matched]
+    before = [layer_fit.predict_us(g, base) / 1000.0 for g in matched]
+    after = [layer_fit.predict_us(g, constants) / 1000.0 for g in matched]
+    report = {**calibrate.error_report(before, after, meas), **fit, "per_layer": True}
+    files_out = calibrate.write_outputs(
+        run_dir, cfg.estimate.get("out"), constants=constants, report=report, source=f"{folder} (per layer)"
+    )
+    log.info("per-layer fit on %d layers of %d profiles; %.0f%% of device layer time paired with a roofline "
+             "row; layer MdAPE %.1f%%", fit["n_layers"], fit["n_models"], 100 * fit["matched_share"],
+             100 * fit["layer_mdape"])  # fmt: skip
+    return _done(report, files_out, t0)
+
+
+def _done(report: dict[str, Any], files: dict[str, str], t0: float) -> dict[str, Any]:
     fitted = ", ".join(f"{k}: {v:.4g}" for k, v in report["constants_after"].items())
     log.info(
         "calibrated on %d measurements in %.1fs: median error %.1f%% -> %.1f%%, Spearman %.3f -> %.3f",
