@@ -36,7 +36,7 @@ def test_three_local_workers_share_the_budget_exactly(
     run_dir, budget = tmp_path / "run", 15
     # The run dir's journal file, the default. PostgreSQL: search.storage, the password from the env.
     storage = [f"search.storage={shared_db.url}"] if shared_db else []
-    # Slow enough trials that the spawned workers (a few seconds to start) join in.
+    # Slow enough trials that the spawned workers (a few seconds to start, more on a loaded machine) join in.
     out = subprocess.run(
         search_cmd(run_dir, "search.n_workers=3", f"benchmark.path={nb201_table}", *storage, n_trials=budget),
         cwd=ROOT,

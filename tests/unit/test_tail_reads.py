@@ -88,3 +88,33 @@ def test_nsga2_redraws_store_a_trials_generation_once(tmp_path: Path) -> None:
         x, y = trial.suggest_categorical("x", [0, 1, 2, 3]), trial.suggest_categorical("y", [0, 1, 2, 3])
         study.tell(trial, [x + y, x - y])
     assert len(writes) == len(set(writes)) == 40
+
+
+def test_nsga2_children_avoid_what_another_worker_is_evaluating(tmp_path: Path) -> None:
+    """Two workers on one storage: a child equal to the other worker's running trial would only wait for
+    its result (the search reuses it), so the sampler redraws it as it does a finished architecture."""
+    storage = make_storage(f"journal:{tmp_path / 'j.log'}")
+    workers = []
+    for seed in (0, 1000):
+        sampler = UniqueChildNSGAIISampler(population_size=4, seed=seed, mutation_prob=0.1)
+        workers.append(
+            optuna.create_study(
+                study_name="s",
+                directions=["minimize", "minimize"],
+                sampler=sampler,
+                storage=storage,
+                load_if_exists=True,
+            )  # fmt: skip
+        )
+
+    def ask(study: optuna.Study) -> tuple[optuna.Trial, tuple[int, ...]]:
+        trial = study.ask()
+        return trial, tuple(trial.suggest_categorical(n, [0, 1, 2, 3]) for n in "abc")
+
+    collisions = 0
+    for round_ in range(15):  # 30 of the 64 architectures: redraws still find new ones
+        (ta, a), (tb, b) = ask(workers[0]), ask(workers[1])  # a is running while b is drawn
+        collisions += round_ >= 4 and a == b  # after the random first generation
+        for study, trial, p in ((workers[0], ta, a), (workers[1], tb, b)):
+            study.tell(trial, [sum(p), p[0] - p[2]])
+    assert collisions == 0

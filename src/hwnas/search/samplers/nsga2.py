@@ -4,7 +4,9 @@ On a small categorical genome NSGA-II's crossover + mutation often re-creates an
 already evaluated (about a third of its suggestions on NAS-Bench-201). Each repeat costs nothing to
 evaluate (the search reuses the stored result) but takes a slot of the generation, so the population
 learns less per unique evaluation. This subclass keeps Optuna's selection, crossover and mutation and
-only redraws a child (up to ``max_redraws`` times) while it equals an architecture already in the study.
+only redraws a child (up to ``max_redraws`` times) while it equals an architecture already in the study,
+finished or being evaluated by another worker (with ``search.n_workers`` > 1 a child equal to a running
+trial would only wait for that trial's result).
 """
 
 from __future__ import annotations
@@ -112,7 +114,8 @@ class UniqueChildNSGAIISampler(NSGAIISampler):
         child = super().sample_relative(study, trial, search_space)
         if not child:  # first generation: random, left to sample_independent
             return child
-        seen = self._index(study).seen
+        index = self._index(study)
+        seen = index.seen | index.in_flight
         for _ in range(self.max_redraws):
             full = self._complete(child, search_space)
             if tuple(sorted(full.items())) not in seen:
@@ -144,6 +147,9 @@ class _CompleteIndex:
         self.space: dict[str, BaseDistribution] | None = None  # intersection over the absorbed trials
         self.newest = 0  # the highest generation absorbed (Optuna's walk starts from 0)
         self.seen: set[tuple] = set()  # params of finished trials (an unfinished one's may not be set yet)
+        self.in_flight: set[tuple] = (
+            set()
+        )  # params of running trials (other workers'), as of the last refresh
 
     def refresh(self, study: optuna.Study) -> _CompleteIndex:
         tail = read_from(study, self.low)
@@ -153,6 +159,10 @@ class _CompleteIndex:
             i += 1
         self.low += i
         self.tail = [t for t in tail[i:] if t.state == TrialState.COMPLETE]
+        # Another worker's trial being evaluated: proposing it again would only wait for its result.
+        self.in_flight = {
+            tuple(sorted(t.params.items())) for t in tail[i:] if t.state == TrialState.RUNNING and t.params
+        }
         return self
 
     def _add(self, t: FrozenTrial) -> None:
