@@ -10,8 +10,9 @@ profiles' own inference times: Spearman, MdAPE, the share within ±10 / ±20 %, 
 time the pairing found.
 
 ``--synthetic`` makes the profiles instead, from a device that runs each layer as the roofline under
-``conf/hardware/<--option>.yaml``'s constants with log-normal per-layer noise: a check of the pipeline on
-the zoo's real graphs and names, **not** a device measurement. No network.
+``conf/hardware/<--option>.yaml``'s constants with log-normal per-layer noise (and, with ``--op-factors``,
+op types that cost more or less than the roofline says): a check of the pipeline on the zoo's real graphs
+and names, **not** a device measurement. No network.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import argparse
 import json
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -58,6 +60,11 @@ def main(argv: list[str] | None = None) -> dict:
     )
     p.add_argument("--option", default="snapdragon8gen3", help="--synthetic: the conf/hardware option")
     p.add_argument("--noise", type=float, default=0.3, help="--synthetic: per-layer log-normal spread")
+    p.add_argument(
+        "--op-factors",
+        default="",
+        help="--synthetic: the device's own op-type factors, e.g. Concat=2,Softmax=5",
+    )
     p.add_argument("--models", default="", help="comma list of zoo ids (default: every one profiled)")
     p.add_argument("--out", default="outputs/bench_layers")
     args = p.parse_args(argv)
@@ -68,12 +75,14 @@ def main(argv: list[str] | None = None) -> dict:
     only = [m for m in args.models.split(",") if m] or list(zoo)
     matched, graphs, measured = [], [], []
     records = load_profiles(Path(args.profiles)) if args.profiles else {}
+    factors = dict((k, float(v)) for k, v in (f.split("=") for f in args.op_factors.split(",") if f))
+    truth = replace(option_constants(args.option), op_factors=factors) if args.synthetic else None
     for k, name in enumerate(m for m in only if args.synthetic or m in records):
         entry = zoo[name]
         path = export(entry, out / "onnx")
         proto = onnx.load(str(path))
         if args.synthetic:
-            prof = synthetic_profile(proto, option_constants(args.option), noise=args.noise, seed=k)
+            prof = synthetic_profile(proto, truth, noise=args.noise, seed=k)
         else:
             prof = records[name]["profile"]
         matched.append(match_profile(name, proto, prof))
@@ -83,7 +92,9 @@ def main(argv: list[str] | None = None) -> dict:
     families = [g.family for g in graphs]
     whole = whole_out_of_fold(graphs, y)["calibrated_ms"].to_numpy()
     layer = out_of_fold(matched, families)
-    source = f"SYNTHETIC from {args.option} (noise {args.noise})" if args.synthetic else args.profiles
+    source = args.profiles
+    if args.synthetic:
+        source = f"SYNTHETIC from {args.option} (noise {args.noise}, op factors {factors or 'none'})"
     print(f"{len(y)} graphs, {len(set(families))} families; profiles: {source}")
     print(f"pairing: median {100 * np.median([m.matched_share for m in matched]):.0f} % of device layer "
           f"time on a roofline row; {sum(m.off_npu_us > 0 for m in matched)} graphs with layers off the NPU")  # fmt: skip

@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 import onnx
 import pytest
+import torch
 from torch import nn
 
 from hwnas.hardware.estimate import HexagonConstants, layer_terms, layer_time_us
@@ -109,7 +110,8 @@ def test_the_fit_recovers_the_device_from_its_layers(graphs):
     assert report["n_models"] == 6 and report["layer_mdape"] < 0.05
     for g in matched:
         assert predict_us(g, fitted) == pytest.approx(g.total_us, rel=0.01)
-    exact, report = fit_layers(matched, prior_weight=0.0)  # every graph fits on chip: DRAM is unseen
+    # the rates alone (with op factors, a Resize factor would stand in for resize_penalty); DRAM is unseen
+    exact, report = fit_layers(matched, prior_weight=0.0, op_factors=False)
     assert report["layer_mdape"] < 1e-6
     for name in ("efficiency", "depthwise_penalty", "onchip_gbps", "resize_penalty", "per_layer_us",
                  "per_inference_us"):  # fmt: skip
@@ -150,3 +152,51 @@ def test_fitted_constants_mean_the_same_in_the_shipped_estimate(graphs):
     fitted, _ = fit_layers(matched)
     for (_, _, proto, _), g in zip(graphs, matched, strict=True):
         assert estimate_onnx(proto, fitted)[0] == pytest.approx(predict_us(g, fitted) / 1000.0, rel=1e-9)
+
+
+class _Residual(nn.Module):
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, width, 3, padding=1)
+        self.blocks = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1) for _ in range(3))
+        self.side = nn.Conv2d(width, width, 1)
+
+    def forward(self, x):
+        x = self.stem(x)
+        for block in self.blocks:
+            x = x + block(x)  # three Adds of two activations
+        return torch.cat([x, self.side(x)], dim=1)  # one Concat
+
+
+def test_per_layer_times_separate_what_an_op_type_costs(tmp_path):
+    """An op type the roofline misjudges (here Add at 3x, Concat at half) is learned from its layers, and
+    the shipped estimate applies it (``HexagonConstants.op_factors``)."""
+    from hwnas.hardware.estimate import estimate_onnx
+    from hwnas.hardware.layer_fit import synthetic_profile
+
+    truth = replace(TRUTH, op_factors={"Add": 3.0, "Concat": 0.5})
+    assert truth.op_factors == (("Add", 3.0), ("Concat", 0.5))  # a config mapping becomes a sorted tuple
+    matched, protos = [], []
+    for width in (8, 16, 24, 32, 64):  # five Concat layers: enough for a factor (MIN_OP_LAYERS)
+        path = export_onnx(_Residual(width).eval(), (1, 3, 96, 96), tmp_path / f"r{width}.onnx")
+        protos.append(onnx.load(str(path)))
+        matched.append(match_profile(f"r{width}", protos[-1], synthetic_profile(protos[-1], truth)))
+    fitted, report = fit_layers(matched, prior_weight=0.0)
+    assert report["op_factors"]["Add"] == pytest.approx(3.0, rel=0.02)
+    assert report["op_factors"]["Concat"] == pytest.approx(0.5, rel=0.02)
+    for proto, g in zip(protos, matched, strict=True):
+        assert estimate_onnx(proto, fitted)[0] * 1000 == pytest.approx(g.total_us, rel=0.01)
+    plain, _ = fit_layers(matched, prior_weight=0.0, op_factors=False)  # rates alone cannot
+    assert plain.op_factors == () and max(abs(predict_us(g, plain) / g.total_us - 1) for g in matched) > max(
+        abs(predict_us(g, fitted) / g.total_us - 1) for g in matched
+    )
+
+
+def test_op_factors_stay_out_of_reports_and_cache_keys_when_there_are_none():
+    from hwnas.hardware.estimate import EstimateProfiler
+
+    assert "op_factors" not in HexagonConstants().plain()
+    assert HexagonConstants(op_factors={"Softmax": 4}).plain()["op_factors"] == {"Softmax": 4.0}
+    prof = EstimateProfiler(constants={"op_factors": {"Softmax": 4}})
+    assert prof.cache_identity()["constants"]["op_factors"] == {"Softmax": 4.0}
+    assert "op_factors" not in EstimateProfiler().cache_identity()["constants"]

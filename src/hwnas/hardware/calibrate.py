@@ -84,16 +84,30 @@ def _arrays(terms: list[dict[str, Any]]) -> dict[str, np.ndarray]:
         "resize": np.array([t["resize"] for t in terms], dtype=bool),
         "elems": np.array([t["elems"] for t in terms], dtype=np.float64),
         "fits": np.array([t["fits"] for t in terms], dtype=bool),
+        "op": np.array([t.get("op", "") for t in terms], dtype=object),
     }
+
+
+def op_factor(a: dict[str, np.ndarray], c: HexagonConstants) -> np.ndarray | float:
+    """Each row's ``op_factors`` entry (1 for the rest), or 1 when the constants have none."""
+    if not c.op_factors:
+        return 1.0
+    table = dict(c.op_factors)
+    return np.array([table.get(op, 1.0) for op in a["op"]])
+
+
+def row_us(a: dict[str, np.ndarray], c: HexagonConstants) -> np.ndarray:
+    """Each row's roofline microseconds under ``c`` (``estimate.layer_time_us``, vectorised)."""
+    rate = np.where(a["depthwise"], c.mac_rate / c.depthwise_penalty, c.mac_rate)
+    moved = a["elems"] * c.bytes_per_element * np.where(a["resize"], c.resize_penalty, 1.0)
+    bw = np.where(a["fits"], c.onchip_gbps, c.dram_gbps * c.dram_efficiency) * 1e9
+    return np.maximum(a["macs"] / rate, moved / bw) * op_factor(a, c) * 1e6 + c.per_layer_us
 
 
 def predict_ms(a: dict[str, np.ndarray], c: HexagonConstants) -> float:
     """The roofline estimate (ms) of one graph's ``layer_terms`` arrays under constants ``c``
     (the same formula as ``estimate.layer_time_us``, vectorised)."""
-    rate = np.where(a["depthwise"], c.mac_rate / c.depthwise_penalty, c.mac_rate)
-    moved = a["elems"] * c.bytes_per_element * np.where(a["resize"], c.resize_penalty, 1.0)
-    bw = np.where(a["fits"], c.onchip_gbps, c.dram_gbps * c.dram_efficiency) * 1e9
-    us = np.maximum(a["macs"] / rate, moved / bw) * 1e6 + c.per_layer_us
+    us = row_us(a, c)
     return output_map(float((us.sum() + c.per_inference_us) / 1000.0), c)
 
 
@@ -184,6 +198,8 @@ def calibrated_option(constants: HexagonConstants, *, source: str, report: dict[
     for n in ("out_scale", "out_power"):  # a base's fitted output map (the V68 one) is kept, not refitted
         if getattr(constants, n) != 1.0:
             fitted[n] = round(float(getattr(constants, n)), 6)
+    if constants.op_factors:  # learned by a per-layer fit (hwnas.hardware.layer_fit)
+        fitted["op_factors"] = {k: round(v, 4) for k, v in constants.op_factors}
     node.estimate = {"constants": fitted}
     head = (
         f"# Snapdragon 888 roofline estimate with constants fitted to {report['n']} measurements ({source})\n"

@@ -6,7 +6,7 @@ graph, deterministic and free; it is an *estimate* (``source="estimated"``), nev
 
 Per layer (ONNX node, after shape inference)::
 
-    t = max(MACs / mac_rate, bytes_moved / bandwidth) + per_layer_overhead
+    t = max(MACs / mac_rate, bytes_moved / bandwidth) * op_factor + per_layer_overhead
 
 and per inference ``t_total = sum(t) + per_inference_overhead``.
 
@@ -33,6 +33,9 @@ Public figures used, and why (defaults of ``HexagonConstants``):
   changing any ranking.
 * **Overheads**: ~5 µs per (non-fused) op for dispatch/synchronisation, and ~150 µs per inference for
   the FastRPC call into the DSP and graph launch.
+* **Op-type factors** (``op_factors``, none by default): a layer's roofline time times its op type's
+  factor. Whole-model latencies cannot tell them apart from the rates; per-layer device times can
+  (``hardware/layer_fit.py`` learns them from AI Hub profiles).
 * **Fusion**: activations and BatchNorm that follow a Conv/Gemm (sole consumer) are fused and free;
   shape-only ops (Reshape, Flatten, Identity, Constant, ...) cost nothing.
 
@@ -81,6 +84,21 @@ class HexagonConstants:
     bytes_per_element: float = 1.0
     out_scale: float = 1.0
     out_power: float = 1.0
+    #: Per-op-type factors on a layer's roofline time (``{"Concat": 2.0}``; none by default): learned from
+    #: per-layer device times (``hwnas.hardware.layer_fit``), which whole-model latencies cannot separate.
+    op_factors: tuple[tuple[str, float], ...] = ()
+
+    def __post_init__(self) -> None:  # a mapping from a config becomes a sorted, hashable tuple
+        items = self.op_factors.items() if isinstance(self.op_factors, Mapping) else self.op_factors
+        object.__setattr__(self, "op_factors", tuple(sorted((str(k), float(v)) for k, v in items)))
+
+    def plain(self) -> dict[str, Any]:
+        """The constants as a dict for reports and cache keys (``op_factors`` only when there are any)."""
+        out = asdict(self)
+        out["op_factors"] = dict(self.op_factors)
+        if not out["op_factors"]:
+            del out["op_factors"]
+        return out
 
     @property
     def mac_rate(self) -> float:
@@ -113,7 +131,7 @@ def _attr(node: Any, name: str, default: Any) -> Any:
     return default
 
 
-def layer_terms(model: Any, c: HexagonConstants) -> list[dict[str, Any]]:
+def layer_terms(model: Any, c: HexagonConstants, *, folded: bool = False) -> list[dict[str, Any]]:
     """The structural quantities of every costed ONNX node, before any rate or bandwidth is applied.
 
     Per node: ``name``, ``op``, ``macs`` (channels padded to ``channel_align``), ``macs_raw`` (unpadded),
@@ -123,7 +141,8 @@ def layer_terms(model: Any, c: HexagonConstants) -> list[dict[str, Any]]:
     """
     from hwnas.hardware.onnx_fold import fold_constants
 
-    model = fold_constants(model)  # explicit pads compute their sizes; see onnx_fold (also shape-infers)
+    if not folded:  # ``folded``: the caller passes ``fold_constants``' output already
+        model = fold_constants(model)  # explicit pads compute their sizes; see onnx_fold (also shape-infers)
     shapes = _shapes(model)
     graph = model.graph
     producers = {o: n for n in graph.node for o in n.output}
@@ -201,7 +220,8 @@ def layer_time_us(term: dict[str, Any], c: HexagonConstants) -> tuple[float, str
     t_compute = term["macs"] / rate if term["macs"] else 0.0
     t_memory = moved / bw
     bound = "compute" if t_compute >= t_memory else "memory"
-    return max(t_compute, t_memory) * 1e6 + c.per_layer_us, bound, moved
+    factor = dict(c.op_factors).get(term["op"], 1.0) if c.op_factors else 1.0
+    return max(t_compute, t_memory) * factor * 1e6 + c.per_layer_us, bound, moved
 
 
 def layer_costs(model: Any, c: HexagonConstants) -> list[dict[str, Any]]:
@@ -286,7 +306,7 @@ class EstimateProfiler(Profiler):
         self.top_layers = int(top_layers)
 
     def cache_identity(self) -> dict[str, Any]:
-        return {**super().cache_identity(), "constants": asdict(self.constants), "model": ESTIMATE_MODEL}
+        return {**super().cache_identity(), "constants": self.constants.plain(), "model": ESTIMATE_MODEL}
 
     def profile(
         self,
@@ -318,7 +338,7 @@ class EstimateProfiler(Profiler):
             source="estimated",
             toolchain={"estimate_model": ESTIMATE_MODEL, **versions("onnx")},
             extra={
-                "assumptions": asdict(self.constants),
+                "assumptions": self.constants.plain(),
                 "model": "sum over layers of max(MACs/mac_rate, bytes/bandwidth) + overheads",
                 "input_shape": list(input_shape),
                 "layers": len(rows),

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from hwnas.hardware.calibrate import FITTED, _arrays
+from hwnas.hardware.calibrate import FITTED, _arrays, row_us
 from hwnas.hardware.estimate import _FREE, HexagonConstants, output_map
 from hwnas.utils.errors import DataError
 
@@ -39,6 +39,11 @@ from hwnas.utils.errors import DataError
 LAYER_FITTED = tuple(n for n in FITTED if n != "per_inference_us")
 #: Robust loss scale (log space): the ±20 % band, as in the whole-model fits.
 ROBUST_SCALE = float(np.log(1.2))
+#: An op type gets its own factor from this many timed layers (in at least two graphs), within these bounds.
+MIN_OP_LAYERS = 5
+#: The op types whose layers set the rates (the roofline was built for them); the others get factors.
+REFERENCE_OPS = frozenset({"Conv", "ConvTranspose"})
+OP_FACTOR = (0.1, 20.0)
 
 
 def normalise(name: str) -> str:
@@ -119,7 +124,7 @@ def match_profile(model_name: str, onnx_model: Any, profile: Mapping[str, Any]) 
     from hwnas.hardware.onnx_fold import fold_constants
 
     folded = fold_constants(onnx_model)
-    terms = layer_terms(folded, HexagonConstants())
+    terms = layer_terms(folded, HexagonConstants(), folded=True)
     owner = _owners(folded, terms)
     keys = sorted(owner, key=len, reverse=True)  # longest first: the most specific node wins
     index = {t["name"]: i for i, t in enumerate(terms)}
@@ -147,51 +152,39 @@ def match_profile(model_name: str, onnx_model: Any, profile: Mapping[str, Any]) 
     )
 
 
-def _layer_us(a: dict[str, np.ndarray], c: HexagonConstants) -> np.ndarray:
-    """Per-row roofline microseconds (``estimate.layer_time_us``, vectorised)."""
-    rate = np.where(a["depthwise"], c.mac_rate / c.depthwise_penalty, c.mac_rate)
-    moved = a["elems"] * c.bytes_per_element * np.where(a["resize"], c.resize_penalty, 1.0)
-    bw = np.where(a["fits"], c.onchip_gbps, c.dram_gbps * c.dram_efficiency) * 1e9
-    return np.maximum(a["macs"] / rate, moved / bw) * 1e6 + c.per_layer_us
-
-
 def predict_us(g: MatchedGraph, c: HexagonConstants) -> float:
     """The whole-inference estimate (µs) of a matched graph under ``c``, as ``estimate.estimate_onnx``
     computes it (rows, per-inference overhead, output map)."""
-    return 1000.0 * output_map((_layer_us(_arrays(list(g.terms)), c).sum() + c.per_inference_us) / 1000.0, c)
+    return 1000.0 * output_map((row_us(_arrays(list(g.terms)), c).sum() + c.per_inference_us) / 1000.0, c)
 
 
-def fit_layers(
-    graphs: Sequence[MatchedGraph], *, base: HexagonConstants | None = None, prior_weight: float = 0.05
-) -> tuple[HexagonConstants, dict[str, Any]]:
-    """Refit the roofline on per-layer device times, then the per-inference overhead on the totals.
+@dataclass(frozen=True)
+class _Rows:
+    """The rows with a device time, pooled over graphs: their arrays, times and weights."""
 
-    Stage 1: robust least squares (``soft_l1`` at ±20 %) in log space over every row with a device
-    time, each weighted by its share of its model's matched time (the layers that cost the time steer
-    the fit; every model weighs the same), plus the weak pull towards ``base`` of ``fit_constants``.
-    Stage 2: the totals, ``total = out_scale * (sum(rows) + per_inference_us)`` (robust, log space):
-    stage 1 fits each layer's median time, a sum needs their means, and the compiler's inserted layers
-    (``unmatched_us``) scale with the graph. ``out_scale`` stays within [0.5, 2].
-    """
+    arrays: list[dict[str, np.ndarray]]  # per graph, the rows kept
+    us: np.ndarray  # measured µs, pooled
+    weight: np.ndarray  # share of its graph's matched time, pooled
+
+
+def _rows(graphs: Sequence[MatchedGraph], only: frozenset[str] | None = None) -> _Rows:
+    arrays, us, weight = [], [], []
+    for g in graphs:
+        a, t = _arrays(list(g.terms)), np.asarray(g.layer_us)
+        keep = (t > 0) & (np.isin(a["op"], list(only)) if only else True)
+        if not keep.any():
+            continue
+        arrays.append({k: v[keep] for k, v in a.items()})
+        us.append(t[keep])
+        weight.append(t[keep] / t[keep].sum())
+    return _Rows(arrays, np.concatenate(us), np.concatenate(weight))
+
+
+def _fit_rates(rows: _Rows, base: HexagonConstants, prior_weight: float) -> tuple[HexagonConstants, Any]:
+    """Stage 1: ``LAYER_FITTED`` by robust weighted least squares in log space over every timed row."""
     from scipy.optimize import least_squares
 
-    usable = [g for g in graphs if sum(g.layer_us) > 0]
-    if len(usable) < 3:
-        raise DataError(
-            f"{len(usable)} profiles with matched layers; a per-layer fit needs at least 3",
-            key="profiles",
-            fix="profile more graphs (bench/collect_profiles.py) and check their layer names match",
-        )
-    base = replace(base or HexagonConstants(), out_scale=1.0, out_power=1.0)
-    rows, meas, weight = [], [], []
-    for g in usable:
-        a = _arrays(list(g.terms))
-        us = np.asarray(g.layer_us)
-        keep = us > 0
-        rows.append({k: v[keep] for k, v in a.items()})
-        meas.append(us[keep])
-        weight.append(us[keep] / us[keep].sum())
-    y, w = np.log(np.concatenate(meas)), np.sqrt(np.concatenate(weight))
+    y, w = np.log(rows.us), np.sqrt(rows.weight)
     names = list(LAYER_FITTED)
     lo, hi = np.log([FITTED[n][0] for n in names]), np.log([FITTED[n][1] for n in names])
     x0 = np.clip(np.log([getattr(base, n) for n in names]), lo + 1e-9, hi - 1e-9)
@@ -200,34 +193,97 @@ def fit_layers(
         return replace(base, **{n: float(np.exp(v)) for n, v in zip(names, x, strict=True)})
 
     def residuals(x: np.ndarray) -> np.ndarray:
-        c = consts(x)
-        pred = np.log(np.concatenate([_layer_us(a, c) for a in rows]))
+        pred = np.log(np.concatenate([row_us(a, consts(x)) for a in rows.arrays]))
         return np.r_[w * (pred - y), np.sqrt(prior_weight) * (x - x0)]
 
     result = least_squares(
         residuals, x0, bounds=(lo, hi), method="trf", x_scale="jac", loss="soft_l1", f_scale=ROBUST_SCALE
     )
-    fitted = consts(result.x)
-    summed = np.array([_layer_us(_arrays(list(g.terms)), fitted).sum() for g in usable])
-    totals = np.array([g.total_us for g in usable])
+    return consts(result.x), result
+
+
+def _fit_op_factors(rows: _Rows, c: HexagonConstants) -> dict[str, float]:
+    """Stage 1b: per op type (convolutions, ``REFERENCE_OPS``, set the rates), the median ratio of measured
+    to roofline time of its layers, per-layer overhead set aside, each layer weighted by its roofline
+    time. A layer whose roofline time is below the per-layer overhead says nothing about its op's rate
+    and is left out; a type needs ``MIN_OP_LAYERS`` such layers in at least two graphs. Within
+    ``OP_FACTOR``."""
+    plain = replace(c, op_factors=())
+    ops = np.concatenate([a["op"] for a in rows.arrays])
+    graph = np.concatenate([np.full(len(a["op"]), i) for i, a in enumerate(rows.arrays)])
+    core = np.concatenate([row_us(a, plain) for a in rows.arrays]) - c.per_layer_us
+    ratio = (rows.us - c.per_layer_us) / np.maximum(core, 1e-9)
+    factors = {}
+    for op in sorted(set(ops) - REFERENCE_OPS):
+        sel = (ops == op) & (core >= c.per_layer_us)  # the informative layers
+        if sel.sum() < MIN_OP_LAYERS or len(set(graph[sel])) < 2:
+            continue
+        order = np.argsort(ratio[sel])
+        cum = np.cumsum(core[sel][order])
+        median = ratio[sel][order][np.searchsorted(cum, cum[-1] / 2.0)]
+        factors[str(op)] = float(np.clip(median, *OP_FACTOR))
+    return factors
+
+
+def _fit_totals(graphs: Sequence[MatchedGraph], c: HexagonConstants) -> HexagonConstants:
+    """Stage 2: ``total = out_scale * (sum(rows) + per_inference_us)``, robust, in log space."""
+    from scipy.optimize import least_squares
+
+    summed = np.array([row_us(_arrays(list(g.terms)), c).sum() for g in graphs])
+    totals = np.array([g.total_us for g in graphs])
     lo_i, hi_i = FITTED["per_inference_us"]
-    stage2 = least_squares(
+    fit = least_squares(
         lambda v: np.log(np.exp(v[0]) * (summed + np.exp(v[1]))) - np.log(totals),
         [0.0, np.log(np.clip(np.median(totals - summed), lo_i, hi_i))],
         bounds=([np.log(0.5), np.log(lo_i)], [np.log(2.0), np.log(hi_i)]),
         loss="soft_l1", f_scale=ROBUST_SCALE,
     )  # fmt: skip
-    fitted = replace(
-        fitted, out_scale=float(np.exp(stage2.x[0])), per_inference_us=float(np.exp(stage2.x[1]))
-    )
-    layer_err = np.abs(np.concatenate([_layer_us(a, fitted) for a in rows]) / np.exp(y) - 1)
+    return replace(c, out_scale=float(np.exp(fit.x[0])), per_inference_us=float(np.exp(fit.x[1])))
+
+
+def fit_layers(
+    graphs: Sequence[MatchedGraph],
+    *,
+    base: HexagonConstants | None = None,
+    prior_weight: float = 0.05,
+    op_factors: bool = True,
+) -> tuple[HexagonConstants, dict[str, Any]]:
+    """Refit the roofline on per-layer device times, then on the totals.
+
+    Stage 1: the rates, by robust least squares (``soft_l1`` at ±20 %) in log space over the convolution
+    rows with a device time (every row when ``op_factors`` is off or convolutions are few), each weighted by its share of its model's matched time (the layers that cost the time
+    steer the fit; every model weighs the same), plus the weak pull towards ``base`` of
+    ``fit_constants``. Stage 1b (``op_factors``): a factor per op type other than convolutions
+    (``HexagonConstants.op_factors``; attention, normalisation, concatenation: what whole-model fits
+    could not separate). Stage 2: the totals, ``total = out_scale * (sum(rows) + per_inference_us)``:
+    stage 1 fits each layer's median time, a sum needs their means, and the compiler's inserted layers
+    (``unmatched_us``) scale with the graph. ``out_scale`` stays within [0.5, 2].
+    """
+    usable = [g for g in graphs if sum(g.layer_us) > 0]
+    if len(usable) < 3:
+        raise DataError(
+            f"{len(usable)} profiles with matched layers; a per-layer fit needs at least 3",
+            key="profiles",
+            fix="profile more graphs (bench/collect_profiles.py) and check their layer names match",
+        )
+    base = replace(base or HexagonConstants(), out_scale=1.0, out_power=1.0, op_factors=())
+    rows = _rows(usable)
+    reference = _rows(usable, only=REFERENCE_OPS) if op_factors else rows
+    if len(reference.us) < MIN_OP_LAYERS:  # too few convolutions to set the rates alone
+        reference = rows
+    fitted, result = _fit_rates(reference, base, prior_weight)
+    if op_factors:
+        fitted = replace(fitted, op_factors=_fit_op_factors(rows, fitted))
+    fitted = _fit_totals(usable, fitted)
+    layer_err = np.abs(np.concatenate([row_us(a, fitted) for a in rows.arrays]) / rows.us - 1)
     report = {
         "n_models": len(usable),
-        "n_layers": int(len(y)),
+        "n_layers": int(len(rows.us)),
         "matched_share": float(np.median([g.matched_share for g in usable])),
         "layer_mdape": float(np.median(layer_err)),
         "constants_before": {n: getattr(base, n) for n in FITTED},
         "constants_after": {n: getattr(fitted, n) for n in FITTED},
+        "op_factors": dict(fitted.op_factors),
         "optimizer": {"status": int(result.status), "cost": float(result.cost), "nfev": int(result.nfev)},
     }
     return fitted, report
