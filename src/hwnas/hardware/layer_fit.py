@@ -32,17 +32,16 @@ from typing import Any
 import numpy as np
 
 from hwnas.hardware.calibrate import FITTED, _arrays, row_us
+from hwnas.hardware.device_fit import ROBUST_SCALE  # the ±20 % band in log space, as the whole-model fits
 from hwnas.hardware.estimate import _FREE, HexagonConstants, output_map
 from hwnas.utils.errors import DataError
 
 #: Constants refitted on per-layer times (the per-inference overhead is set afterwards from the totals).
 LAYER_FITTED = tuple(n for n in FITTED if n != "per_inference_us")
-#: Robust loss scale (log space): the ±20 % band, as in the whole-model fits.
-ROBUST_SCALE = float(np.log(1.2))
-#: An op type gets its own factor from this many timed layers (in at least two graphs), within these bounds.
-MIN_OP_LAYERS = 5
 #: The op types whose layers set the rates (the roofline was built for them); the others get factors.
 REFERENCE_OPS = frozenset({"Conv", "ConvTranspose"})
+#: An op type gets its own factor from this many informative layers (in at least two graphs), within these bounds.
+MIN_OP_LAYERS = 5
 OP_FACTOR = (0.1, 20.0)
 
 
