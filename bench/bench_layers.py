@@ -31,7 +31,7 @@ import pandas as pd
 from hwnas.hardware.device_fit import _metrics, graph_of, option_constants
 from hwnas.hardware.device_fit import out_of_fold as whole_out_of_fold
 from hwnas.hardware.layer_fit import match_profile, out_of_fold, synthetic_profile
-from hwnas.hardware.profile_files import read_profile
+from hwnas.hardware.profile_files import read_profiles
 from hwnas.hardware.zoo import export, zoo_models
 
 log = logging.getLogger("bench_layers")
@@ -41,8 +41,7 @@ PREFIX = "hwnas-"
 def load_profiles(folder: Path) -> dict[str, dict]:
     """The newest profile of each zoo graph in ``folder`` (``hwnas-<zoo id>-<job>.json``)."""
     zoo, found = zoo_models(), {}
-    for path in sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime):
-        record = read_profile(path)
+    for _, record in read_profiles(folder):
         model = str(record.get("name", "")).removeprefix(PREFIX)
         if model in zoo:
             found[model] = record

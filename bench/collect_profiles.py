@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hwnas.hardware.profile_files import read_profile
+from hwnas.hardware.profile_files import read_profiles
 from hwnas.hardware.qai_hub import QAIRT_VERSION, QaiHubProfiler
 from hwnas.hardware.zoo import build, export, zoo_models
 from hwnas.utils.errors import CandidateFailed, HwnasError
@@ -45,11 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     except HwnasError as exc:
         print(f"collect-profiles needs Qualcomm AI Hub: {exc}")
         return 2
-    done = {
-        read_profile(f).get("name")
-        for f in out.glob("*.json")
-        if read_profile(f).get("device") == args.device
-    }
+    done = {r.get("name") for _, r in read_profiles(out) if r.get("device") == args.device}
     zoo = zoo_models()
     names = [m for m in args.models.split(",") if m] or list(zoo)
     failed = []

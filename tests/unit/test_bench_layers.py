@@ -58,6 +58,7 @@ def test_profiles_are_read_back_from_a_folder(synthetic, tmp_path):
             "profile": synthetic_profile(proto, c, seed=k),
         }
         write_profile(tmp_path / "profiles", f"hwnas-{name}-j{k}", record)
+    (tmp_path / "profiles" / "bench_layers.json").write_text('{"rows": []}')  # not a profile: skipped
     args = ["--profiles", str(tmp_path / "profiles"), "--out", str(out)]
     result = _load("bench_layers").main(args)
     assert result["n_models"] == 4 and result["source"] == str(tmp_path / "profiles")

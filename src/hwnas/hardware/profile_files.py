@@ -48,3 +48,17 @@ def read_profile(path: str | Path) -> dict[str, Any]:
             fix="keep profiles with hardware.qai_hub.profile_dir=<folder>, or save download_profile()",
         )
     return data
+
+
+def read_profiles(folder: str | Path) -> list[tuple[Path, dict[str, Any]]]:
+    """Every profile file in ``folder`` (oldest first), with its path; other JSON files are skipped
+    with a warning, so a folder may hold a benchmark's outputs beside the profiles."""
+    import logging
+
+    out = []
+    for path in sorted(Path(folder).glob("*.json"), key=lambda p: p.stat().st_mtime):
+        try:
+            out.append((path, read_profile(path)))
+        except DataError as exc:
+            logging.getLogger(__name__).warning("skipped %s: %s", path.name, exc.message)
+    return out
