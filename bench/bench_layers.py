@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> dict:
         else:
             prof = records[name]["profile"]
         matched.append(match_profile(name, proto, prof))
-        graphs.append(graph_of(name, entry.family, entry.task, path))
+        graphs.append(graph_of(name, entry.family, entry.task, path, terms=matched[-1].terms))
         measured.append(matched[-1].total_us / 1000.0)
     y = np.array(measured)
     families = [g.family for g in graphs]

@@ -56,14 +56,17 @@ class Graph:
     macs: float
 
 
-def graph_of(model: str, family: str, task: str, onnx_path: Any) -> Graph:
-    """Read one exported graph into a ``Graph`` (layer terms at the documented constants)."""
+def graph_of(
+    model: str, family: str, task: str, onnx_path: Any, terms: Sequence[dict[str, Any]] | None = None
+) -> Graph:
+    """Read one exported graph into a ``Graph`` (layer terms at the documented constants; ``terms``: its
+    ``layer_terms`` rows when the caller has them already)."""
     import onnx
 
     from hwnas.hardware.estimate import layer_terms
 
     proto = onnx.load(str(onnx_path))
-    terms = tuple(layer_terms(proto, HexagonConstants()))
+    terms = tuple(terms) if terms is not None else tuple(layer_terms(proto, HexagonConstants()))
     params = float(sum(int(np.prod(t.dims)) for t in proto.graph.initializer))
     macs = float(sum(t["macs_raw"] for t in terms))
     return Graph(model=model, family=family, task=task, terms=terms, params=params, macs=macs)

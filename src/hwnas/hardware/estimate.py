@@ -131,6 +131,11 @@ def _attr(node: Any, name: str, default: Any) -> Any:
     return default
 
 
+def node_name(node: Any, index: int) -> str:
+    """A node's name, or ``<op>_<index in the graph>`` for an unnamed one: how ``layer_terms`` rows name it."""
+    return node.name or f"{node.op_type}_{index}"
+
+
 def layer_terms(model: Any, c: HexagonConstants, *, folded: bool = False) -> list[dict[str, Any]]:
     """The structural quantities of every costed ONNX node, before any rate or bandwidth is applied.
 
@@ -199,7 +204,7 @@ def layer_terms(model: Any, c: HexagonConstants, *, folded: bool = False) -> lis
                 macs_raw = macs
         rows.append(
             {
-                "name": node.name or f"{op}_{index}",
+                "name": node_name(node, index),
                 "op": op,
                 "macs": int(macs),
                 "macs_raw": int(macs_raw),

@@ -27,13 +27,14 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 
-from hwnas.hardware.calibrate import FITTED, _arrays, row_us
+from hwnas.hardware.calibrate import FITTED, _arrays, predict_ms, row_us
 from hwnas.hardware.device_fit import ROBUST_SCALE  # the ±20 % band in log space, as the whole-model fits
-from hwnas.hardware.estimate import _FREE, HexagonConstants, output_map
+from hwnas.hardware.estimate import _FREE, HexagonConstants, node_name
 from hwnas.utils.errors import DataError
 
 #: Constants refitted on per-layer times (the per-inference overhead is set afterwards from the totals).
@@ -91,6 +92,11 @@ class MatchedGraph:
     free_us: float  # device layers named after nodes the roofline counts as free (reshapes, ...)
     off_npu_us: float  # time of layers not on the NPU
 
+    @cached_property
+    def arrays(self) -> dict[str, np.ndarray]:
+        """``terms`` as the vectorised arrays of ``calibrate`` (built once: every fit and fold reads them)."""
+        return _arrays(list(self.terms))
+
     @property
     def matched_share(self) -> float:
         """Share of the summed layer time that landed on a roofline row."""
@@ -104,7 +110,7 @@ def _owners(model: Any, terms: Sequence[dict[str, Any]]) -> dict[str, str]:
     producers: dict[str, str] = {}
     owner: dict[str, str] = {}
     for i, node in enumerate(model.graph.node):
-        name = node.name or f"{node.op_type}_{i}"
+        name = node_name(node, i)
         if name in costed:
             mine = name
         elif node.op_type in _FREE or not node.input:
@@ -154,7 +160,7 @@ def match_profile(model_name: str, onnx_model: Any, profile: Mapping[str, Any]) 
 def predict_us(g: MatchedGraph, c: HexagonConstants) -> float:
     """The whole-inference estimate (µs) of a matched graph under ``c``, as ``estimate.estimate_onnx``
     computes it (rows, per-inference overhead, output map)."""
-    return 1000.0 * output_map((row_us(_arrays(list(g.terms)), c).sum() + c.per_inference_us) / 1000.0, c)
+    return 1000.0 * predict_ms(g.arrays, c)
 
 
 @dataclass(frozen=True)
@@ -169,7 +175,7 @@ class _Rows:
 def _rows(graphs: Sequence[MatchedGraph], only: frozenset[str] | None = None) -> _Rows:
     arrays, us, weight = [], [], []
     for g in graphs:
-        a, t = _arrays(list(g.terms)), np.asarray(g.layer_us)
+        a, t = g.arrays, np.asarray(g.layer_us)
         keep = (t > 0) & (np.isin(a["op"], list(only)) if only else True)
         if not keep.any():
             continue
@@ -228,7 +234,7 @@ def _fit_totals(graphs: Sequence[MatchedGraph], c: HexagonConstants) -> HexagonC
     """Stage 2: ``total = out_scale * (sum(rows) + per_inference_us)``, robust, in log space."""
     from scipy.optimize import least_squares
 
-    summed = np.array([row_us(_arrays(list(g.terms)), c).sum() for g in graphs])
+    summed = np.array([row_us(g.arrays, c).sum() for g in graphs])
     totals = np.array([g.total_us for g in graphs])
     lo_i, hi_i = FITTED["per_inference_us"]
     fit = least_squares(
@@ -250,9 +256,9 @@ def fit_layers(
     """Refit the roofline on per-layer device times, then on the totals.
 
     Stage 1: the rates, by robust least squares (``soft_l1`` at ±20 %) in log space over the convolution
-    rows with a device time (every row when ``op_factors`` is off or convolutions are few), each weighted by its share of its model's matched time (the layers that cost the time
-    steer the fit; every model weighs the same), plus the weak pull towards ``base`` of
-    ``fit_constants``. Stage 1b (``op_factors``): a factor per op type other than convolutions
+    rows with a device time (every row when ``op_factors`` is off or convolutions are few), each weighted
+    by its share of its model's matched time (the layers that cost the time steer the fit; every model
+    weighs the same), plus the weak pull towards ``base`` of ``fit_constants``. Stage 1b (``op_factors``): a factor per op type other than convolutions
     (``HexagonConstants.op_factors``; attention, normalisation, concatenation: what whole-model fits
     could not separate). Stage 2: the totals, ``total = out_scale * (sum(rows) + per_inference_us)``:
     stage 1 fits each layer's median time, a sum needs their means, and the compiler's inserted layers
